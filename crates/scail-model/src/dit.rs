@@ -1,0 +1,1 @@
+//! dit (work in progress)

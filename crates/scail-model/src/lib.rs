@@ -1,0 +1,11 @@
+//! The SCAIL-2 networks on candle: the DiT, RoPE, the Wan 2.1 VAE, umT5 and the CLIP visual tower,
+//! plus checkpoint loading. Numerics are pinned by the fixtures in `../shared/fixtures`.
+
+pub mod attention;
+pub mod clip;
+pub mod dit;
+pub mod fixtures;
+pub mod rope;
+pub mod t5;
+pub mod vae;
+pub mod weights;

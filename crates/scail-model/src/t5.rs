@@ -1,0 +1,1 @@
+//! t5 (work in progress)

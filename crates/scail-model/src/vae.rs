@@ -1,0 +1,1 @@
+//! vae (work in progress)
