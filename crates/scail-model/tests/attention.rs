@@ -1,0 +1,105 @@
+//! Blockwise online-softmax attention against naive attention on random inputs.
+
+use candle_core::{DType, Device, Tensor};
+use scail_model::attention::{self, attention, naive_attention, BLOCK_K, BLOCK_Q};
+use scail_model::fixtures::max_abs_diff;
+
+/// Deterministic pseudo-random values in [-a, a] (xorshift), so failures reproduce.
+fn rand_tensor(shape: &[usize], seed: u64, a: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn blockwise_matches_naive_for_many_lengths() {
+    // Lengths around and across both block sizes, including ones no block size divides.
+    let lens = [1, 5, BLOCK_Q - 1, BLOCK_Q + 1, BLOCK_K, BLOCK_K + 3, 2 * BLOCK_K + 77];
+    for (i, &lq) in lens.iter().enumerate() {
+        for &lk in &[1, 17, BLOCK_K - 1, BLOCK_K + 1, 700] {
+            let seed = (i * 1000 + lk) as u64;
+            // Scores of magnitude ~10: exercises the running-max rescaling.
+            let q = rand_tensor(&[3, lq, 32], seed, 2.0);
+            let k = rand_tensor(&[3, lk, 32], seed + 1, 2.0);
+            let v = rand_tensor(&[3, lk, 32], seed + 2, 1.0);
+            let got = attention(&q, &k, &v).unwrap();
+            let want = naive_attention(&q, &k, &v).unwrap();
+            let d = max_abs_diff(&got, &want);
+            assert!(d < 2e-6, "lq {lq} lk {lk}: max abs diff {d:e}");
+        }
+    }
+}
+
+#[test]
+fn blockwise_handles_batch_axes_and_value_width() {
+    let q = rand_tensor(&[2, 2, 300, 16], 7, 1.0);
+    let k = rand_tensor(&[2, 2, 257, 16], 8, 1.0);
+    let v = rand_tensor(&[2, 2, 257, 24], 9, 1.0);
+    let got = attention(&q, &k, &v).unwrap();
+    assert_eq!(got.dims(), &[2, 2, 300, 24]);
+    let d = max_abs_diff(&got, &naive_attention(&q, &k, &v).unwrap());
+    assert!(d < 2e-6, "max abs diff {d:e}");
+}
+
+#[test]
+fn blockwise_is_stable_for_large_scores() {
+    // Scores in the hundreds overflow a naive exp; the online max keeps them finite.
+    let q = rand_tensor(&[1, 200, 64], 11, 30.0);
+    let k = rand_tensor(&[1, 600, 64], 12, 30.0);
+    let v = rand_tensor(&[1, 600, 64], 13, 1.0);
+    let got = attention(&q, &k, &v).unwrap();
+    let want = naive_attention(&q, &k, &v).unwrap();
+    let d = max_abs_diff(&got, &want);
+    assert!(d < 1e-5, "max abs diff {d:e}");
+}
+
+#[test]
+fn half_precision_inputs_keep_their_dtype() {
+    let q = rand_tensor(&[2, 130, 32], 21, 1.0);
+    let k = rand_tensor(&[2, 300, 32], 22, 1.0);
+    let v = rand_tensor(&[2, 300, 32], 23, 1.0);
+    let want = naive_attention(&q, &k, &v).unwrap();
+    for dt in [DType::BF16, DType::F16] {
+        let got = attention(
+            &q.to_dtype(dt).unwrap(),
+            &k.to_dtype(dt).unwrap(),
+            &v.to_dtype(dt).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(got.dtype(), dt);
+        let d = max_abs_diff(&got.to_dtype(DType::F32).unwrap(), &want);
+        // Input rounding (bf16: 8 bits) dominates; outputs are O(0.1).
+        assert!(d < 2e-2, "{dt:?}: max abs diff {d:e}");
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_rejected() {
+    let q = rand_tensor(&[2, 10, 32], 1, 1.0);
+    let k = rand_tensor(&[2, 12, 16], 2, 1.0);
+    let v = rand_tensor(&[2, 12, 32], 3, 1.0);
+    assert!(matches!(
+        attention(&q, &k, &v),
+        Err(attention::AttentionError::Shape { .. })
+    ));
+}
+
+#[test]
+fn fast_exp_is_accurate() {
+    let mut worst = 0f64;
+    for i in 0..=200_000 {
+        let x = -87.0 + 87.0 * i as f32 / 200_000.0;
+        let got = attention::exp_f32(x) as f64;
+        let want = (x as f64).exp();
+        worst = worst.max((got - want).abs() / want);
+    }
+    assert!(worst < 3e-7, "worst relative error {worst:e}");
+}
