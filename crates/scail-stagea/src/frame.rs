@@ -1,0 +1,259 @@
+//! Plain frame buffers. Stage A works on interleaved RGB8 images and binary masks so it
+//! does not depend on the media crate's types; wiring converts at the boundary.
+
+use crate::StageAError;
+
+/// An interleaved RGB8 image, row-major, `data.len() == width * height * 3`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for RgbImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RgbImage({}x{})", self.width, self.height)
+    }
+}
+
+impl RgbImage {
+    /// An image filled with one colour.
+    pub fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Self {
+        let n = width as usize * height as usize;
+        let mut data = Vec::with_capacity(n * 3);
+        for _ in 0..n {
+            data.extend_from_slice(&rgb);
+        }
+        Self {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// Wraps a buffer, checking its length.
+    pub fn from_raw(width: u32, height: u32, data: Vec<u8>) -> Result<Self, StageAError> {
+        let want = width as usize * height as usize * 3;
+        if data.len() != want {
+            return Err(StageAError::BadBuffer {
+                what: "RGB frame",
+                expected: want,
+                got: data.len(),
+            });
+        }
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
+    }
+
+    #[inline]
+    pub fn get(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    #[inline]
+    pub fn put(&mut self, x: u32, y: u32, rgb: [u8; 3]) {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        self.data[i..i + 3].copy_from_slice(&rgb);
+    }
+
+    /// Bilinear resize with half-pixel centres (OpenCV INTER_LINEAR / PyTorch
+    /// align_corners=False without antialias), rounding to nearest.
+    pub fn resize_bilinear(&self, width: u32, height: u32) -> RgbImage {
+        let mut out = vec![0u8; width as usize * height as usize * 3];
+        let xs = axis_taps(self.width, width);
+        let ys = axis_taps(self.height, height);
+        let sw = self.width as usize;
+        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
+            for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
+                for c in 0..3 {
+                    let p = |x: usize, y: usize| self.data[(y * sw + x) * 3 + c] as f32;
+                    let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
+                    let bot = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
+                    let v = top * (1.0 - fy) + bot * fy;
+                    out[(oy * width as usize + ox) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        RgbImage {
+            width,
+            height,
+            data: out,
+        }
+    }
+
+    /// Nearest-neighbour resize: keeps palette colours exact (used for mask videos).
+    pub fn resize_nearest(&self, width: u32, height: u32) -> RgbImage {
+        let mut out = RgbImage::filled(width, height, [0, 0, 0]);
+        for y in 0..height {
+            let sy = nearest_src(y, height, self.height);
+            for x in 0..width {
+                let sx = nearest_src(x, width, self.width);
+                out.put(x, y, self.get(sx, sy));
+            }
+        }
+        out
+    }
+}
+
+/// Source index for nearest-neighbour sampling with half-pixel centres.
+pub(crate) fn nearest_src(dst: u32, dst_len: u32, src_len: u32) -> u32 {
+    let s = ((dst as f64 + 0.5) * src_len as f64 / dst_len as f64).floor() as u32;
+    s.min(src_len - 1)
+}
+
+/// Per output index: (low source index, high source index, weight of high).
+pub(crate) fn axis_taps(src: u32, dst: u32) -> Vec<(usize, usize, f32)> {
+    let scale = src as f32 / dst as f32;
+    (0..dst)
+        .map(|o| {
+            let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (s.floor() as usize).min(src as usize - 1);
+            let i1 = (i0 + 1).min(src as usize - 1);
+            (i0, i1, s - i0 as f32)
+        })
+        .collect()
+}
+
+/// A binary mask, row-major, one byte per pixel (0 or 1).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mask {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Mask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mask({}x{}, area {})", self.width, self.height, self.area())
+    }
+}
+
+impl Mask {
+    pub fn empty(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            data: vec![0; width as usize * height as usize],
+        }
+    }
+
+    /// A mask that is set inside the axis-aligned rectangle [x0, x1) x [y0, y1).
+    pub fn from_rect(width: u32, height: u32, x0: u32, y0: u32, x1: u32, y1: u32) -> Self {
+        let mut m = Self::empty(width, height);
+        for y in y0.min(height)..y1.min(height) {
+            for x in x0.min(width)..x1.min(width) {
+                m.data[(y * width + x) as usize] = 1;
+            }
+        }
+        m
+    }
+
+    #[inline]
+    pub fn get(&self, x: u32, y: u32) -> bool {
+        self.data[(y * self.width + x) as usize] != 0
+    }
+
+    pub fn area(&self) -> usize {
+        self.data.iter().filter(|&&v| v != 0).count()
+    }
+
+    /// Fraction of the frame covered.
+    pub fn coverage(&self) -> f32 {
+        self.area() as f32 / (self.width as f32 * self.height as f32).max(1.0)
+    }
+
+    /// Intersection over union; two empty masks have IoU 0.
+    pub fn iou(&self, other: &Mask) -> f32 {
+        debug_assert_eq!((self.width, self.height), (other.width, other.height));
+        let (mut inter, mut uni) = (0usize, 0usize);
+        for (&a, &b) in self.data.iter().zip(&other.data) {
+            let (a, b) = (a != 0, b != 0);
+            inter += (a && b) as usize;
+            uni += (a || b) as usize;
+        }
+        if uni == 0 {
+            0.0
+        } else {
+            inter as f32 / uni as f32
+        }
+    }
+
+    /// Tight bounding box (x0, y0, x1, y1) in pixel edges, or None when empty.
+    pub fn bbox(&self) -> Option<BBox> {
+        let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0u32, 0u32);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if self.get(x, y) {
+                    x0 = x0.min(x);
+                    y0 = y0.min(y);
+                    x1 = x1.max(x + 1);
+                    y1 = y1.max(y + 1);
+                }
+            }
+        }
+        (x0 != u32::MAX).then(|| BBox::new(x0 as f32, y0 as f32, x1 as f32, y1 as f32))
+    }
+
+    /// Nearest-neighbour resize (half-pixel centres).
+    pub fn resize_nearest(&self, width: u32, height: u32) -> Mask {
+        let mut out = Mask::empty(width, height);
+        for y in 0..height {
+            let sy = nearest_src(y, height, self.height);
+            for x in 0..width {
+                let sx = nearest_src(x, width, self.width);
+                out.data[(y * width + x) as usize] = self.data[(sy * self.width + sx) as usize];
+            }
+        }
+        out
+    }
+
+    /// True when any pixel within `radius` (Chebyshev) of (x, y) is set.
+    pub fn near(&self, x: i64, y: i64, radius: i64) -> bool {
+        let (w, h) = (self.width as i64, self.height as i64);
+        for yy in (y - radius).max(0)..=(y + radius).min(h - 1) {
+            for xx in (x - radius).max(0)..=(x + radius).min(w - 1) {
+                if self.data[(yy * w + xx) as usize] != 0 {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// An axis-aligned box in pixel coordinates, corners (x0, y0) and (x1, y1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BBox {
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+impl BBox {
+    pub fn new(x0: f32, y0: f32, x1: f32, y1: f32) -> Self {
+        Self { x0, y0, x1, y1 }
+    }
+    pub fn centre(&self) -> (f32, f32) {
+        ((self.x0 + self.x1) * 0.5, (self.y0 + self.y1) * 0.5)
+    }
+    pub fn area(&self) -> f32 {
+        (self.x1 - self.x0).max(0.0) * (self.y1 - self.y0).max(0.0)
+    }
+    pub fn iou(&self, o: &BBox) -> f32 {
+        let iw = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0.0);
+        let ih = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0.0);
+        let inter = iw * ih;
+        let uni = self.area() + o.area() - inter;
+        if uni <= 0.0 {
+            0.0
+        } else {
+            inter / uni
+        }
+    }
+}

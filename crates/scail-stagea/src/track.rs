@@ -1,0 +1,192 @@
+//! Per-frame detections -> subject tracks: score and size filters, mask NMS, identity by
+//! mask IoU (surviving short occlusions), selection and left-to-right ordering.
+
+use crate::frame::{BBox, Mask};
+use crate::StageAError;
+
+/// One segmentation hit in one frame.
+#[derive(Clone, Debug)]
+pub struct SegDetection {
+    pub mask: Mask,
+    pub score: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Detections scoring below this are ignored (the reference's 0.25).
+    pub min_score: f32,
+    /// Masks covering less than this fraction of the frame are dropped (1%).
+    pub min_coverage: f32,
+    /// Two detections in one frame overlapping more than this are one object.
+    pub nms_iou: f32,
+    /// A detection continues a track when their mask IoU is at least this.
+    pub match_iou: f32,
+    /// Frames a track may go unseen (occlusion) and still be continued.
+    pub max_gap: usize,
+    /// Subjects kept (2 in animation, 1 in replacement).
+    pub max_subjects: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            min_score: 0.25,
+            min_coverage: 0.01,
+            nms_iou: 0.5,
+            match_iou: 0.3,
+            max_gap: 16,
+            max_subjects: 2,
+        }
+    }
+}
+
+/// Filters one frame's detections: score, 1% size rule, then greedy mask NMS (best
+/// score first).
+pub fn filter_frame(dets: Vec<SegDetection>, cfg: &TrackerConfig) -> Vec<SegDetection> {
+    let mut dets: Vec<_> = dets
+        .into_iter()
+        .filter(|d| d.score >= cfg.min_score && d.mask.coverage() >= cfg.min_coverage)
+        .collect();
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<SegDetection> = Vec::new();
+    for d in dets {
+        if kept.iter().all(|k| k.mask.iou(&d.mask) <= cfg.nms_iou) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+/// One subject through the video: a mask per frame (None while unseen).
+#[derive(Clone, Debug)]
+pub struct SubjectTrack {
+    pub masks: Vec<Option<Mask>>,
+    pub scores: Vec<Option<f32>>,
+}
+
+impl SubjectTrack {
+    /// The box of the first frame the subject is seen in.
+    pub fn first_box(&self) -> Option<BBox> {
+        self.masks.iter().flatten().find_map(|m| m.bbox())
+    }
+    pub fn frames_seen(&self) -> usize {
+        self.masks.iter().filter(|m| m.is_some()).count()
+    }
+}
+
+/// The chosen subjects, ordered left to right; subject i gets palette colour i.
+#[derive(Clone, Debug)]
+pub struct SubjectTracks {
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: usize,
+    pub subjects: Vec<SubjectTrack>,
+}
+
+impl SubjectTracks {
+    /// Subject masks for one frame, in subject order.
+    pub fn frame_masks(&self, t: usize) -> Vec<Option<&Mask>> {
+        self.subjects.iter().map(|s| s.masks[t].as_ref()).collect()
+    }
+}
+
+struct Live {
+    track: SubjectTrack,
+    last_mask: Mask,
+    last_seen: usize,
+}
+
+/// Links per-frame detections into tracks by mask IoU, then keeps the `max_subjects`
+/// tracks seen in the most frames (ties: larger total area) and orders them left to
+/// right by the centre of their first box. `frames[t]` holds frame t's raw detections.
+pub fn track(
+    width: u32,
+    height: u32,
+    frames: Vec<Vec<SegDetection>>,
+    cfg: &TrackerConfig,
+) -> Result<SubjectTracks, StageAError> {
+    let n = frames.len();
+    let mut tracks: Vec<Live> = Vec::new();
+    for (t, dets) in frames.into_iter().enumerate() {
+        for d in &dets {
+            if (d.mask.width, d.mask.height) != (width, height) {
+                return Err(StageAError::SizeMismatch {
+                    what: "detection mask",
+                    expected: (width, height),
+                    got: (d.mask.width, d.mask.height),
+                });
+            }
+        }
+        let dets = filter_frame(dets, cfg);
+        // Greedy assignment over all (track, detection) pairs by IoU, best first, so a
+        // subject reappearing after an occlusion returns to its own track.
+        let mut pairs = Vec::new();
+        for (ti, tr) in tracks.iter().enumerate() {
+            if t - tr.last_seen > cfg.max_gap + 1 {
+                continue;
+            }
+            for (di, d) in dets.iter().enumerate() {
+                let iou = tr.last_mask.iou(&d.mask);
+                if iou >= cfg.match_iou {
+                    pairs.push((iou, ti, di));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut track_used = vec![false; tracks.len()];
+        let mut det_used = vec![false; dets.len()];
+        let mut assign = vec![None; dets.len()];
+        for (_, ti, di) in pairs {
+            if !track_used[ti] && !det_used[di] {
+                track_used[ti] = true;
+                det_used[di] = true;
+                assign[di] = Some(ti);
+            }
+        }
+        for (di, d) in dets.into_iter().enumerate() {
+            let ti = match assign[di] {
+                Some(ti) => ti,
+                None => {
+                    tracks.push(Live {
+                        track: SubjectTrack {
+                            masks: vec![None; n],
+                            scores: vec![None; n],
+                        },
+                        last_mask: d.mask.clone(),
+                        last_seen: t,
+                    });
+                    tracks.len() - 1
+                }
+            };
+            let tr = &mut tracks[ti];
+            tr.last_mask = d.mask.clone();
+            tr.last_seen = t;
+            tr.track.scores[t] = Some(d.score);
+            tr.track.masks[t] = Some(d.mask);
+        }
+    }
+    let mut chosen: Vec<SubjectTrack> = tracks.into_iter().map(|l| l.track).collect();
+    let total_area = |s: &SubjectTrack| s.masks.iter().flatten().map(Mask::area).sum::<usize>();
+    chosen.sort_by(|a, b| {
+        b.frames_seen()
+            .cmp(&a.frames_seen())
+            .then(total_area(b).cmp(&total_area(a)))
+    });
+    chosen.truncate(cfg.max_subjects);
+    order_left_to_right(&mut chosen);
+    Ok(SubjectTracks {
+        width,
+        height,
+        num_frames: n,
+        subjects: chosen,
+    })
+}
+
+/// Sorts subjects by the x of their first box's centre.
+pub fn order_left_to_right(subjects: &mut [SubjectTrack]) {
+    subjects.sort_by(|a, b| {
+        let ca = a.first_box().map_or(f32::MAX, |b| b.centre().0);
+        let cb = b.first_box().map_or(f32::MAX, |b| b.centre().0);
+        ca.total_cmp(&cb)
+    });
+}
