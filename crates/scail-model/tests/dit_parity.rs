@@ -1,0 +1,98 @@
+//! DiT forward parity against every `dit_*` fixture of the folder: velocity and every recorded
+//! intermediate within the manifest's `suggested.atol`. Config and sizes come from the manifest.
+
+use candle_core::{DType, Device, Tensor};
+use scail_model::dit::{Dit, DitConfig, DitInputs, Trace};
+use scail_model::fixtures;
+
+fn dit_cases(m: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = m["files"]
+        .as_object()
+        .expect("manifest files")
+        .iter()
+        .filter(|(_, e)| e["kind"] == "dit")
+        .map(|(k, _)| k.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn scalar_i64(t: &Tensor) -> i64 {
+    t.flatten_all().unwrap().to_vec1::<i64>().unwrap()[0]
+}
+
+fn load_model(m: &serde_json::Value, weights: &str, dtype: DType) -> Dit {
+    let cfg = DitConfig::from_manifest(m).expect("config.dit");
+    Dit::from_safetensors(&[fixtures::dir().join(weights)], &cfg, dtype, &Device::Cpu)
+        .expect("loading the fixture DiT")
+}
+
+/// Runs one case; returns (velocity, trace) and the fixture tensors.
+fn run_case(m: &serde_json::Value, file: &str, dtype: DType) -> (Tensor, Trace, std::collections::HashMap<String, Tensor>) {
+    let entry = &m["files"][file];
+    let model = load_model(m, entry["weights"].as_str().expect("weights file"), dtype);
+    let d = fixtures::load(file);
+    let hist = (scalar_i64(&d["in.has_history_mask"]) != 0).then(|| &d["in.history_mask"]);
+    let add = (scalar_i64(&d["in.n_additional_refs"]) > 0)
+        .then(|| (&d["in.additional_ref_latents"], &d["in.additional_ref_masks"]));
+    let inputs = DitInputs {
+        x: &d["in.x"],
+        t: scalar_i64(&d["in.t"]) as f64,
+        context: &d["in.context"],
+        clip_fea: &d["in.clip_fea"],
+        ref_latents: &d["in.ref_latents"],
+        ref_masks: &d["in.ref_masks"],
+        pose_latents: &d["in.pose_latents"],
+        driving_masks: &d["in.driving_masks"],
+        history_mask: hist,
+        additional_refs: add,
+        replace: scalar_i64(&d["in.replace_flag"]) != 0,
+    };
+    let mut trace = Trace::new();
+    let v = model.forward_traced(&inputs, Some(&mut trace)).expect("forward");
+    (v, trace, d)
+}
+
+#[test]
+fn dit_fixtures_exist() {
+    assert!(!dit_cases(&fixtures::manifest()).is_empty());
+}
+
+#[test]
+fn dit_forward_matches_every_case_and_intermediate() {
+    let m = fixtures::manifest();
+    for file in dit_cases(&m) {
+        let (v, trace, d) = run_case(&m, &file, DType::F32);
+        let mut compared = 0;
+        for (name, want) in d.iter().filter(|(k, _)| k.starts_with("out.")) {
+            let key = &name["out.".len()..];
+            let got = if key == "velocity" {
+                &v
+            } else {
+                trace
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{file}: intermediate {key} not recorded"))
+            };
+            let tol = fixtures::atol(&m, &file, name);
+            eprintln!("{file} {key}: max abs diff {:.2e} (atol {tol:?})", fixtures::max_abs_diff(got, want));
+            fixtures::assert_close(&m, &file, name, got, want);
+            compared += 1;
+        }
+        assert!(compared >= 13, "{file}: only {compared} outputs compared");
+    }
+}
+
+#[test]
+fn dit_bf16_weights_stay_close_to_reference() {
+    // The bf16 path (bf16 matmuls, f32 islands) on the first case: close in relative terms.
+    let m = fixtures::manifest();
+    let file = dit_cases(&m).into_iter().next().expect("a dit case");
+    let (v, _, d) = run_case(&m, &file, DType::BF16);
+    let want = &d["out.velocity"];
+    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let err = fixtures::max_abs_diff(&v, want) / scale;
+    eprintln!("{file}: bf16 weights, max error {err:.3e} of max |ref|");
+    assert!(v.dtype() == DType::F32, "velocity must come back in f32");
+    assert!(err < 5e-2, "{file}: bf16 max error {err:e} of max |ref|");
+    assert!(err > 0.0, "bf16 path computed in f32 (identical output)");
+}
