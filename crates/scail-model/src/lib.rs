@@ -9,3 +9,4 @@ pub mod rope;
 pub mod t5;
 pub mod vae;
 pub mod weights;
+pub mod tokenizer;
