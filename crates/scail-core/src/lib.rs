@@ -2,6 +2,7 @@
 //! details), and the resolution/orientation rules. No I/O and no heavy dependencies, so that the
 //! API crates rebuild fast.
 
+pub mod generator;
 pub mod schema;
 pub mod validate;
 

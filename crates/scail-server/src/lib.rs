@@ -1,1 +1,212 @@
-//! scail-server
+//! scail-server: the fal queue protocol for `fal-ai/scail-2` (spec/api.md) on one machine with no
+//! other service: axum routes, API keys, uploads and file serving, signed webhooks, a durable
+//! SQLite job store and the worker loop that drives a [`scail_core::generator::Generator`].
+
+pub mod auth;
+pub mod fetch;
+pub mod routes;
+pub mod storage;
+pub mod store;
+pub mod webhook;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use scail_core::generator::Generator;
+use tokio::sync::{watch, Notify};
+
+pub use fetch::AllowNet;
+
+/// Everything `scail serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Base URL clients reach this server at (absolute URLs in responses); default
+    /// `http://{host}:{port}`.
+    pub public_url: Option<String>,
+    /// Key entries (`owner=key` or `key`), e.g. from `SCAIL_API_KEYS`.
+    pub api_keys: Vec<String>,
+    pub keys_file: Option<PathBuf>,
+    pub workers: usize,
+    /// Largest stored upload.
+    pub max_upload_bytes: u64,
+    /// Largest fetched input file (URL or data URI).
+    pub max_input_bytes: u64,
+    /// Largest JSON request body (data URIs travel inside it).
+    pub max_request_bytes: usize,
+    pub fetch_timeout: Duration,
+    pub allow_fetch_from: Vec<AllowNet>,
+    /// First webhook retry delay; doubles with each attempt.
+    pub webhook_retry_base: Duration,
+    pub lease: Duration,
+    /// How long a graceful shutdown waits for the running job before releasing it.
+    pub shutdown_grace: Duration,
+    pub upload_url_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8188,
+            data_dir: PathBuf::from("scail-data"),
+            public_url: None,
+            api_keys: Vec::new(),
+            keys_file: None,
+            workers: 1,
+            max_upload_bytes: 2 << 30,
+            max_input_bytes: 1 << 30,
+            max_request_bytes: 100 << 20,
+            fetch_timeout: Duration::from_secs(120),
+            allow_fetch_from: Vec::new(),
+            webhook_retry_base: Duration::from_secs(7),
+            lease: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            upload_url_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Shared state of a running server.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub public_url: String,
+    pub instance_id: String,
+    pub store: store::Store,
+    pub storage: storage::Storage,
+    pub keys: auth::Keys,
+    pub signer: auth::Signer,
+    pub webhook_key: Arc<webhook::WebhookKey>,
+    pub fetcher: fetch::Fetcher,
+    pub generator: Arc<dyn Generator>,
+    pub job_notify: Arc<Notify>,
+    pub webhook_notify: Arc<Notify>,
+    pub running: Mutex<HashMap<String, Arc<worker::RunningJob>>>,
+}
+
+/// A started server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    /// A key generated at first start (to print), when none was configured.
+    pub generated_key: Option<String>,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    http: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the data directory, requeues jobs a dead process left running, binds and starts serving.
+pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyhow::Result<Server> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| match addr.ip() {
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
+            ip => format!("http://{ip}:{}", addr.port()),
+        })
+        .trim_end_matches('/')
+        .to_string();
+
+    let mut keys = auth::Keys::parse_entries(config.api_keys.iter().map(String::as_str));
+    if let Some(f) = &config.keys_file {
+        keys.merge(auth::Keys::from_file(f).with_context(|| format!("reading keys file {}", f.display()))?);
+    }
+    let mut generated_key = None;
+    if keys.is_empty() {
+        let (k, shown) = auth::ensure_generated_key(&data_dir)?;
+        keys = k;
+        generated_key = shown;
+    }
+    let store = store::Store::open(&data_dir.join("scail.db"))
+        .await
+        .context("opening the job store")?;
+    let requeued = store.requeue_running(None).await?;
+    if !requeued.is_empty() {
+        tracing::warn!("requeued {} job(s) left running by a previous process", requeued.len());
+    }
+    let storage = storage::Storage::new(data_dir.clone(), store.clone(), public_url.clone())?;
+    let fetcher = fetch::Fetcher {
+        max_bytes: config.max_input_bytes,
+        timeout: config.fetch_timeout,
+        allow: config.allow_fetch_from.clone(),
+        storage: storage.clone(),
+    };
+    let state = Arc::new(AppState {
+        public_url: public_url.clone(),
+        instance_id: auth::random_hex(4),
+        signer: auth::Signer::load_or_create(&data_dir)?,
+        webhook_key: Arc::new(webhook::WebhookKey::load_or_create(&data_dir)?),
+        store: store.clone(),
+        storage,
+        keys,
+        fetcher: fetcher.clone(),
+        generator,
+        job_notify: Arc::new(Notify::new()),
+        webhook_notify: Arc::new(Notify::new()),
+        running: Mutex::new(HashMap::new()),
+        config,
+    });
+
+    let (stop, stop_rx) = watch::channel(false);
+    let workers = (0..state.config.workers.max(1))
+        .map(|i| tokio::spawn(worker::run_worker(state.clone(), i, stop_rx.clone())))
+        .collect();
+    let background = vec![tokio::spawn(webhook::run_deliveries(
+        store,
+        state.webhook_key.clone(),
+        fetcher,
+        state.webhook_notify.clone(),
+        state.config.webhook_retry_base,
+        stop_rx.clone(),
+    ))];
+    let app = routes::router(state.clone());
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!("http server: {e}");
+        }
+    });
+    Ok(Server { addr, public_url, generated_key, state, stop, http, workers, background })
+}
+
+impl Server {
+    /// Graceful shutdown: stop taking jobs, let the running one finish within the grace period,
+    /// otherwise stop it at its next step and put it back in the queue.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let grace = self.state.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut workers = self.workers;
+        for w in workers.iter_mut() {
+            if tokio::time::timeout_at(deadline, &mut *w).await.is_err() {
+                for job in self.state.running.lock().unwrap().values() {
+                    job.stop.store(worker::STOP_SHUTDOWN, std::sync::atomic::Ordering::Relaxed);
+                }
+                let _ = w.await;
+            }
+        }
+        for b in self.background {
+            b.abort();
+        }
+        let _ = self.http.await;
+    }
+}

@@ -1,0 +1,228 @@
+//! API keys, owners, and the signed tokens that let upload URLs work without `Authorization`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Maps keys to owners. A request is visible only to keys of the owner that submitted it.
+#[derive(Clone, Debug, Default)]
+pub struct Keys {
+    by_key: HashMap<String, String>,
+}
+
+impl Keys {
+    /// Parses entries `owner=key` or a bare `key` (then the key is its own owner, named by a hash
+    /// so the key never appears in stored rows). A key may itself contain `:` (fal's `id:secret`).
+    pub fn parse_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> Keys {
+        let mut by_key = HashMap::new();
+        for e in entries {
+            let e = e.trim();
+            if e.is_empty() || e.starts_with('#') {
+                continue;
+            }
+            let (owner, key) = match e.split_once('=') {
+                Some((o, k)) if !o.trim().is_empty() && !k.trim().is_empty() => {
+                    (o.trim().to_string(), k.trim().to_string())
+                }
+                _ => (owner_of_bare_key(e), e.to_string()),
+            };
+            by_key.insert(key, owner);
+        }
+        Keys { by_key }
+    }
+
+    /// Reads a keys file: one entry a line, as in [`Keys::parse_entries`].
+    pub fn from_file(path: &Path) -> std::io::Result<Keys> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Keys::parse_entries(text.lines()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn merge(&mut self, other: Keys) {
+        self.by_key.extend(other.by_key);
+    }
+
+    /// The owner of an `Authorization` header value (`Key <key>`), if the key is known.
+    pub fn owner_of_header(&self, value: &str) -> Option<&str> {
+        let key = value.strip_prefix("Key ").or_else(|| value.strip_prefix("key "))?;
+        self.by_key.get(key.trim()).map(String::as_str)
+    }
+}
+
+fn owner_of_bare_key(key: &str) -> String {
+    let h = Sha256::digest(key.as_bytes());
+    format!("key-{}", &hex::encode(h)[..12])
+}
+
+/// Makes sure the data directory has at least one key: with none configured, a key is generated
+/// at first start, stored in `keys` there and returned so the caller can print it.
+pub fn ensure_generated_key(data_dir: &Path) -> std::io::Result<(Keys, Option<String>)> {
+    let path = data_dir.join("keys");
+    if path.exists() {
+        return Ok((Keys::from_file(&path)?, None));
+    }
+    let key = format!("scail_{}", random_hex(24));
+    let text = format!(
+        "# scail API keys: one `owner=key` a line. Clients send `Authorization: Key <key>`.\nlocal={key}\n"
+    );
+    write_private(&path, text.as_bytes())?;
+    Ok((Keys::from_file(&path)?, Some(key)))
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::fill(&mut b[..]);
+    hex::encode(b)
+}
+
+/// Writes a file readable by its owner only (keys and secrets).
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Signs and checks short-lived capability tokens (upload URLs, CDN upload tokens).
+#[derive(Clone)]
+pub struct Signer {
+    secret: Vec<u8>,
+}
+
+impl Signer {
+    /// Loads the server secret from the data directory, creating it on first start.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Signer> {
+        let path = data_dir.join("signing_secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) => hex::decode(s.trim()).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let s = random_hex(32);
+                write_private(&path, s.as_bytes())?;
+                hex::decode(s).expect("fresh hex")
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Signer { secret })
+    }
+
+    fn mac(&self, purpose: &str, subject: &str, exp: i64) -> String {
+        let mut m = HmacSha256::new_from_slice(&self.secret).expect("any key length");
+        m.update(format!("{purpose}\n{subject}\n{exp}").as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// `token` for the subject, valid until `exp` (unix seconds).
+    pub fn sign(&self, purpose: &str, subject: &str, exp: i64) -> String {
+        format!("{exp}.{}", self.mac(purpose, subject, exp))
+    }
+
+    /// Checks a token from [`Signer::sign`]; constant-time in the signature.
+    pub fn verify(&self, purpose: &str, subject: &str, token: &str) -> Result<(), &'static str> {
+        let (exp, sig) = token.split_once('.').ok_or("malformed token")?;
+        let exp: i64 = exp.parse().map_err(|_| "malformed token")?;
+        if exp < chrono::Utc::now().timestamp() {
+            return Err("token expired");
+        }
+        let want = self.mac(purpose, subject, exp);
+        let ok = want.len() == sig.len()
+            && want
+                .bytes()
+                .zip(sig.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err("bad token signature")
+        }
+    }
+
+    /// A bearer token for the CDN upload calls, carrying the owner.
+    pub fn cdn_token(&self, owner: &str, exp: i64) -> String {
+        use base64::Engine;
+        let o = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(owner);
+        format!("{o}.{}", self.sign("cdn", owner, exp))
+    }
+
+    /// The owner of a CDN bearer token, when it is valid.
+    pub fn cdn_owner(&self, token: &str) -> Result<String, &'static str> {
+        use base64::Engine;
+        let (o, rest) = token.split_once('.').ok_or("malformed token")?;
+        let owner = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(o)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or("malformed token")?;
+        self.verify("cdn", &owner, rest)?;
+        Ok(owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_owners() {
+        let k = Keys::parse_entries(["alice=k1", "bob=k2", "id:secret", "alice=k3", "", "# c"]);
+        assert_eq!(k.len(), 4);
+        assert_eq!(k.owner_of_header("Key k1"), Some("alice"));
+        assert_eq!(k.owner_of_header("Key k3"), Some("alice"));
+        assert_eq!(k.owner_of_header("Key k2"), Some("bob"));
+        assert!(k.owner_of_header("Key id:secret").unwrap().starts_with("key-"));
+        assert_eq!(k.owner_of_header("Bearer k1"), None);
+        assert_eq!(k.owner_of_header("Key nope"), None);
+    }
+
+    #[test]
+    fn tokens() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Signer::load_or_create(d.path()).unwrap();
+        let again = Signer::load_or_create(d.path()).unwrap();
+        let exp = chrono::Utc::now().timestamp() + 60;
+        let t = s.sign("upload", "f1", exp);
+        assert!(again.verify("upload", "f1", &t).is_ok(), "secret persists");
+        assert!(s.verify("upload", "f2", &t).is_err());
+        assert!(s.verify("cdn", "f1", &t).is_err());
+        let old = s.sign("upload", "f1", exp - 120);
+        assert_eq!(s.verify("upload", "f1", &old), Err("token expired"));
+        let c = s.cdn_token("alice", exp);
+        assert_eq!(s.cdn_owner(&c).unwrap(), "alice");
+        use base64::Engine;
+        let b64 = |o: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(o);
+        let forged = c.replacen(&b64("alice"), &b64("bob"), 1);
+        assert_ne!(forged, c);
+        assert!(s.cdn_owner(&forged).is_err(), "a token names its owner unforgeably");
+    }
+
+    #[test]
+    fn generated_key_is_stored_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (k, shown) = ensure_generated_key(d.path()).unwrap();
+        let key = shown.expect("first start prints the key");
+        assert_eq!(k.owner_of_header(&format!("Key {key}")), Some("local"));
+        let (k2, shown2) = ensure_generated_key(d.path()).unwrap();
+        assert!(shown2.is_none());
+        assert_eq!(k2.owner_of_header(&format!("Key {key}")), Some("local"));
+    }
+}

@@ -1,0 +1,497 @@
+//! The durable job store: SQLite in WAL mode in the data directory. Everything a client can ask
+//! for later (jobs, logs, results, webhook deliveries, files) lives here, so a SIGKILL loses nothing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub type Result<T> = std::result::Result<T, sqlx::Error>;
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        deadline REAL,
+        lease_until REAL,
+        worker TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        error_type TEXT,
+        error_status INTEGER,
+        error_body TEXT,
+        inference_time REAL,
+        webhook_url TEXT)",
+    "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, priority, seq)",
+    "CREATE TABLE IF NOT EXISTS logs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS logs_job ON logs(job_id, seq)",
+    "CREATE TABLE IF NOT EXISTS webhooks (
+        job_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        delivered_at REAL,
+        gave_up INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS webhook_attempts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        status INTEGER,
+        error TEXT)",
+    "CREATE TABLE IF NOT EXISTS files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        complete INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL)",
+];
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub seq: i64,
+    pub id: String,
+    pub owner: String,
+    pub input: Value,
+    pub status: String,
+    pub priority: i64,
+    pub deadline: Option<f64>,
+    pub started_at: Option<f64>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub error_type: Option<String>,
+    pub error_status: Option<i64>,
+    pub error_body: Option<Value>,
+    pub inference_time: Option<f64>,
+    pub webhook_url: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogLine {
+    pub message: String,
+    pub level: String,
+    pub source: &'static str,
+    pub timestamp: String,
+}
+
+/// How a job ended, as stored.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ok { result: Value, inference_time: f64 },
+    Err { status: u16, error_type: String, message: String, body: Value, inference_time: Option<f64> },
+}
+
+#[derive(Debug, Clone)]
+pub struct FileRow {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub job_id: String,
+    pub url: String,
+    pub user_id: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Job {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Job {
+        seq: r.get("seq"),
+        id: r.get("id"),
+        owner: r.get("owner"),
+        input: json(r.get("input")).unwrap_or(Value::Null),
+        status: r.get("status"),
+        priority: r.get("priority"),
+        deadline: r.get("deadline"),
+        started_at: r.get("started_at"),
+        result: json(r.get("result")),
+        error: r.get("error"),
+        error_type: r.get("error_type"),
+        error_status: r.get("error_status"),
+        error_body: json(r.get("error_body")),
+        inference_time: r.get("inference_time"),
+        webhook_url: r.get("webhook_url"),
+        cancel_requested: r.get::<i64, _>("cancel_requested") != 0,
+        attempts: r.get("attempts"),
+    }
+}
+
+impl Store {
+    pub async fn open(path: &Path) -> Result<Store> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode survives a process kill (only power loss can drop the last
+            // transactions), and is several times faster than FULL.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        for stmt in SCHEMA {
+            sqlx::query(*stmt).execute(&pool).await?;
+        }
+        Ok(Store { pool })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_job(
+        &self,
+        id: &str,
+        owner: &str,
+        endpoint: &str,
+        input: &Value,
+        priority: i64,
+        deadline: Option<f64>,
+        webhook_url: Option<&str>,
+    ) -> Result<Job> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (id, owner, endpoint, input, status, priority, created_at, deadline, webhook_url)
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(endpoint)
+        .bind(input.to_string())
+        .bind(priority)
+        .bind(now())
+        .bind(deadline)
+        .bind(webhook_url)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(job_from_row(&row))
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(job_from_row))
+    }
+
+    /// Jobs ahead of this one in the queue (0 = next to run).
+    pub async fn queue_position(&self, job: &Job) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'IN_QUEUE'
+             AND (priority < ? OR (priority = ? AND seq < ?))",
+        )
+        .bind(job.priority)
+        .bind(job.priority)
+        .bind(job.seq)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Takes the next queued job, or one whose worker's lease ran out.
+    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let t = now();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'IN_PROGRESS', worker = ?, lease_until = ?, started_at = ?,
+                 attempts = attempts + 1
+             WHERE id = (SELECT id FROM jobs
+                         WHERE status = 'IN_QUEUE' OR (status = 'IN_PROGRESS' AND lease_until < ?)
+                         ORDER BY priority, seq LIMIT 1)
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(t + lease.as_secs_f64())
+        .bind(t)
+        .bind(t)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(job_from_row))
+    }
+
+    /// Extends a running job's lease; false when the job is no longer this worker's.
+    pub async fn heartbeat(&self, id: &str, worker: &str, lease: Duration) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'IN_PROGRESS'",
+        )
+        .bind(now() + lease.as_secs_f64())
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Puts running jobs back in the queue: at start-up (the embedded store has one host, so any
+    /// IN_PROGRESS job was left by a process that died) and on graceful shutdown.
+    pub async fn requeue_running(&self, worker: Option<&str>) -> Result<Vec<String>> {
+        let rows = match worker {
+            Some(w) => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'IN_QUEUE', worker = NULL, lease_until = NULL
+                     WHERE status = 'IN_PROGRESS' AND worker = ? RETURNING id",
+                )
+                .bind(w)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'IN_QUEUE', worker = NULL, lease_until = NULL
+                     WHERE status = 'IN_PROGRESS' RETURNING id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+
+    /// Records how a job ended (and its webhook, in the same transaction). Returns false when the
+    /// job had already finished.
+    pub async fn complete(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        webhook: Option<(&str, &str, &str)>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let q = match outcome {
+            Outcome::Ok { result, inference_time } => sqlx::query(
+                "UPDATE jobs SET status = 'COMPLETED', finished_at = ?, result = ?, inference_time = ?,
+                     lease_until = NULL WHERE id = ? AND status != 'COMPLETED'",
+            )
+            .bind(now())
+            .bind(result.to_string())
+            .bind(inference_time)
+            .bind(id),
+            Outcome::Err { status, error_type, message, body, inference_time } => sqlx::query(
+                "UPDATE jobs SET status = 'COMPLETED', finished_at = ?, error = ?, error_type = ?,
+                     error_status = ?, error_body = ?, inference_time = ?, lease_until = NULL
+                 WHERE id = ? AND status != 'COMPLETED'",
+            )
+            .bind(now())
+            .bind(message)
+            .bind(error_type)
+            .bind(*status as i64)
+            .bind(body.to_string())
+            .bind(inference_time)
+            .bind(id),
+        };
+        let changed = q.execute(&mut *tx).await?.rows_affected() == 1;
+        if changed {
+            if let Some((url, user, body)) = webhook {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO webhooks (job_id, url, user_id, body, next_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(url)
+                .bind(user)
+                .bind(body)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn request_cancel(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn add_log(&self, job_id: &str, level: &str, message: &str) -> Result<()> {
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        sqlx::query("INSERT INTO logs (job_id, ts, level, message) VALUES (?, ?, ?, ?)")
+            .bind(job_id)
+            .bind(ts)
+            .bind(level)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn logs(&self, job_id: &str) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query("SELECT ts, level, message FROM logs WHERE job_id = ? ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogLine {
+                message: r.get("message"),
+                level: r.get("level"),
+                source: "USER",
+                timestamp: r.get("ts"),
+            })
+            .collect())
+    }
+
+    pub async fn queued_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE status = 'IN_QUEUE' ORDER BY priority, seq")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+
+    // ---- webhooks ----
+
+    pub async fn due_webhooks(&self, limit: i64) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query(
+            "SELECT job_id, url, user_id, body, attempts FROM webhooks
+             WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ? ORDER BY next_at LIMIT ?",
+        )
+        .bind(now())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Webhook {
+                job_id: r.get("job_id"),
+                url: r.get("url"),
+                user_id: r.get("user_id"),
+                body: r.get("body"),
+                attempts: r.get("attempts"),
+            })
+            .collect())
+    }
+
+    pub async fn next_webhook_at(&self) -> Result<Option<f64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_at) FROM webhooks WHERE delivered_at IS NULL AND gave_up = 0",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Records one delivery attempt; `next_at` None means delivered (ok) or given up (not ok).
+    pub async fn record_webhook_attempt(
+        &self,
+        job_id: &str,
+        attempt: i64,
+        status: Option<u16>,
+        error: Option<&str>,
+        ok: bool,
+        next_at: Option<f64>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO webhook_attempts (job_id, attempt, at, status, error) VALUES (?, ?, ?, ?, ?)")
+            .bind(job_id)
+            .bind(attempt)
+            .bind(now())
+            .bind(status.map(|s| s as i64))
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE webhooks SET attempts = ?, delivered_at = CASE WHEN ? THEN ? ELSE NULL END,
+                 gave_up = CASE WHEN ? = 0 AND ? IS NULL THEN 1 ELSE 0 END,
+                 next_at = COALESCE(?, next_at) WHERE job_id = ?",
+        )
+        .bind(attempt)
+        .bind(ok)
+        .bind(now())
+        .bind(ok as i64)
+        .bind(next_at)
+        .bind(next_at)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// (attempt, http status, error) of every delivery attempt of a job's webhook.
+    pub async fn webhook_attempts(&self, job_id: &str) -> Result<Vec<(i64, Option<i64>, Option<String>)>> {
+        let rows = sqlx::query("SELECT attempt, status, error FROM webhook_attempts WHERE job_id = ? ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("attempt"), r.get("status"), r.get("error")))
+            .collect())
+    }
+
+    // ---- files ----
+
+    pub async fn insert_file(&self, id: &str, owner: &str, name: &str, content_type: &str) -> Result<()> {
+        sqlx::query("INSERT INTO files (id, owner, name, content_type, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(owner)
+            .bind(name)
+            .bind(content_type)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_file(&self, id: &str, size: u64) -> Result<()> {
+        sqlx::query("UPDATE files SET complete = 1, size = ? WHERE id = ?")
+            .bind(size as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn file(&self, id: &str) -> Result<Option<FileRow>> {
+        let row = sqlx::query("SELECT * FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| FileRow {
+            id: r.get("id"),
+            owner: r.get("owner"),
+            name: r.get("name"),
+            content_type: r.get("content_type"),
+            size: r.get("size"),
+            complete: r.get::<i64, _>("complete") != 0,
+        }))
+    }
+}
