@@ -167,7 +167,14 @@ fn blockwise_f32(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Ve
 }
 
 /// One query block against all keys: online softmax over key blocks, result written to `o`.
-fn query_block(q: &[f32], k: &[f32], v: &[f32], o: &mut [f32], (d, dv): (usize, usize), scale: f32) {
+fn query_block(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    o: &mut [f32],
+    (d, dv): (usize, usize),
+    scale: f32,
+) {
     let bq = q.len() / d;
     let lk = k.len() / d;
     let mut s = vec![0f32; bq * BLOCK_K];
@@ -271,7 +278,8 @@ pub fn exp_f32(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * scale
 }
@@ -279,7 +287,9 @@ pub fn exp_f32(x: f32) -> f32 {
 /// Helper for callers that need `[L, heads*head_dim]` ↔ `[heads, L, head_dim]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (l, w) = x.dims2()?;
-    Ok(x.reshape((l, heads, w / heads))?.transpose(0, 1)?.contiguous()?)
+    Ok(x.reshape((l, heads, w / heads))?
+        .transpose(0, 1)?
+        .contiguous()?)
 }
 
 /// Inverse of [`split_heads`].

@@ -125,20 +125,31 @@ impl DitConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DitError::Config(m));
-        if self.num_heads == 0 || self.dim % self.num_heads != 0 {
-            return bad(format!("dim {} not divisible by {} heads", self.dim, self.num_heads));
+        if self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) {
+            return bad(format!(
+                "dim {} not divisible by {} heads",
+                self.dim, self.num_heads
+            ));
         }
-        if self.head_dim() % 2 != 0 || self.head_dim() < 6 {
-            return bad(format!("head_dim {} must be even and >= 6", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() < 6 {
+            return bad(format!(
+                "head_dim {} must be even and >= 6",
+                self.head_dim()
+            ));
         }
-        if self.freq_dim % 2 != 0 {
+        if !self.freq_dim.is_multiple_of(2) {
             return bad(format!("freq_dim {} must be even", self.freq_dim));
         }
         if self.in_dim <= EXTRA_CHANNELS {
-            return bad(format!("in_dim {} must exceed the {EXTRA_CHANNELS} mask channels", self.in_dim));
+            return bad(format!(
+                "in_dim {} must exceed the {EXTRA_CHANNELS} mask channels",
+                self.in_dim
+            ));
         }
         if !(self.qk_norm && self.cross_attn_norm) {
-            return bad("only qk_norm = cross_attn_norm = true (the SCAIL-2 layout) is supported".into());
+            return bad(
+                "only qk_norm = cross_attn_norm = true (the SCAIL-2 layout) is supported".into(),
+            );
         }
         Ok(())
     }
@@ -211,8 +222,12 @@ struct Lin {
 
 impl Lin {
     fn load(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Self> {
-        let w = vb.get((out, inp), &format!("{name}.weight")).map_err(DitError::Weights)?;
-        let b = vb.get(out, &format!("{name}.bias")).map_err(DitError::Weights)?;
+        let w = vb
+            .get((out, inp), &format!("{name}.weight"))
+            .map_err(DitError::Weights)?;
+        let b = vb
+            .get(out, &format!("{name}.bias"))
+            .map_err(DitError::Weights)?;
         Ok(Self { w, b })
     }
 
@@ -350,7 +365,7 @@ impl Block {
         let v = split_heads(&v, heads)?;
         let a = attend(&q, &k, &v, &sa.o)?;
         let y = sa.o.forward(&merge_heads(&a)?)?;
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.insert("block0_selfattn_out".into(), y.unsqueeze(0)?);
         }
         let x = (x + y.broadcast_mul(&g1)?)?;
@@ -361,7 +376,10 @@ impl Block {
         let q = split_heads(&rms(&ca.q.forward(&h)?, &ca.norm_q, eps)?, heads)?;
         let kt = split_heads(&rms(&ca.k.forward(s.ctx_text)?, &ca.norm_k, eps)?, heads)?;
         let vt = split_heads(&ca.v.forward(s.ctx_text)?, heads)?;
-        let ki = split_heads(&rms(&ca.k_img.forward(s.ctx_img)?, &ca.norm_k_img, eps)?, heads)?;
+        let ki = split_heads(
+            &rms(&ca.k_img.forward(s.ctx_img)?, &ca.norm_k_img, eps)?,
+            heads,
+        )?;
         let vi = split_heads(&ca.v_img.forward(s.ctx_img)?, heads)?;
         let text = attend(&q, &kt, &vt, &ca.o)?;
         let img = attend(&q, &ki, &vi, &ca.o)?;
@@ -421,7 +439,11 @@ pub struct DitInputs<'a> {
 }
 
 /// The history mask the pipeline builds: ones on the first `frames` latent frames of `[4, T, h, w]`.
-pub fn history_mask(frames: usize, (t, h, w): (usize, usize, usize), device: &Device) -> Result<Tensor> {
+pub fn history_mask(
+    frames: usize,
+    (t, h, w): (usize, usize, usize),
+    device: &Device,
+) -> Result<Tensor> {
     let frames = frames.min(t);
     let ones = Tensor::ones((EXTRA_CHANNELS, frames, h, w), DType::F32, device)?;
     let zeros = Tensor::zeros((EXTRA_CHANNELS, t - frames, h, w), DType::F32, device)?;
@@ -470,7 +492,9 @@ impl Dit {
                 .get((d, cin, pt, ph, pw), &format!("{name}.weight"))
                 .map_err(DitError::Weights)?
                 .reshape((d, cin * kvol))?;
-            let b = vb.get(d, &format!("{name}.bias")).map_err(DitError::Weights)?;
+            let b = vb
+                .get(d, &format!("{name}.bias"))
+                .map_err(DitError::Weights)?;
             Ok(Lin { w, b })
         };
         // Time embedding and projection run under f32 autocast in the reference, the head too.
@@ -560,7 +584,12 @@ impl Dit {
         let hist = match inp.history_mask {
             Some(m) => {
                 let m = f32_in(m)?;
-                expect("history_mask", &m, &[EXTRA_CHANNELS, t_lat, h_lat, w_lat], true)?;
+                expect(
+                    "history_mask",
+                    &m,
+                    &[EXTRA_CHANNELS, t_lat, h_lat, w_lat],
+                    true,
+                )?;
                 m
             }
             None => Tensor::zeros((EXTRA_CHANNELS, t_lat, h_lat, w_lat), DType::F32, dev)?,
@@ -570,28 +599,69 @@ impl Dit {
         expect("ref_latents", &r, &[c, 1, h_lat, w_lat], true)?;
         let r = with_ones(&r)?;
         let pose = f32_in(inp.pose_latents)?;
-        expect("pose_latents", &pose, &[c, t_lat, h_lat / 2, w_lat / 2], true)?;
+        expect(
+            "pose_latents",
+            &pose,
+            &[c, t_lat, h_lat / 2, w_lat / 2],
+            true,
+        )?;
         let pose = with_ones(&pose)?;
         let ref_masks = f32_in(inp.ref_masks)?;
-        expect("ref_masks", &ref_masks, &[cfg.mask_dim, 1 + t_lat, h_lat, w_lat], true)?;
+        expect(
+            "ref_masks",
+            &ref_masks,
+            &[cfg.mask_dim, 1 + t_lat, h_lat, w_lat],
+            true,
+        )?;
         let drv = f32_in(inp.driving_masks)?;
-        expect("driving_masks", &drv, &[cfg.mask_dim, t_lat, h_lat / 2, w_lat / 2], true)?;
+        expect(
+            "driving_masks",
+            &drv,
+            &[cfg.mask_dim, t_lat, h_lat / 2, w_lat / 2],
+            true,
+        )?;
 
-        let main = self.patch_embedding.forward(&patchify(&Tensor::cat(&[r, x], 1)?, cfg.patch_size)?)?;
-        let main = (main + self.patch_embedding_mask.forward(&patchify(&ref_masks, cfg.patch_size)?)?)?;
-        let pz = self.patch_embedding_pose.forward(&patchify(&pose, cfg.patch_size)?)?;
-        let pz = (pz + self.patch_embedding_mask.forward(&patchify(&drv, cfg.patch_size)?)?)?;
+        let main = self
+            .patch_embedding
+            .forward(&patchify(&Tensor::cat(&[r, x], 1)?, cfg.patch_size)?)?;
+        let main = (main
+            + self
+                .patch_embedding_mask
+                .forward(&patchify(&ref_masks, cfg.patch_size)?)?)?;
+        let pz = self
+            .patch_embedding_pose
+            .forward(&patchify(&pose, cfg.patch_size)?)?;
+        let pz = (pz
+            + self
+                .patch_embedding_mask
+                .forward(&patchify(&drv, cfg.patch_size)?)?)?;
         let mut segs = Vec::new();
         let mut n_add = 0;
         if let Some((al, am)) = inp.additional_refs {
             let al = f32_in(al)?;
             let n = al.dim(1)?;
-            expect("additional_ref_latents", &al, &[c, n, h_lat, w_lat], n % pt == 0)?;
+            expect(
+                "additional_ref_latents",
+                &al,
+                &[c, n, h_lat, w_lat],
+                n % pt == 0,
+            )?;
             let am = f32_in(am)?;
-            expect("additional_ref_masks", &am, &[cfg.mask_dim, n, h_lat, w_lat], true)?;
+            expect(
+                "additional_ref_masks",
+                &am,
+                &[cfg.mask_dim, n, h_lat, w_lat],
+                true,
+            )?;
             n_add = n / pt;
-            let e = self.patch_embedding.forward(&patchify(&with_ones(&al)?, cfg.patch_size)?)?;
-            segs.push((e + self.patch_embedding_mask.forward(&patchify(&am, cfg.patch_size)?)?)?);
+            let e = self
+                .patch_embedding
+                .forward(&patchify(&with_ones(&al)?, cfg.patch_size)?)?;
+            segs.push(
+                (e + self
+                    .patch_embedding_mask
+                    .forward(&patchify(&am, cfg.patch_size)?)?)?,
+            );
         }
         segs.push(main);
         segs.push(pz);
@@ -626,7 +696,11 @@ impl Dit {
         };
         let ctx_text = self.text2.forward(&self.text0.forward(&ctx)?.gelu()?)?;
         let clip = f32_in(inp.clip_fea)?;
-        let clip = if clip.rank() == 3 { clip.squeeze(0)? } else { clip };
+        let clip = if clip.rank() == 3 {
+            clip.squeeze(0)?
+        } else {
+            clip
+        };
         let (nclip, cd) = clip.dims2()?;
         expect("clip_fea", &clip, &[nclip, CLIP_DIM], cd == CLIP_DIM)?;
         let ctx_img = self.img_emb(&clip)?;
@@ -668,7 +742,7 @@ impl Dit {
             &m.i(1..2)?,
         )?;
         let out = self.head.forward(&h)?;
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.insert("head_out".into(), out.unsqueeze(0)?);
         }
         let offset = (n_add + 1) * gh * gw;
@@ -763,13 +837,26 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// Random weights for `cfg` (normal, std 1/√fan_in; norms and modulation around their natural
 /// values) in `dtype`, for benchmarks and real-size tests. Not seeded (candle's CPU RNG cannot
 /// be): convert one draw to compare dtypes.
-pub fn random_weights(cfg: &DitConfig, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+pub fn random_weights(
+    cfg: &DitConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut m = HashMap::new();
     for (name, shape) in cfg.weight_shapes() {
-        let fan_in: usize = if shape.len() >= 2 { shape[1..].iter().product() } else { 1 };
+        let fan_in: usize = if shape.len() >= 2 {
+            shape[1..].iter().product()
+        } else {
+            1
+        };
         let t = if name.ends_with("modulation") {
             (Tensor::randn(0f32, 1.0, shape.as_slice(), device)? / (cfg.dim as f64).sqrt())?
-        } else if shape.len() == 1 && (name.contains("norm") || name.starts_with("img_emb.proj.0") || name.starts_with("img_emb.proj.4")) && name.ends_with("weight") {
+        } else if shape.len() == 1
+            && (name.contains("norm")
+                || name.starts_with("img_emb.proj.0")
+                || name.starts_with("img_emb.proj.4"))
+            && name.ends_with("weight")
+        {
             Tensor::ones(shape.as_slice(), DType::F32, device)?
         } else if shape.len() == 1 {
             (Tensor::randn(0f32, 1.0, shape.as_slice(), device)? * 0.02)?
@@ -841,7 +928,11 @@ pub fn bench_forward(
     let inputs = RandomInputs::new(cfg, (frames, height, width), device)?;
     let tokens = ScailRope {
         head_dim: cfg.head_dim(),
-        grid: (frames / cfg.patch_size[0], height / cfg.patch_size[1], width / cfg.patch_size[2]),
+        grid: (
+            frames / cfg.patch_size[0],
+            height / cfg.patch_size[1],
+            width / cfg.patch_size[2],
+        ),
         n_additional_refs: 0,
         replace: false,
     }

@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, RopeError>;
 
 /// Complex slots per axis group for a head dimension: (t, h, w).
 pub fn axis_slots(head_dim: usize) -> Result<[usize; 3]> {
-    if head_dim % 2 != 0 || head_dim < 6 {
+    if !head_dim.is_multiple_of(2) || head_dim < 6 {
         return Err(RopeError::HeadDim(head_dim));
     }
     let c = head_dim / 2;
@@ -158,8 +158,10 @@ pub fn pool2x2(g: &Factors, (f, h, w): (usize, usize, usize)) -> Result<Factors>
                         idx(t, 2 * y + 1, 2 * x, s),
                         idx(t, 2 * y + 1, 2 * x + 1, s),
                     ];
-                    out.re.push(cells.iter().map(|&i| g.re[i]).sum::<f64>() / 4.0);
-                    out.im.push(cells.iter().map(|&i| g.im[i]).sum::<f64>() / 4.0);
+                    out.re
+                        .push(cells.iter().map(|&i| g.re[i]).sum::<f64>() / 4.0);
+                    out.im
+                        .push(cells.iter().map(|&i| g.im[i]).sum::<f64>() / 4.0);
                 }
             }
         }

@@ -22,7 +22,15 @@ fn rand_tensor(shape: &[usize], seed: u64, a: f32) -> Tensor {
 #[test]
 fn blockwise_matches_naive_for_many_lengths() {
     // Lengths around and across both block sizes, including ones no block size divides.
-    let lens = [1, 5, BLOCK_Q - 1, BLOCK_Q + 1, BLOCK_K, BLOCK_K + 3, 2 * BLOCK_K + 77];
+    let lens = [
+        1,
+        5,
+        BLOCK_Q - 1,
+        BLOCK_Q + 1,
+        BLOCK_K,
+        BLOCK_K + 3,
+        2 * BLOCK_K + 77,
+    ];
     for (i, &lq) in lens.iter().enumerate() {
         for &lk in &[1, 17, BLOCK_K - 1, BLOCK_K + 1, 700] {
             let seed = (i * 1000 + lk) as u64;

@@ -28,13 +28,21 @@ fn load_model(m: &serde_json::Value, weights: &str, dtype: DType) -> Dit {
 }
 
 /// Runs one case; returns (velocity, trace) and the fixture tensors.
-fn run_case(m: &serde_json::Value, file: &str, dtype: DType) -> (Tensor, Trace, std::collections::HashMap<String, Tensor>) {
+fn run_case(
+    m: &serde_json::Value,
+    file: &str,
+    dtype: DType,
+) -> (Tensor, Trace, std::collections::HashMap<String, Tensor>) {
     let entry = &m["files"][file];
     let model = load_model(m, entry["weights"].as_str().expect("weights file"), dtype);
     let d = fixtures::load(file);
     let hist = (scalar_i64(&d["in.has_history_mask"]) != 0).then(|| &d["in.history_mask"]);
-    let add = (scalar_i64(&d["in.n_additional_refs"]) > 0)
-        .then(|| (&d["in.additional_ref_latents"], &d["in.additional_ref_masks"]));
+    let add = (scalar_i64(&d["in.n_additional_refs"]) > 0).then(|| {
+        (
+            &d["in.additional_ref_latents"],
+            &d["in.additional_ref_masks"],
+        )
+    });
     let inputs = DitInputs {
         x: &d["in.x"],
         t: scalar_i64(&d["in.t"]) as f64,
@@ -49,7 +57,9 @@ fn run_case(m: &serde_json::Value, file: &str, dtype: DType) -> (Tensor, Trace, 
         replace: scalar_i64(&d["in.replace_flag"]) != 0,
     };
     let mut trace = Trace::new();
-    let v = model.forward_traced(&inputs, Some(&mut trace)).expect("forward");
+    let v = model
+        .forward_traced(&inputs, Some(&mut trace))
+        .expect("forward");
     (v, trace, d)
 }
 
@@ -74,7 +84,10 @@ fn dit_forward_matches_every_case_and_intermediate() {
                     .unwrap_or_else(|| panic!("{file}: intermediate {key} not recorded"))
             };
             let tol = fixtures::atol(&m, &file, name);
-            eprintln!("{file} {key}: max abs diff {:.2e} (atol {tol:?})", fixtures::max_abs_diff(got, want));
+            eprintln!(
+                "{file} {key}: max abs diff {:.2e} (atol {tol:?})",
+                fixtures::max_abs_diff(got, want)
+            );
             fixtures::assert_close(&m, &file, name, got, want);
             compared += 1;
         }
@@ -89,7 +102,13 @@ fn dit_bf16_weights_stay_close_to_reference() {
     let file = dit_cases(&m).into_iter().next().expect("a dit case");
     let (v, _, d) = run_case(&m, &file, DType::BF16);
     let want = &d["out.velocity"];
-    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
     let err = fixtures::max_abs_diff(&v, want) / scale;
     eprintln!("{file}: bf16 weights, max error {err:.3e} of max |ref|");
     assert!(v.dtype() == DType::F32, "velocity must come back in f32");

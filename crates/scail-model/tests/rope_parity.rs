@@ -34,7 +34,11 @@ fn layout(entry: &serde_json::Value) -> ScailRope {
 fn rope_fixtures_cover_every_mode() {
     let m = fixtures::manifest();
     let files = rope_files(&m);
-    assert!(!files.is_empty(), "no rope_* fixtures in {:?}", fixtures::dir());
+    assert!(
+        !files.is_empty(),
+        "no rope_* fixtures in {:?}",
+        fixtures::dir()
+    );
 }
 
 #[test]
@@ -97,14 +101,21 @@ fn rope_segment_factors_match() {
             ("out.factors_additional_ref", &s.additional_ref),
         ] {
             let Some(want) = data.get(name) else {
-                assert_eq!(f.rows, 0, "{file}: {name} missing but we built {} rows", f.rows);
+                assert_eq!(
+                    f.rows, 0,
+                    "{file}: {name} missing but we built {} rows",
+                    f.rows
+                );
                 continue;
             };
             let got = f.interleaved(&dev).unwrap();
             fixtures::assert_close(&m, &file, name, &got, want);
             checked += 1;
         }
-        assert!(checked >= 4, "{file}: only {checked} factor tables compared");
+        assert!(
+            checked >= 4,
+            "{file}: only {checked} factor tables compared"
+        );
     }
 }
 
@@ -125,7 +136,10 @@ fn rope_pooled_pose_factors_are_not_unit() {
         .zip(&s.pose.im)
         .map(|(a, b)| (a * a + b * b).sqrt())
         .fold(f64::INFINITY, f64::min);
-    assert!(min_mod < 0.999, "pooled factors unexpectedly unit: {min_mod}");
+    assert!(
+        min_mod < 0.999,
+        "pooled factors unexpectedly unit: {min_mod}"
+    );
 }
 
 #[test]
