@@ -1,0 +1,146 @@
+//! `scail serve`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use scail_core::generator::{Generator, NoWeightsGenerator};
+use scail_server::{AllowNet, ServerConfig};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to bind. The default serves this machine only; use 0.0.0.0 to serve a network.
+    #[arg(long, default_value = "127.0.0.1", env = "SCAIL_HOST")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8188, env = "SCAIL_PORT")]
+    port: u16,
+    /// Where the job database, stored files, keys and secrets live.
+    #[arg(long, default_value = "scail-data", env = "SCAIL_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Base URL clients reach this server at, used in every URL it returns
+    /// (default http://HOST:PORT). Set it when behind a proxy or on another host name.
+    #[arg(long, env = "SCAIL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Folder with the SCAIL-2 weights (as `scail weights fetch` lays them out). Without it,
+    /// the server runs and every job ends with an error saying how to get weights.
+    #[arg(long, env = "SCAIL_WEIGHTS")]
+    weights: Option<PathBuf>,
+    /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
+    /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
+    #[arg(long, env = "SCAIL_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Vec<String>,
+    /// File of API keys, one `owner=key` (or `key`) a line.
+    #[arg(long, env = "SCAIL_KEYS_FILE")]
+    keys_file: Option<PathBuf>,
+    /// Jobs run at once (each holds a model's worth of memory).
+    #[arg(long, default_value_t = 1, env = "SCAIL_WORKERS")]
+    workers: usize,
+    /// Largest accepted upload, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    max_upload_mib: u64,
+    /// Largest input file fetched from a URL or data URI, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_input_mib: u64,
+    /// Largest JSON request body (data URIs travel inside it), in MiB.
+    #[arg(long, default_value_t = 100)]
+    max_request_mib: usize,
+    /// Seconds allowed for downloading one input URL.
+    #[arg(long, default_value_t = 120.0)]
+    fetch_timeout_s: f64,
+    /// Private/loopback address ranges input URLs and webhooks may reach (CIDR, repeatable or
+    /// comma-separated), e.g. 127.0.0.1 or 10.0.0.0/8. By default only public addresses.
+    #[arg(long, env = "SCAIL_ALLOW_FETCH_FROM", value_delimiter = ',')]
+    allow_fetch_from: Vec<AllowNet>,
+    /// First webhook retry delay in seconds; it doubles with each of the 10 attempts.
+    #[arg(long, default_value_t = 7.0)]
+    webhook_retry_base_s: f64,
+    /// Seconds a running job's lease lasts without a heartbeat before another worker may take it.
+    #[arg(long, default_value_t = 30.0)]
+    lease_s: f64,
+    /// On SIGTERM/Ctrl-C, seconds to let the running job finish before it is stopped at its next
+    /// step and put back in the queue.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace_s: f64,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+fn generator_for(weights: Option<&PathBuf>) -> anyhow::Result<Arc<dyn Generator>> {
+    match weights {
+        None => Ok(Arc::new(NoWeightsGenerator)),
+        Some(dir) => {
+            anyhow::ensure!(dir.is_dir(), "--weights {}: no such folder", dir.display());
+            anyhow::bail!(
+                "--weights {}: this build of scail has no generation pipeline yet, so it cannot run the model; start without --weights to serve the API",
+                dir.display()
+            )
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let generator = generator_for(a.weights.as_ref())?;
+    let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "{name} must be a positive number of seconds");
+        Ok(Duration::from_secs_f64(s))
+    };
+    let config = ServerConfig {
+        host: a.host,
+        port: a.port,
+        data_dir: a.data_dir.clone(),
+        public_url: a.public_url,
+        api_keys: a.api_keys,
+        keys_file: a.keys_file,
+        workers: a.workers.max(1),
+        max_upload_bytes: a.max_upload_mib << 20,
+        max_input_bytes: a.max_input_mib << 20,
+        max_request_bytes: a.max_request_mib << 20,
+        fetch_timeout: secs(a.fetch_timeout_s, "--fetch-timeout-s")?,
+        allow_fetch_from: a.allow_fetch_from,
+        webhook_retry_base: secs(a.webhook_retry_base_s, "--webhook-retry-base-s")?,
+        lease: secs(a.lease_s, "--lease-s")?,
+        shutdown_grace: secs(a.shutdown_grace_s, "--shutdown-grace-s")?,
+        ..ServerConfig::default()
+    };
+    let server = scail_server::start(config, generator)
+        .await
+        .context("starting the server")?;
+    eprintln!("scail {} serving fal-ai/scail-2 at {}", env!("CARGO_PKG_VERSION"), server.public_url);
+    eprintln!("  data directory: {}", a.data_dir.display());
+    if let Some(k) = &server.generated_key {
+        eprintln!("  generated an API key (stored in {}):", a.data_dir.join("keys").display());
+        eprintln!("    FAL_KEY={k}");
+    }
+    if a.weights.is_none() {
+        eprintln!("  no --weights: jobs will end with an error until weights are configured");
+    }
+    // Machine-readable line for scripts and tests that start the server on port 0.
+    println!("SCAIL_LISTENING {}", server.public_url);
+    wait_for_signal().await;
+    eprintln!("shutting down: no new jobs; the running job finishes or is requeued");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
