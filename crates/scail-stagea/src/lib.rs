@@ -14,6 +14,7 @@ pub mod compose;
 pub mod dwpose;
 pub mod frame;
 pub mod palette;
+pub mod runtime;
 pub mod skeleton;
 pub mod track;
 pub mod yolox;
