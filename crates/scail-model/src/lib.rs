@@ -10,3 +10,4 @@ pub mod t5;
 pub mod vae;
 pub mod weights;
 pub mod tokenizer;
+pub mod pth;
