@@ -11,13 +11,22 @@
 //! No tensor library here: buffers are [`frame::Image`] (HWC) and [`frame::Tensor`] (shape +
 //! `Vec<f32>`).
 
+#[cfg(feature = "ffmpeg")]
+pub mod encode;
 pub mod error;
 pub mod frame;
 pub mod image_io;
 pub mod limits;
 pub mod mask;
+#[cfg(feature = "ffmpeg")]
+pub mod probe;
 pub mod resize;
 pub mod timing;
+#[cfg(feature = "ffmpeg")]
+pub mod video;
+
+#[cfg(feature = "ffmpeg")]
+pub use probe::{probe, ProbeInfo};
 
 pub use error::{MediaError, Result};
 pub use frame::{Image, ImageF32, ImageU8, Tensor};
