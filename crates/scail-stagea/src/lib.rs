@@ -14,8 +14,13 @@ pub mod compose;
 pub mod dwpose;
 pub mod frame;
 pub mod palette;
+pub mod pose;
 pub mod runtime;
+pub mod sam3;
+pub mod tokenizer;
 pub mod skeleton;
+pub mod stagea;
+pub mod standin;
 pub mod track;
 pub mod yolox;
 
@@ -59,4 +64,6 @@ pub enum StageAError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
 }
