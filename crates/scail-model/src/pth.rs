@@ -218,7 +218,7 @@ impl ZipOut {
             h.extend_from_slice(&u32::MAX.to_le_bytes());
             h.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
             h.extend_from_slice(&28u16.to_le_bytes()); // extra
-            h.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // comment, disk, attrs
+            h.extend_from_slice(&[0; 10]); // comment length, disk, internal and external attributes
             h.extend_from_slice(&u32::MAX.to_le_bytes()); // offset in zip64 extra
             h.extend_from_slice(e.name.as_bytes());
             h.extend_from_slice(&1u16.to_le_bytes());

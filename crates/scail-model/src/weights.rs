@@ -735,7 +735,9 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
             // A fused SAT tensor is its canonical parts concatenated along dim 0.
             let e = &entries[i];
             let mut part_shape = e.shape.clone();
-            part_shape[0] /= fused[i].len();
+            if fused[i].len() > 1 {
+                part_shape[0] /= fused[i].len();
+            }
             Ok(fused[i].iter().flat_map(|n| random_bytes(n, &part_shape, dtype, seed)).collect())
         })
         .map_err(io_err(&path))?;
