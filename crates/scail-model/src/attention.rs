@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 /// Query rows per task of the CPU kernel.
-pub const BLOCK_Q: usize = 128;
+pub const BLOCK_Q: usize = 256;
 /// Key rows per inner step of the CPU kernel: the score scratch is `BLOCK_Q × BLOCK_K` f32.
 pub const BLOCK_K: usize = 256;
 /// Query rows per chunk on non-CPU devices.
@@ -210,24 +210,7 @@ fn query_block(
                 gemm::Parallelism::None,
             );
         }
-        for i in 0..bq {
-            let row = &mut s[i * bk..(i + 1) * bk];
-            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let m_new = m[i].max(mx);
-            let mut sum = 0f32;
-            for x in row.iter_mut() {
-                *x = exp_f32(*x - m_new);
-                sum += *x;
-            }
-            if m_new > m[i] {
-                // Rescale what was accumulated under the old max (zero on the first block).
-                let corr = exp_f32(m[i] - m_new);
-                l[i] *= corr;
-                o[i * dv..(i + 1) * dv].iter_mut().for_each(|x| *x *= corr);
-                m[i] = m_new;
-            }
-            l[i] += sum;
-        }
+        online_softmax_step(s, bk, &mut m, &mut l, o, dv);
         // SAFETY: o is bq×dv row-major, s is bq×bk, the value block is bk×dv row-major.
         unsafe {
             gemm::gemm(
@@ -260,6 +243,98 @@ fn query_block(
     }
 }
 
+/// Turns one block of scores (`rows × bk`) into `exp(s − running max)` in place and updates the
+/// running max `m`, the row sums `l` and rescales the accumulated output rows `o` (`rows × dv`).
+fn online_softmax_step(
+    s: &mut [f32],
+    bk: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dv: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { online_softmax_step_avx2(s, bk, m, l, o, dv) };
+        }
+    }
+    online_softmax_step_impl(s, bk, m, l, o, dv)
+}
+
+/// The same body compiled with AVX2 so the exp/max/sum loops vectorise 8-wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn online_softmax_step_avx2(
+    s: &mut [f32],
+    bk: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dv: usize,
+) {
+    online_softmax_step_impl(s, bk, m, l, o, dv)
+}
+
+#[inline(always)]
+fn online_softmax_step_impl(
+    s: &mut [f32],
+    bk: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dv: usize,
+) {
+    for (i, row) in s.chunks_exact_mut(bk).enumerate() {
+        let m_new = m[i].max(lane_max(row));
+        for x in row.iter_mut() {
+            *x = exp_f32(*x - m_new);
+        }
+        let sum = lane_sum(row);
+        if m_new > m[i] {
+            // Rescale what was accumulated under the old max (zero on the first block).
+            let corr = exp_f32(m[i] - m_new);
+            l[i] *= corr;
+            o[i * dv..(i + 1) * dv].iter_mut().for_each(|x| *x *= corr);
+            m[i] = m_new;
+        }
+        l[i] += sum;
+    }
+}
+
+/// Max with 8 independent lanes (a strict left fold does not vectorise).
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+        }
+    }
+    let mut mx = rest.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for a in acc {
+        mx = mx.max(a);
+    }
+    mx
+}
+
+/// Sum with 8 independent lanes.
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += c[j];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 /// `exp` for arguments `<= 0` (scores minus their running max), branch-free so the loop
 /// vectorises: `2^n · p(r)` with `r = x − n·ln2` (two-part ln2) and a degree-7 Taylor polynomial,
 /// relative error below 1e-7 on the reduced range. Arguments below −87 flush to ~1e-38, which the
@@ -269,10 +344,12 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
-    // Round-to-nearest via the 1.5·2^23 trick (vectorises, unlike `f32::round`).
+    // Round-to-nearest via the 1.5·2^23 trick: `t`'s low mantissa bits hold n as an integer, so
+    // no float→int conversion (which would not vectorise) is needed.
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -280,8 +357,8 @@ pub fn exp_f32(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
+    let ni = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    p * f32::from_bits(ni.wrapping_add(127) << 23)
 }
 
 /// Helper for callers that need `[L, heads*head_dim]` ↔ `[heads, L, head_dim]`.

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use crate::attention::{self, merge_heads, split_heads};
 use crate::rope::{self, ScailRope};
@@ -388,7 +389,7 @@ impl Block {
 
         // FFN on the modulated plain LayerNorm.
         let h = modulate(&layer_norm(&x, s.ones, s.zeros, eps)?, &sh2, &sc2)?;
-        let y = self.ffn2.forward(&self.ffn0.forward(&h)?.gelu()?)?;
+        let y = self.ffn2.forward(&gelu_tanh(&self.ffn0.forward(&h)?)?)?;
         Ok((x + y.broadcast_mul(&g2)?)?)
     }
 }
@@ -399,6 +400,44 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, consumer: &Lin) -> Result<Tensor> 
     let dt = consumer.w.dtype();
     let out = attention::attention(&q.to_dtype(dt)?, &k.to_dtype(dt)?, &v.to_dtype(dt)?)?;
     Ok(out.to_dtype(DType::F32)?)
+}
+
+/// Tanh-approximation GELU (the FFN's and text embedding's). On the CPU in f32 it uses the
+/// identity `0.5·x·(1 + tanh z) = x / (1 + e^(−2z))` with the vectorised exp, several times faster
+/// than a per-element `tanh`; elsewhere candle's `gelu`.
+fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        return Ok(x.gelu()?);
+    }
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    v.par_chunks_mut(1 << 14).for_each(gelu_tanh_slice);
+    Ok(Tensor::from_vec(v, x.shape(), x.device())?)
+}
+
+fn gelu_tanh_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { gelu_tanh_avx2(v) };
+        }
+    }
+    gelu_tanh_impl(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_tanh_avx2(v: &mut [f32]) {
+    gelu_tanh_impl(v)
+}
+
+#[inline(always)]
+fn gelu_tanh_impl(v: &mut [f32]) {
+    const C: f32 = 0.797_884_6; // sqrt(2/pi)
+    for x in v.iter_mut() {
+        let z = C * (*x + 0.044_715 * *x * *x * *x);
+        *x /= 1.0 + attention::exp_f32(-2.0 * z);
+    }
 }
 
 /// `x * (1 + scale) + shift` with row-vector scale/shift, f32.
@@ -694,7 +733,9 @@ impl Dit {
         } else {
             ctx
         };
-        let ctx_text = self.text2.forward(&self.text0.forward(&ctx)?.gelu()?)?;
+        let ctx_text = self
+            .text2
+            .forward(&gelu_tanh(&self.text0.forward(&ctx)?)?)?;
         let clip = f32_in(inp.clip_fea)?;
         let clip = if clip.rank() == 3 {
             clip.squeeze(0)?
