@@ -11,3 +11,4 @@ pub mod vae;
 pub mod weights;
 pub mod tokenizer;
 pub mod pth;
+pub(crate) mod vae_cpu;

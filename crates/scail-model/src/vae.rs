@@ -188,39 +188,124 @@ impl FeatCache {
     }
 }
 
-/// `nn.Conv3d` whose time axis is causal (padded on the left only); spatial padding symmetric.
+/// `nn.Conv3d` whose time axis is causal (padded on the left only); spatial padding k/2.
 struct CausalConv3d {
-    /// `[O, kD*C, kh, kw]`: the kD time taps stacked along input channels, oldest first.
-    weight: Tensor,
+    /// `[O, kD*C, kh, kw]`: the kD time taps stacked along input channels, oldest first
+    /// (generic candle path; None when the CPU kernel is used).
+    weight: Option<Tensor>,
     bias: Tensor,
+    /// `[k*k][O][kD*C]` taps and the bias for the CPU f32 kernel.
+    cpu: Option<(Vec<f32>, Vec<f32>)>,
+    c_in: usize,
+    c_out: usize,
     kd: usize,
-    pad: usize,
+    k: usize,
+}
+
+/// The f32 slice of a contiguous CPU tensor.
+fn cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let v = cpu.as_slice::<f32>()?;
+            let o = layout.start_offset();
+            Ok(f(&v[o..o + t.elem_count()]))
+        }
+        _ => candle_core::bail!("cpu_slice on a non-CPU tensor"),
+    }
+}
+
+fn use_cpu_kernels(vb: &VarBuilder) -> bool {
+    vb.device().is_cpu() && vb.dtype() == DType::F32
 }
 
 impl CausalConv3d {
-    fn new(vb: VarBuilder, c_in: usize, c_out: usize, k: [usize; 3], pad: usize) -> Result<Self> {
+    fn new(vb: VarBuilder, c_in: usize, c_out: usize, k: [usize; 3]) -> Result<Self> {
         let w = vb.get((c_out, c_in, k[0], k[1], k[2]), "weight")?;
-        let weight = w
-            .permute((0, 2, 1, 3, 4))?
-            .reshape((c_out, k[0] * c_in, k[1], k[2]))?
-            .contiguous()?;
-        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1, 1))?;
-        Ok(Self { weight, bias, kd: k[0], pad })
+        let bias = vb.get(c_out, "bias")?;
+        Self::from_weight(w, bias, use_cpu_kernels(&vb))
+    }
+
+    /// A 2D `Conv2d(k, padding=k/2)` as a one-tap causal conv (`[O, C, k, k]` weight).
+    fn conv2d(w: Tensor, bias: Tensor, cpu: bool) -> Result<Self> {
+        let (o, c, kh, kw) = w.dims4()?;
+        Self::from_weight(w.reshape((o, c, 1, kh, kw))?, bias, cpu)
+    }
+
+    fn from_weight(w: Tensor, bias: Tensor, cpu: bool) -> Result<Self> {
+        let (c_out, c_in, kd, kh, kw) = w.dims5()?;
+        let k = [kd, kh, kw];
+        if k[1] != k[2] || k[1] % 2 == 0 {
+            candle_core::bail!("causal conv kernel {k:?}: square odd spatial kernels only");
+        }
+        let (weight, cpu) = if cpu {
+            let taps = cpu_slice(&w, |s| crate::vae_cpu::arrange_taps(s, c_out, c_in, k[0], k[1]))?;
+            (None, Some((taps, bias.to_vec1::<f32>()?)))
+        } else {
+            let folded = w
+                .permute((0, 2, 1, 3, 4))?
+                .reshape((c_out, k[0] * c_in, k[1], k[2]))?
+                .contiguous()?;
+            (Some(folded), None)
+        };
+        Ok(Self {
+            weight,
+            bias: bias.reshape((1, c_out, 1, 1))?,
+            cpu,
+            c_in,
+            c_out,
+            kd: k[0],
+            k: k[1],
+        })
     }
 
     /// Convolution over frames that already include the kD-1 frames of left context.
     fn conv_frames(&self, xs: &Tensor) -> Result<Tensor> {
-        let t = xs.dim(0)? + 1 - self.kd;
+        self.conv_parts(&[xs])
+    }
+
+    /// Like [`Self::conv_frames`] over the time concatenation of `parts` (each `[t, C, H, W]`),
+    /// without materialising the concatenation on the CPU path.
+    fn conv_parts(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        let (_, c, h, w) = parts[0].dims4()?;
+        if c != self.c_in {
+            candle_core::bail!("causal conv expects {} channels, got {c}", self.c_in);
+        }
+        let n_in: usize = parts.iter().map(|p| p.dim(0)).sum::<Result<usize>>()?;
+        let t = n_in + 1 - self.kd;
+        if let Some((taps, bias)) = &self.cpu {
+            let parts: Vec<Tensor> = parts.iter().map(|p| p.contiguous()).collect::<Result<_>>()?;
+            // Borrow every frame of every part as a slice, then run the kernel.
+            let out = {
+                let storages: Vec<_> = parts.iter().map(|p| p.storage_and_layout()).collect();
+                let mut frames: Vec<&[f32]> = Vec::with_capacity(n_in);
+                for ((storage, layout), p) in storages.iter().zip(&parts) {
+                    let candle_core::Storage::Cpu(cpu) = &**storage else {
+                        candle_core::bail!("CPU kernel on a non-CPU tensor");
+                    };
+                    let v = cpu.as_slice::<f32>()?;
+                    let o = layout.start_offset();
+                    let fl = c * h * w;
+                    for f in 0..p.dim(0)? {
+                        frames.push(&v[o + f * fl..o + (f + 1) * fl]);
+                    }
+                }
+                crate::vae_cpu::conv3d(&frames, c, h, w, taps, bias, self.c_out, self.kd, self.k)
+            };
+            return Tensor::from_vec(out, (t, self.c_out, h, w), parts[0].device());
+        }
+        let xs = if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(parts, 0)? };
         let x = if self.kd == 1 {
-            xs.clone()
+            xs
         } else {
             let taps = (0..self.kd)
                 .map(|k| xs.narrow(0, k, t))
                 .collect::<Result<Vec<_>>>()?;
             Tensor::cat(&taps, 1)?
         };
-        x.conv2d(&self.weight, self.pad, 1, 1, 1)?
-            .broadcast_add(&self.bias)
+        let weight = self.weight.as_ref().expect("candle path has a folded weight");
+        x.conv2d(weight, self.k / 2, 1, 1, 1)?.broadcast_add(&self.bias)
     }
 
     /// Streaming forward: the slot holds the last kD-1 input frames (zeros before the start).
@@ -236,11 +321,16 @@ impl CausalConv3d {
                 Tensor::zeros((ctx, c, h, w), x.dtype(), x.device())?
             }
         };
-        let xs = Tensor::cat(&[&prev, x], 0)?;
-        let n = xs.dim(0)?;
+        let t = x.dim(0)?;
         // A copy, so the cache does not pin the whole chunk's buffer.
-        *slot = Slot::Frames(xs.narrow(0, n - ctx, ctx)?.copy()?);
-        self.conv_frames(&xs)
+        let next = if t >= ctx {
+            x.narrow(0, t - ctx, ctx)?.copy()?
+        } else {
+            Tensor::cat(&[&prev.narrow(0, t, ctx - t)?, x], 0)?
+        };
+        let y = self.conv_parts(&[&prev, x])?;
+        *slot = Slot::Frames(next);
+        Ok(y)
     }
 }
 
@@ -267,6 +357,17 @@ impl RmsNorm {
         let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
         (x.broadcast_div(&norm)? * self.scale)?.broadcast_mul(&self.gamma)
     }
+
+    /// `silu(norm(x))`, fused on the CPU in f32.
+    fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let (t, c, h, w) = x.dims4()?;
+            let gamma = self.gamma.flatten_all()?.to_vec1::<f32>()?;
+            let out = cpu_slice(x, |s| crate::vae_cpu::rms_silu(s, t, c, h * w, &gamma, self.scale as f32))?;
+            return Tensor::from_vec(out, (t, c, h, w), x.device());
+        }
+        self.forward(x)?.silu()
+    }
 }
 
 struct ResidualBlock {
@@ -282,11 +383,11 @@ impl ResidualBlock {
         let r = vb.pp("residual");
         Ok(Self {
             norm1: RmsNorm::new(r.pp("0"), i, false)?,
-            conv1: CausalConv3d::new(r.pp("2"), i, o, [3, 3, 3], 1)?,
+            conv1: CausalConv3d::new(r.pp("2"), i, o, [3, 3, 3])?,
             norm2: RmsNorm::new(r.pp("3"), o, false)?,
-            conv2: CausalConv3d::new(r.pp("6"), o, o, [3, 3, 3], 1)?,
+            conv2: CausalConv3d::new(r.pp("6"), o, o, [3, 3, 3])?,
             shortcut: if i != o {
-                Some(CausalConv3d::new(vb.pp("shortcut"), i, o, [1, 1, 1], 0)?)
+                Some(CausalConv3d::new(vb.pp("shortcut"), i, o, [1, 1, 1])?)
             } else {
                 None
             },
@@ -298,9 +399,9 @@ impl ResidualBlock {
             Some(s) => s.conv_frames(x)?,
             None => x.clone(),
         };
-        let y = self.norm1.forward(x)?.silu()?;
+        let y = self.norm1.forward_silu(x)?;
         let y = self.conv1.forward_cached(&y, cache.next())?;
-        let y = self.norm2.forward(&y)?.silu()?;
+        let y = self.norm2.forward_silu(&y)?;
         let y = self.conv2.forward_cached(&y, cache.next())?;
         y + h
     }
@@ -366,8 +467,10 @@ enum ResampleMode {
 
 struct Resample {
     mode: ResampleMode,
-    conv_w: Tensor,
-    conv_b: Tensor,
+    /// The spatial conv (`resample.1`); for downsampling it runs through candle (stride 2).
+    conv: CausalConv3d,
+    down_w: Tensor,
+    down_b: Tensor,
     time_conv: Option<CausalConv3d>,
 }
 
@@ -377,17 +480,24 @@ impl Resample {
             ResampleMode::Up2d => (c / 2, None),
             ResampleMode::Up3d => (
                 c / 2,
-                Some(CausalConv3d::new(vb.pp("time_conv"), c, 2 * c, [3, 1, 1], 0)?),
+                Some(CausalConv3d::new(vb.pp("time_conv"), c, 2 * c, [3, 1, 1])?),
             ),
             ResampleMode::Down2d => (c, None),
             ResampleMode::Down3d => (
                 c,
-                Some(CausalConv3d::new(vb.pp("time_conv"), c, c, [3, 1, 1], 0)?),
+                Some(CausalConv3d::new(vb.pp("time_conv"), c, c, [3, 1, 1])?),
             ),
         };
-        let conv_w = vb.get((c_out, c, 3, 3), "resample.1.weight")?;
-        let conv_b = vb.get(c_out, "resample.1.bias")?.reshape((1, c_out, 1, 1))?;
-        Ok(Self { mode, conv_w, conv_b, time_conv })
+        let w = vb.get((c_out, c, 3, 3), "resample.1.weight")?;
+        let b = vb.get(c_out, "resample.1.bias")?;
+        let up = matches!(mode, ResampleMode::Up2d | ResampleMode::Up3d);
+        Ok(Self {
+            mode,
+            conv: CausalConv3d::conv2d(w.clone(), b.clone(), up && use_cpu_kernels(&vb))?,
+            down_w: w,
+            down_b: b.reshape((1, c_out, 1, 1))?,
+            time_conv,
+        })
     }
 
     fn forward(&self, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
@@ -409,43 +519,30 @@ impl Resample {
         }
         let (_, _, h, w) = x.dims4()?;
         x = match self.mode {
-            ResampleMode::Up2d | ResampleMode::Up3d => x
-                .upsample_nearest2d(2 * h, 2 * w)?
-                .conv2d(&self.conv_w, 1, 1, 1, 1)?,
+            ResampleMode::Up2d | ResampleMode::Up3d => {
+                self.conv.conv_frames(&x.upsample_nearest2d(2 * h, 2 * w)?)?
+            }
             ResampleMode::Down2d | ResampleMode::Down3d => x
                 .pad_with_zeros(2, 0, 1)?
                 .pad_with_zeros(3, 0, 1)?
-                .conv2d(&self.conv_w, 0, 2, 1, 1)?,
-        }
-        .broadcast_add(&self.conv_b)?;
+                .conv2d(&self.down_w, 0, 2, 1, 1)?
+                .broadcast_add(&self.down_b)?,
+        };
         if let (ResampleMode::Down3d, Some(tc)) = (&self.mode, &self.time_conv) {
             let slot = cache.next();
-            match slot {
-                Slot::Frames(prev) => {
-                    let t = x.dim(0)?;
-                    let last = x.narrow(0, t - 1, 1)?.copy()?;
-                    let xs = Tensor::cat(&[&*prev, &x], 0)?;
-                    // Kernel 3, stride 2, no padding: output j reads frames 2j, 2j+1, 2j+2.
-                    let n_out = (xs.dim(0)? - 3) / 2 + 1;
-                    let taps = (0..3)
-                        .map(|k| {
-                            let idx: Vec<u32> =
-                                (0..n_out).map(|j| (2 * j + k) as u32).collect();
-                            let idx = Tensor::new(idx.as_slice(), xs.device())?;
-                            xs.index_select(&idx, 0)
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    x = Tensor::cat(&taps, 1)?
-                        .conv2d(&tc.weight, 0, 1, 1, 1)?
-                        .broadcast_add(&tc.bias)?;
-                    *slot = Slot::Frames(last);
-                }
-                _ => {
-                    // First chunk passes through; its last frame seeds the next chunk.
-                    let t = x.dim(0)?;
-                    *slot = Slot::Frames(x.narrow(0, t - 1, 1)?.copy()?);
-                }
+            let t = x.dim(0)?;
+            let last = x.narrow(0, t - 1, 1)?.copy()?;
+            if let Slot::Frames(prev) = slot {
+                let xs = Tensor::cat(&[&*prev, &x], 0)?;
+                // Kernel 3, stride 2, no padding: output j reads frames 2j, 2j+1, 2j+2.
+                let n_out = (xs.dim(0)? - 3) / 2 + 1;
+                let outs = (0..n_out)
+                    .map(|j| tc.conv_frames(&xs.narrow(0, 2 * j, 3)?))
+                    .collect::<Result<Vec<_>>>()?;
+                x = Tensor::cat(&outs, 0)?;
             }
+            // The first chunk passes through; every chunk's last frame seeds the next one.
+            *slot = Slot::Frames(last);
         }
         Ok(x)
     }
@@ -482,13 +579,13 @@ impl Tower {
         for l in &self.layers {
             x = l.forward(&x, cache)?;
         }
-        let x = self.head_norm.forward(&x)?.silu()?;
+        let x = self.head_norm.forward_silu(&x)?;
         self.head_conv.forward_cached(&x, cache.next())
     }
 
     fn encoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let dims = cfg.encoder_dims();
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), 3, dims[0], [3, 3, 3], 1)?;
+        let conv1 = CausalConv3d::new(vb.pp("conv1"), 3, dims[0], [3, 3, 3])?;
         let mut layers = Vec::new();
         let ds = vb.pp("downsamples");
         let n = cfg.dim_mult.len();
@@ -516,14 +613,14 @@ impl Tower {
             conv1,
             layers,
             head_norm: RmsNorm::new(vb.pp("head.0"), c, false)?,
-            head_conv: CausalConv3d::new(vb.pp("head.2"), c, 2 * cfg.z_dim, [3, 3, 3], 1)?,
+            head_conv: CausalConv3d::new(vb.pp("head.2"), c, 2 * cfg.z_dim, [3, 3, 3])?,
         })
     }
 
     fn decoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let dims = cfg.decoder_dims();
         let c = dims[0];
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), cfg.z_dim, c, [3, 3, 3], 1)?;
+        let conv1 = CausalConv3d::new(vb.pp("conv1"), cfg.z_dim, c, [3, 3, 3])?;
         let m = vb.pp("middle");
         let mut layers = vec![
             Layer::Res(ResidualBlock::new(m.pp("0"), c, c)?),
@@ -555,7 +652,7 @@ impl Tower {
             conv1,
             layers,
             head_norm: RmsNorm::new(vb.pp("head.0"), c, false)?,
-            head_conv: CausalConv3d::new(vb.pp("head.2"), c, 3, [3, 3, 3], 1)?,
+            head_conv: CausalConv3d::new(vb.pp("head.2"), c, 3, [3, 3, 3])?,
         })
     }
 }
@@ -586,8 +683,8 @@ impl WanVae {
         Ok(Self {
             encoder: Tower::encoder(vb.pp("encoder"), cfg)?,
             decoder: Tower::decoder(vb.pp("decoder"), cfg)?,
-            conv1: CausalConv3d::new(vb.pp("conv1"), 2 * z, 2 * z, [1, 1, 1], 0)?,
-            conv2: CausalConv3d::new(vb.pp("conv2"), z, z, [1, 1, 1], 0)?,
+            conv1: CausalConv3d::new(vb.pp("conv1"), 2 * z, 2 * z, [1, 1, 1])?,
+            conv2: CausalConv3d::new(vb.pp("conv2"), z, z, [1, 1, 1])?,
             mean: Tensor::new(&LATENT_MEAN, &dev)?.to_dtype(dtype)?.reshape((z, 1, 1, 1))?,
             inv_std: Tensor::new(inv.as_slice(), &dev)?.to_dtype(dtype)?.reshape((z, 1, 1, 1))?,
             cfg: cfg.clone(),
