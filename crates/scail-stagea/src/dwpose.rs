@@ -149,11 +149,7 @@ pub fn decode_simcc(
                 x = -1.0;
                 y = -1.0;
             }
-            (
-                x / SIMCC_SPLIT_RATIO,
-                y / SIMCC_SPLIT_RATIO,
-                conf,
-            )
+            (x / SIMCC_SPLIT_RATIO, y / SIMCC_SPLIT_RATIO, conf)
         })
         .collect())
 }

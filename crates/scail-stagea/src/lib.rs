@@ -17,11 +17,12 @@ pub mod palette;
 pub mod pose;
 pub mod runtime;
 pub mod sam3;
-pub mod tokenizer;
 pub mod skeleton;
 pub mod stagea;
 pub mod standin;
+pub mod tokenizer;
 pub mod track;
+pub mod weights;
 pub mod yolox;
 
 pub use frame::{BBox, Mask, RgbImage};

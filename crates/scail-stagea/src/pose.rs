@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::dwpose::{decode_simcc, keypoints_to_source, Crop, WholeBody, INPUT_H, INPUT_W, NUM_KEYPOINTS};
+use crate::dwpose::{
+    decode_simcc, keypoints_to_source, Crop, WholeBody, INPUT_H, INPUT_W, NUM_KEYPOINTS,
+};
 use crate::frame::{BBox, RgbImage};
 use crate::runtime::{HostTensor, OnnxModel, RuntimeConfig, RuntimeError};
 use crate::yolox::{letterbox, postprocess, INPUT_SIZE};
@@ -47,7 +49,10 @@ impl PoseEstimator {
             .first()
             .ok_or_else(|| sig(&pose, "no inputs".into()))?;
         if inp.shape.len() != 4 || inp.shape[2..] != [INPUT_H as i64, INPUT_W as i64] {
-            return Err(sig(&pose, format!("input {}{:?} is not [1,3,384,288]", inp.name, inp.shape)));
+            return Err(sig(
+                &pose,
+                format!("input {}{:?} is not [1,3,384,288]", inp.name, inp.shape),
+            ));
         }
         let pose_input = inp.name.clone();
         // By name, else by the SimCC bin count (2 x width for x, 2 x height for y).
@@ -55,7 +60,11 @@ impl PoseEstimator {
             pose.outputs()
                 .iter()
                 .find(|o| o.name == name)
-                .or_else(|| pose.outputs().iter().find(|o| o.shape.last() == Some(&bins)))
+                .or_else(|| {
+                    pose.outputs()
+                        .iter()
+                        .find(|o| o.shape.last() == Some(&bins))
+                })
                 .map(|o| o.name.clone())
         };
         let simcc_x = by("simcc_x", 2 * INPUT_W as i64)
@@ -83,7 +92,9 @@ impl PoseEstimator {
         let out = det.run(vec![(name, HostTensor::f32(vec![1, 3, s, s], lb.chw))])?;
         let t = &out[&out_name];
         let row = *t.shape.last().unwrap_or(&0) as usize;
-        let data = t.as_f32().ok_or_else(|| sig(det, "output is not float".into()))?;
+        let data = t
+            .as_f32()
+            .ok_or_else(|| sig(det, "output is not float".into()))?;
         Ok(postprocess(data, row, INPUT_SIZE, lb.scale)?
             .into_iter()
             .map(|d| d.bbox)

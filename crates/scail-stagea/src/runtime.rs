@@ -151,9 +151,11 @@ fn find_in_dir(dir: &Path) -> Option<PathBuf> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll" || n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("libonnxruntime.so")
+                        || n == "onnxruntime.dll"
+                        || n.starts_with("libonnxruntime.") && n.ends_with(".dylib")
+                })
             })
             .collect();
         libs.sort();
@@ -175,13 +177,14 @@ pub fn init(cfg: &RuntimeConfig) -> Result<(), RuntimeError> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let built = builder
-        .with_name("scail-stagea")
-        .build()
-        .map_err(|e| RuntimeError::LibraryLoad {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    let built =
+        builder
+            .with_name("scail-stagea")
+            .build()
+            .map_err(|e| RuntimeError::LibraryLoad {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
     *env = Some(built);
     Ok(())
 }
@@ -310,10 +313,17 @@ impl OnnxModel {
     }
 
     /// The input whose name is `name`, else the only input of element type `elem`.
-    pub fn input_named_or_typed(&self, name: &str, elem: ElemType) -> Result<&IoSpec, RuntimeError> {
+    pub fn input_named_or_typed(
+        &self,
+        name: &str,
+        elem: ElemType,
+    ) -> Result<&IoSpec, RuntimeError> {
         pick(&self.inputs, name, elem).ok_or_else(|| RuntimeError::Signature {
             model: self.path.display().to_string(),
-            detail: format!("no input named `{name}` nor a single {elem:?} input; inputs: {}", names(&self.inputs)),
+            detail: format!(
+                "no input named `{name}` nor a single {elem:?} input; inputs: {}",
+                names(&self.inputs)
+            ),
         })
     }
 }

@@ -91,7 +91,9 @@ impl Sam3Segmenter {
         };
 
         // Text encoder: ids and attention mask, found by name, else by order.
-        let ids_name = text.input_named_or_typed("input_ids", ElemType::I64).map(|s| s.name.clone());
+        let ids_name = text
+            .input_named_or_typed("input_ids", ElemType::I64)
+            .map(|s| s.name.clone());
         let (ids_name, att_name) = match ids_name {
             Ok(n) => {
                 let att = text
@@ -150,20 +152,35 @@ impl Sam3Segmenter {
             .find(|s| s.elem == ElemType::F32)
             .map(|s| s.name.clone())
             .ok_or_else(|| {
-                sig(&decoder, format!("no prompt-feature input; inputs: {}", crate::runtime::names(decoder.inputs())))
+                sig(
+                    &decoder,
+                    format!(
+                        "no prompt-feature input; inputs: {}",
+                        crate::runtime::names(decoder.inputs())
+                    ),
+                )
             })?;
         let mask_input = others
             .iter()
             .find(|s| s.elem != ElemType::F32)
             .map(|s| s.name.clone())
             .ok_or_else(|| {
-                sig(&decoder, format!("no prompt-mask input; inputs: {}", crate::runtime::names(decoder.inputs())))
+                sig(
+                    &decoder,
+                    format!(
+                        "no prompt-mask input; inputs: {}",
+                        crate::runtime::names(decoder.inputs())
+                    ),
+                )
             })?;
         for s in decoder.inputs() {
             if s.name != feature_input && s.name != mask_input && !vision_names.contains(&s.name) {
                 return Err(sig(
                     &decoder,
-                    format!("input `{}` is neither a vision output nor a prompt input", s.name),
+                    format!(
+                        "input `{}` is neither a vision output nor a prompt input",
+                        s.name
+                    ),
                 ));
             }
         }
@@ -267,14 +284,20 @@ impl Segmenter for Sam3Segmenter {
                 .and_then(|t| t.as_f32())
                 .and_then(|v| v.first().copied());
             let (Some(mv), Some(lv)) = (masks.as_f32(), logits.as_f32()) else {
-                return Err(sig(&self.decoder, "mask or logit output is not float".into()));
+                return Err(sig(
+                    &self.decoder,
+                    "mask or logit output is not float".into(),
+                ));
             };
             let (q, mh, mw) = match masks.shape.as_slice() {
                 [_, q, h, w] => (*q as usize, *h as u32, *w as u32),
                 s => return Err(sig(&self.decoder, format!("pred_masks shape {s:?}"))),
             };
             if lv.len() < q || mv.len() != q * (mh * mw) as usize {
-                return Err(sig(&self.decoder, "pred_logits / pred_masks sizes disagree".into()));
+                return Err(sig(
+                    &self.decoder,
+                    "pred_logits / pred_masks sizes disagree".into(),
+                ));
             }
             let presence = presence.map_or(1.0, sigmoid);
             for (qi, &l) in lv.iter().enumerate().take(q) {

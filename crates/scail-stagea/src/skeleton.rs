@@ -112,7 +112,7 @@ pub fn openpose_body(p: &WholeBody) -> [Option<(f32, f32)>; 18] {
     for (i, &c) in OPENPOSE_FROM_COCO.iter().enumerate() {
         out[i] = if c == usize::MAX {
             let (l, r) = (&k[5], &k[6]);
-            (vis(l) && vis(r)).then(|| ((l.x + r.x) * 0.5, (l.y + r.y) * 0.5))
+            (vis(l) && vis(r)).then_some(((l.x + r.x) * 0.5, (l.y + r.y) * 0.5))
         } else {
             vis(&k[c]).then_some((k[c].x, k[c].y))
         };
@@ -151,9 +151,8 @@ pub fn render_skeleton(width: u32, height: u32, people: &[WholeBody]) -> RgbImag
     let (w, h) = (width as f32, height as f32);
     // Hands and face use the `>= 0.3` side of the threshold (the reference blanks points
     // scoring below it) plus the edge rule.
-    let usable = |kp: &Keypoint| {
-        kp.score >= VISIBLE_SCORE && kp.x / w > EDGE_EPS && kp.y / h > EDGE_EPS
-    };
+    let usable =
+        |kp: &Keypoint| kp.score >= VISIBLE_SCORE && kp.x / w > EDGE_EPS && kp.y / h > EDGE_EPS;
     for (p, _) in &bodies {
         for hand in [LEFT_HAND, RIGHT_HAND] {
             let pts = &p.keypoints[hand];
@@ -219,7 +218,11 @@ fn fill_limb(c: &mut RgbImage, a: (f32, f32), b: (f32, f32), half_width: f32, co
     let (mx, my) = (((a.0 + b.0) * 0.5).trunc(), ((a.1 + b.1) * 0.5).trunc());
     let len = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
     let semi = ((len / 2.0).trunc()).max(0.5);
-    let angle = (a.1 - b.1).atan2(a.0 - b.0).to_degrees().trunc().to_radians();
+    let angle = (a.1 - b.1)
+        .atan2(a.0 - b.0)
+        .to_degrees()
+        .trunc()
+        .to_radians();
     let (ca, sa) = (angle.cos(), angle.sin());
     let (w, h) = (c.width as i64, c.height as i64);
     let ext = (semi.max(half_width) + 1.0).ceil() as i64;

@@ -154,7 +154,10 @@ pub fn reference_subjects(
             })
             .collect();
         order_left_to_right(&mut parts);
-        parts.into_iter().filter_map(|mut s| s.masks.remove(0)).collect()
+        parts
+            .into_iter()
+            .filter_map(|mut s| s.masks.remove(0))
+            .collect()
     } else {
         let seg = seg.ok_or_else(|| {
             StageAError::Invalid(
@@ -187,7 +190,9 @@ pub fn resample_clip(
 ) -> Result<Vec<RgbImage>, StageAError> {
     let n = clip.frames.len();
     if n == 0 || clip.fps <= 0.0 || fps <= 0.0 {
-        return Err(StageAError::Invalid(format!("{what} has no frames or no frame rate")));
+        return Err(StageAError::Invalid(format!(
+            "{what} has no frames or no frame rate"
+        )));
     }
     let needed = count as f64 / fps;
     let got = n as f64 / clip.fps;
@@ -222,8 +227,14 @@ pub fn tracks_from_mask_video(frames: &[RgbImage]) -> SubjectTracks {
     let n_sub = decoded.iter().map(Vec::len).max().unwrap_or(0);
     let subjects = (0..n_sub)
         .map(|i| SubjectTrack {
-            masks: decoded.iter().map(|d| d.get(i).cloned().flatten()).collect(),
-            scores: decoded.iter().map(|d| d.get(i).and_then(|m| m.as_ref()).map(|_| 1.0)).collect(),
+            masks: decoded
+                .iter()
+                .map(|d| d.get(i).cloned().flatten())
+                .collect(),
+            scores: decoded
+                .iter()
+                .map(|d| d.get(i).and_then(|m| m.as_ref()).map(|_| 1.0))
+                .collect(),
         })
         .collect();
     SubjectTracks {
@@ -310,7 +321,9 @@ pub fn run_stage_a(
         }
         None => {
             let seg = models.segmenter.as_deref_mut().ok_or_else(|| {
-                StageAError::Invalid("no segmentation model loaded and no driving mask supplied".into())
+                StageAError::Invalid(
+                    "no segmentation model loaded and no driving mask supplied".into(),
+                )
             })?;
             segment_video(seg, &drv.frames, &cfg.tracker)?
         }

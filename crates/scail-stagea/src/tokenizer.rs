@@ -73,9 +73,10 @@ impl ClipTokenizer {
                 serde_json::Value::String(s) => s
                     .split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string())),
-                serde_json::Value::Array(a) if a.len() == 2 => {
-                    Some((a[0].as_str().unwrap_or("").into(), a[1].as_str().unwrap_or("").into()))
-                }
+                serde_json::Value::Array(a) if a.len() == 2 => Some((
+                    a[0].as_str().unwrap_or("").into(),
+                    a[1].as_str().unwrap_or("").into(),
+                )),
                 _ => None,
             };
             if let Some(p) = pair {
@@ -112,10 +113,8 @@ impl ClipTokenizer {
             } else {
                 3
             };
-            if k != kind || k == 2 || k == 0 {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
+            if (k != kind || k == 2 || k == 0) && !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
             }
             if k != 0 {
                 cur.push(ch);

@@ -158,10 +158,7 @@ pub fn postprocess(
     let decoded = decode_grid(preds, row, size)?;
     // Only class 0 survives the final filter and NMS is per class, so the other classes'
     // NMS cannot change the result: skip it.
-    let person: Vec<(BBox, Vec<f32>)> = decoded
-        .into_iter()
-        .map(|(b, s)| (b, vec![s[0]]))
-        .collect();
+    let person: Vec<(BBox, Vec<f32>)> = decoded.into_iter().map(|(b, s)| (b, vec![s[0]])).collect();
     let mut dets = multiclass_nms(&person, NMS_IOU, NMS_SCORE);
     dets.retain(|d| d.class == 0 && d.score > PERSON_SCORE);
     for d in &mut dets {

@@ -1,6 +1,8 @@
 //! Host-code tests on constructed model outputs (no ONNX Runtime needed).
 
-use scail_stagea::compose::{colour_mask_frame, decode_palette_mask, mask_from_alpha, masked_frame};
+use scail_stagea::compose::{
+    colour_mask_frame, decode_palette_mask, mask_from_alpha, masked_frame,
+};
 use scail_stagea::dwpose::{decode_simcc, keypoints_to_source, Crop, INPUT_H, INPUT_W};
 use scail_stagea::palette::{Mode, BLACK, PALETTE, WHITE};
 use scail_stagea::track::{filter_frame, track, SegDetection, TrackerConfig};
@@ -55,7 +57,10 @@ fn letterbox_scales_to_fit_and_pads_bottom_right_with_114() {
 
 #[test]
 fn yolox_grid_decode_places_anchors_by_stride() {
-    let n: usize = STRIDES.iter().map(|s| ((640 / s) * (640 / s)) as usize).sum();
+    let n: usize = STRIDES
+        .iter()
+        .map(|s| ((640 / s) * (640 / s)) as usize)
+        .sum();
     assert_eq!(n, 8400);
     let mut preds = vec![0f32; n * ROW];
     let a = anchor_index(16, 3, 5);
@@ -77,7 +82,10 @@ fn yolox_grid_decode_places_anchors_by_stride() {
 #[test]
 fn nms_uses_inclusive_pixel_areas() {
     // With +1 areas the IoU is 50/150 = 0.333; without it 36/126 = 0.286.
-    let boxes = [BBox::new(0.0, 0.0, 9.0, 9.0), BBox::new(5.0, 0.0, 14.0, 9.0)];
+    let boxes = [
+        BBox::new(0.0, 0.0, 9.0, 9.0),
+        BBox::new(5.0, 0.0, 14.0, 9.0),
+    ];
     assert_eq!(nms(&boxes, &[0.9, 0.8], 0.3), vec![0]);
     assert_eq!(nms(&boxes, &[0.9, 0.8], 0.34), vec![0, 1]);
     assert_eq!(nms(&boxes, &[0.7, 0.8], 0.3), vec![1]);
@@ -87,20 +95,58 @@ fn nms_uses_inclusive_pixel_areas() {
 fn yolox_postprocess_keeps_people_above_threshold_and_undoes_scale() {
     let mut preds = vec![0f32; 8400 * ROW];
     // Two overlapping people: the weaker is suppressed (IoU > 0.45).
-    set_anchor(&mut preds, 32, BBox::new(100.0, 100.0, 300.0, 500.0), 0.95, 0, 0.95);
-    set_anchor(&mut preds, 16, BBox::new(110.0, 105.0, 305.0, 495.0), 0.9, 0, 0.9);
+    set_anchor(
+        &mut preds,
+        32,
+        BBox::new(100.0, 100.0, 300.0, 500.0),
+        0.95,
+        0,
+        0.95,
+    );
+    set_anchor(
+        &mut preds,
+        16,
+        BBox::new(110.0, 105.0, 305.0, 495.0),
+        0.9,
+        0,
+        0.9,
+    );
     // A separate person.
-    set_anchor(&mut preds, 32, BBox::new(400.0, 80.0, 560.0, 480.0), 0.8, 0, 0.8);
+    set_anchor(
+        &mut preds,
+        32,
+        BBox::new(400.0, 80.0, 560.0, 480.0),
+        0.8,
+        0,
+        0.8,
+    );
     // obj * cls = 0.54 * 0.54 = 0.2916: passes NMS's 0.1 but not the person rule (> 0.3).
-    set_anchor(&mut preds, 8, BBox::new(20.0, 20.0, 60.0, 100.0), 0.54, 0, 0.54);
+    set_anchor(
+        &mut preds,
+        8,
+        BBox::new(20.0, 20.0, 60.0, 100.0),
+        0.54,
+        0,
+        0.54,
+    );
     // A confident non-person (class 3).
-    set_anchor(&mut preds, 16, BBox::new(600.0, 600.0, 630.0, 630.0), 0.99, 3, 0.99);
+    set_anchor(
+        &mut preds,
+        16,
+        BBox::new(600.0, 600.0, 630.0, 630.0),
+        0.99,
+        3,
+        0.99,
+    );
     let dets = postprocess(&preds, ROW, 640, 0.5).unwrap();
     assert_eq!(dets.len(), 2, "{dets:?}");
     assert!((dets[0].score - 0.9025).abs() < 1e-5);
     let b = dets[0].bbox;
     // Letterbox scale 0.5 undone: coordinates doubled.
-    assert!((b.x0 - 200.0).abs() < 0.01 && (b.y1 - 1000.0).abs() < 0.01, "{b:?}");
+    assert!(
+        (b.x0 - 200.0).abs() < 0.01 && (b.y1 - 1000.0).abs() < 0.01,
+        "{b:?}"
+    );
     assert!((dets[1].bbox.x0 - 800.0).abs() < 0.01);
 }
 
@@ -112,7 +158,12 @@ fn affine_crop_round_trips_and_fixes_aspect() {
     assert!((crop.scale.1 - 500.0).abs() < 1e-3);
     assert!((crop.scale.0 - 375.0).abs() < 1e-3);
     assert_eq!(crop.centre, (150.0, 250.0));
-    for &(x, y) in &[(100.0f32, 50.0f32), (150.0, 250.0), (37.5, 0.0), (262.0, 499.0)] {
+    for &(x, y) in &[
+        (100.0f32, 50.0f32),
+        (150.0, 250.0),
+        (37.5, 0.0),
+        (262.0, 499.0),
+    ] {
         let (u, v) = crop.forward(x, y);
         let (x2, y2) = crop.inverse(u, v);
         assert!((x - x2).abs() < 1e-3 && (y - y2).abs() < 1e-3);
@@ -121,7 +172,9 @@ fn affine_crop_round_trips_and_fixes_aspect() {
     assert_eq!(crop.forward(150.0, 250.0), (144.0, 192.0));
     // Wide box: width governs.
     let wide = Crop::from_box(&BBox::new(0.0, 0.0, 400.0, 100.0));
-    assert!((wide.scale.0 - 500.0).abs() < 1e-3 && (wide.scale.1 - 500.0 * 384.0 / 288.0).abs() < 1e-2);
+    assert!(
+        (wide.scale.0 - 500.0).abs() < 1e-3 && (wide.scale.1 - 500.0 * 384.0 / 288.0).abs() < 1e-2
+    );
 
     // A bright pixel lands where `forward` says, and keypoints come back through it.
     let mut img = RgbImage::filled(300, 500, [0, 0, 0]);
@@ -151,7 +204,7 @@ fn simcc_decode_argmax_half_and_min_confidence() {
     sy[301] = 0.6; // y = 150.5, confidence = min(0.9, 0.6)
     sx[wx + 575] = 0.2;
     sy[wy] = 0.7; // keypoint 1: (287.5, 0), confidence 0.2
-    // keypoint 2: all negative -> location -1 before the split ratio.
+                  // keypoint 2: all negative -> location -1 before the split ratio.
     for v in &mut sx[2 * wx..] {
         *v = -0.5;
     }
@@ -216,7 +269,10 @@ fn tracking_keeps_identities_through_an_occlusion() {
     let (a, b) = (&tracks.subjects[0], &tracks.subjects[1]);
     assert_eq!(a.frames_seen(), 10);
     for t in 0..10u32 {
-        assert_eq!(a.masks[t as usize].as_ref().unwrap().bbox().unwrap().x0, (10 + 2 * t) as f32);
+        assert_eq!(
+            a.masks[t as usize].as_ref().unwrap().bbox().unwrap().x0,
+            (10 + 2 * t) as f32
+        );
     }
     assert_eq!(b.frames_seen(), 7);
     assert!(b.masks[4].is_none());
@@ -233,8 +289,14 @@ fn tracking_keeps_identities_through_an_occlusion() {
 fn subjects_are_ordered_left_to_right_by_first_box_centre() {
     // Right person detected first and with a higher score; the left one still comes first.
     let frames = vec![
-        vec![det(rect(60, 10, 90, 90), 0.99), det(rect(5, 10, 35, 90), 0.5)],
-        vec![det(rect(60, 10, 90, 90), 0.99), det(rect(5, 10, 35, 90), 0.5)],
+        vec![
+            det(rect(60, 10, 90, 90), 0.99),
+            det(rect(5, 10, 35, 90), 0.5),
+        ],
+        vec![
+            det(rect(60, 10, 90, 90), 0.99),
+            det(rect(5, 10, 35, 90), 0.5),
+        ],
     ];
     let tr = track(100, 100, frames.clone(), &TrackerConfig::default()).unwrap();
     assert_eq!(tr.subjects[0].first_box().unwrap().x0, 5.0);
@@ -269,8 +331,13 @@ fn palette_and_background_per_mode() {
         assert_eq!(back[0].as_ref().unwrap(), &a);
         assert_eq!(back[1].as_ref().unwrap(), &b);
     }
-    assert!(colour_mask_frame(100, 100, &[Some(&rect(0, 0, 1, 1).resize_nearest(50, 50))], BLACK)
-        .is_err());
+    assert!(colour_mask_frame(
+        100,
+        100,
+        &[Some(&rect(0, 0, 1, 1).resize_nearest(50, 50))],
+        BLACK
+    )
+    .is_err());
 }
 
 #[test]
@@ -300,4 +367,99 @@ fn alpha_channel_gives_the_reference_mask() {
     let m = mask_from_alpha(w, h, &rgba).unwrap().unwrap();
     assert_eq!(m.data, vec![0, 0, 1, 1, 1, 1, 1, 1]);
     assert!(mask_from_alpha(w, h, &rgba[1..]).is_err());
+}
+
+mod refusals {
+    use scail_stagea::palette::Mode;
+    use scail_stagea::sam3::Segmenter;
+    use scail_stagea::stagea::{
+        run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
+    };
+    use scail_stagea::track::SegDetection;
+    use scail_stagea::{Mask, RgbImage, StageAError};
+
+    /// Finds one subject in the left half of bright frames, nothing in dark ones.
+    struct Fake;
+    impl Segmenter for Fake {
+        fn detect(&mut self, f: &RgbImage) -> Result<Vec<SegDetection>, StageAError> {
+            if f.data[0] > 128 {
+                Ok(vec![SegDetection {
+                    mask: Mask::from_rect(f.width, f.height, 0, 0, f.width / 2, f.height),
+                    score: 0.9,
+                }])
+            } else {
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn inputs(reference: [u8; 3], driving: [u8; 3]) -> StageAInputs {
+        StageAInputs {
+            reference: RgbImage::filled(32, 16, reference),
+            reference_alpha: None,
+            driving: Clip {
+                frames: vec![RgbImage::filled(32, 16, driving); 3],
+                fps: 16.0,
+            },
+            reference_mask: None,
+            driving_mask: None,
+            pose_video: None,
+        }
+    }
+
+    fn models() -> StageAModels {
+        StageAModels {
+            segmenter: Some(Box::new(Fake)),
+            pose: None,
+        }
+    }
+
+    #[test]
+    fn pose_driving_is_refused_for_animals() {
+        let cfg = StageAConfig::new(Mode::Animation, DrivingType::Pose, SubjectType::Animal);
+        let e = run_stage_a(&cfg, &inputs([255; 3], [255; 3]), &mut models()).unwrap_err();
+        assert!(matches!(e, StageAError::PoseForAnimal));
+        assert!(e.to_string().contains("subject_type=animal"));
+        let ok = StageAConfig::new(Mode::Animation, DrivingType::EndToEnd, SubjectType::Animal);
+        assert!(ok.prompts().contains(&"dog".to_string()));
+        let out = run_stage_a(&ok, &inputs([255; 3], [255; 3]), &mut models()).unwrap();
+        assert_eq!(out.num_subjects, 1);
+        assert_eq!(out.driving_mask.len(), 3);
+    }
+
+    #[test]
+    fn no_subject_is_a_named_error() {
+        let cfg = StageAConfig::new(Mode::Animation, DrivingType::EndToEnd, SubjectType::Human);
+        let e = run_stage_a(&cfg, &inputs([255; 3], [0; 3]), &mut models()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StageAError::NoSubject {
+                    what: "driving video",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("human, character"));
+        let e = run_stage_a(&cfg, &inputs([0; 3], [255; 3]), &mut models()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StageAError::NoSubject {
+                    what: "reference image",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Without a segmenter or masks, the error says what is missing.
+        let e = run_stage_a(
+            &cfg,
+            &inputs([255; 3], [255; 3]),
+            &mut StageAModels::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no segmentation model"), "{e}");
+    }
 }

@@ -74,8 +74,14 @@ fn skeleton_matches_golden_png() {
     let img = scene();
     let path = golden_path();
     if std::env::var_os("SCAIL_BLESS").is_some() {
-        image::save_buffer(&path, &img.data, img.width, img.height, image::ColorType::Rgb8)
-            .unwrap();
+        image::save_buffer(
+            &path,
+            &img.data,
+            img.width,
+            img.height,
+            image::ColorType::Rgb8,
+        )
+        .unwrap();
     }
     let golden = image::open(&path)
         .unwrap_or_else(|e| panic!("golden {} unreadable: {e}", path.display()))
