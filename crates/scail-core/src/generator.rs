@@ -62,7 +62,10 @@ pub enum GenerateError {
     Cancelled,
     /// The inputs cannot be used (no subject found, unreadable video, …): the user's to fix.
     #[error("{message}")]
-    Input { field: Option<String>, message: String },
+    Input {
+        field: Option<String>,
+        message: String,
+    },
     /// The server has no model to run.
     #[error("{0}")]
     NotConfigured(String),

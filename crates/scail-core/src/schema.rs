@@ -130,8 +130,10 @@ pub const URL_FIELDS: [&str; 5] = [
 /// OpenAPI 3 document of the endpoint: input/output schemas with their defaults and bounds.
 pub fn openapi(public_url: &str) -> serde_json::Value {
     use serde_json::json;
-    let url_field = |desc: &str| json!({"type": "string", "description": desc,
-        "examples": ["https://example.com/file.mp4", "data:video/mp4;base64,..."]});
+    let url_field = |desc: &str| {
+        json!({"type": "string", "description": desc,
+        "examples": ["https://example.com/file.mp4", "data:video/mp4;base64,..."]})
+    };
     let file = json!({"type": "object", "title": "File", "required": ["url"],
         "properties": {"url": {"type": "string"}, "content_type": {"type": "string"},
             "file_name": {"type": "string"}, "file_size": {"type": "integer"}}});

@@ -63,8 +63,11 @@ impl<'a> Checker<'a> {
     fn required_str(&mut self, field: &str) -> Option<String> {
         match self.obj.get(field) {
             None | Some(Value::Null) => {
-                self.errors
-                    .push(FieldError::new(field, "field required", "value_error.missing"));
+                self.errors.push(FieldError::new(
+                    field,
+                    "field required",
+                    "value_error.missing",
+                ));
                 None
             }
             Some(v) => self.str_value(field, v),
@@ -136,9 +139,8 @@ impl<'a> Checker<'a> {
         let n = match v {
             Value::Number(n) => n.as_i64().or_else(|| {
                 // 40.0 is an integer to pydantic; 40.5 is not. Out-of-i64 values are out of range.
-                n.as_f64().and_then(|f| {
-                    (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
-                })
+                n.as_f64()
+                    .and_then(|f| (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64))
             }),
             _ => None,
         };
@@ -162,8 +164,16 @@ impl<'a> Checker<'a> {
             }
             return None;
         };
-        self.bounds(field, v, n as f64, lo as f64, hi as f64, json!(lo), json!(hi))
-            .then_some(n)
+        self.bounds(
+            field,
+            v,
+            n as f64,
+            lo as f64,
+            hi as f64,
+            json!(lo),
+            json!(hi),
+        )
+        .then_some(n)
     }
 
     fn float(&mut self, field: &str, lo: f64, hi: f64) -> Option<f64> {
@@ -179,7 +189,16 @@ impl<'a> Checker<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn bounds(&mut self, field: &str, v: &Value, x: f64, lo: f64, hi: f64, jl: Value, jh: Value) -> bool {
+    fn bounds(
+        &mut self,
+        field: &str,
+        v: &Value,
+        x: f64,
+        lo: f64,
+        hi: f64,
+        jl: Value,
+        jh: Value,
+    ) -> bool {
         if x < lo {
             self.errors.push(
                 FieldError::new(
@@ -213,8 +232,12 @@ impl<'a> Checker<'a> {
             Some(Value::Bool(b)) => *b,
             Some(v) => {
                 self.errors.push(
-                    FieldError::new(field, "value could not be parsed to a boolean", "type_error.bool")
-                        .input(v),
+                    FieldError::new(
+                        field,
+                        "value could not be parsed to a boolean",
+                        "type_error.bool",
+                    )
+                    .input(v),
                 );
                 false
             }
@@ -226,17 +249,27 @@ impl<'a> Checker<'a> {
 pub fn check_url(s: &str) -> Result<(), (&'static str, &'static str)> {
     if let Some(rest) = s.strip_prefix("data:") {
         let Some((meta, payload)) = rest.split_once(',') else {
-            return Err(("invalid data URI: no ',' separating the header from the data", "value_error.url.data"));
+            return Err((
+                "invalid data URI: no ',' separating the header from the data",
+                "value_error.url.data",
+            ));
         };
         if !meta.ends_with(";base64") {
-            return Err(("invalid data URI: only base64 data URIs are accepted", "value_error.url.data"));
+            return Err((
+                "invalid data URI: only base64 data URIs are accepted",
+                "value_error.url.data",
+            ));
         }
         let ok = !payload.is_empty()
-            && payload
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\n' | b'\r'));
+            && payload.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\n' | b'\r')
+            });
         if !ok {
-            return Err(("invalid data URI: the data is not base64", "value_error.url.data"));
+            return Err((
+                "invalid data URI: the data is not base64",
+                "value_error.url.data",
+            ));
         }
         return Ok(());
     }
@@ -275,17 +308,26 @@ pub fn validate_input(body: &Value) -> Result<ScailInput, Vec<FieldError>> {
     let video_url = c.url("video_url", true);
     let mode = c.enumeration(
         "mode",
-        &[("animation", Mode::Animation), ("replacement", Mode::Replacement)],
+        &[
+            ("animation", Mode::Animation),
+            ("replacement", Mode::Replacement),
+        ],
         Mode::Animation,
     );
     let driving_type = c.enumeration(
         "driving_type",
-        &[("end_to_end", DrivingType::EndToEnd), ("pose", DrivingType::Pose)],
+        &[
+            ("end_to_end", DrivingType::EndToEnd),
+            ("pose", DrivingType::Pose),
+        ],
         DrivingType::EndToEnd,
     );
     let subject_type = c.enumeration(
         "subject_type",
-        &[("human", SubjectType::Human), ("animal", SubjectType::Animal)],
+        &[
+            ("human", SubjectType::Human),
+            ("animal", SubjectType::Animal),
+        ],
         SubjectType::Human,
     );
     let resolution = c.enumeration(
@@ -375,16 +417,30 @@ mod tests {
         let e = errs(json!({}));
         let locs: Vec<_> = e.iter().map(|e| e.loc[1].clone()).collect();
         assert_eq!(locs, ["prompt", "image_url", "video_url"]);
-        assert!(e.iter().all(|e| e.kind == "value_error.missing" && e.loc[0] == "body"));
+        assert!(e
+            .iter()
+            .all(|e| e.kind == "value_error.missing" && e.loc[0] == "body"));
     }
 
     #[test]
     fn wrong_types() {
         assert_eq!(errs(with("prompt", json!(5)))[0].kind, "type_error.str");
-        assert_eq!(errs(with("num_inference_steps", json!("x")))[0].kind, "type_error.integer");
-        assert_eq!(errs(with("num_inference_steps", json!(2.5)))[0].kind, "type_error.integer");
-        assert_eq!(errs(with("guidance_scale", json!("x")))[0].kind, "type_error.float");
-        assert_eq!(errs(with("output_preprocessing", json!("yes")))[0].kind, "type_error.bool");
+        assert_eq!(
+            errs(with("num_inference_steps", json!("x")))[0].kind,
+            "type_error.integer"
+        );
+        assert_eq!(
+            errs(with("num_inference_steps", json!(2.5)))[0].kind,
+            "type_error.integer"
+        );
+        assert_eq!(
+            errs(with("guidance_scale", json!("x")))[0].kind,
+            "type_error.float"
+        );
+        assert_eq!(
+            errs(with("output_preprocessing", json!("yes")))[0].kind,
+            "type_error.bool"
+        );
         assert_eq!(errs(json!([1]))[0].kind, "type_error.dict");
     }
 
@@ -394,9 +450,18 @@ mod tests {
         assert_eq!(e[0].loc, ["body", "mode"]);
         assert_eq!(e[0].kind, "type_error.enum");
         assert!(e[0].msg.contains("'animation', 'replacement'"));
-        assert_eq!(errs(with("resolution", json!("1080p")))[0].loc[1], "resolution");
-        assert_eq!(errs(with("driving_type", json!(1)))[0].loc[1], "driving_type");
-        assert_eq!(errs(with("subject_type", json!("robot")))[0].loc[1], "subject_type");
+        assert_eq!(
+            errs(with("resolution", json!("1080p")))[0].loc[1],
+            "resolution"
+        );
+        assert_eq!(
+            errs(with("driving_type", json!(1)))[0].loc[1],
+            "driving_type"
+        );
+        assert_eq!(
+            errs(with("subject_type", json!("robot")))[0].loc[1],
+            "subject_type"
+        );
         let ok = validate_input(&with("resolution", json!("704p"))).unwrap();
         assert_eq!(ok.resolution, Resolution::R704p);
     }
@@ -405,14 +470,22 @@ mod tests {
     fn ranges() {
         for (k, v, kind) in [
             ("num_inference_steps", json!(0), "value_error.number.not_ge"),
-            ("num_inference_steps", json!(101), "value_error.number.not_le"),
+            (
+                "num_inference_steps",
+                json!(101),
+                "value_error.number.not_le",
+            ),
             ("guidance_scale", json!(-0.5), "value_error.number.not_ge"),
             ("guidance_scale", json!(20.5), "value_error.number.not_le"),
             ("shift", json!(0), "value_error.number.not_ge"),
             ("shift", json!(25), "value_error.number.not_le"),
             ("seed", json!(-1), "value_error.number.not_ge"),
             ("seed", json!(4294967296u64), "value_error.number.not_le"),
-            ("seed", json!(18446744073709551615u64), "value_error.number.not_le"),
+            (
+                "seed",
+                json!(18446744073709551615u64),
+                "value_error.number.not_le",
+            ),
         ] {
             let e = errs(with(k, v.clone()));
             assert_eq!(e.len(), 1, "{k}={v}");
@@ -428,13 +501,27 @@ mod tests {
 
     #[test]
     fn urls_and_data_uris() {
-        for bad in ["ftp://x/y", "example.com/a.png", "https:///a.png", "data:image/png,abc",
-                    "data:image/png;base64,!!!", "data:image/png;base64"] {
+        for bad in [
+            "ftp://x/y",
+            "example.com/a.png",
+            "https:///a.png",
+            "data:image/png,abc",
+            "data:image/png;base64,!!!",
+            "data:image/png;base64",
+        ] {
             let e = errs(with("image_url", json!(bad)));
             assert_eq!(e[0].loc, ["body", "image_url"], "{bad}");
-            assert!(e[0].kind.starts_with("value_error.url"), "{bad}: {}", e[0].kind);
+            assert!(
+                e[0].kind.starts_with("value_error.url"),
+                "{bad}: {}",
+                e[0].kind
+            );
         }
-        let ok = validate_input(&with("image_url", json!("data:image/png;base64,iVBORw0KGgo="))).unwrap();
+        let ok = validate_input(&with(
+            "image_url",
+            json!("data:image/png;base64,iVBORw0KGgo="),
+        ))
+        .unwrap();
         assert!(ok.image_url.starts_with("data:"));
         let e = errs(with("pose_video_url", json!("nope")));
         assert_eq!(e[0].loc, ["body", "pose_video_url"]);

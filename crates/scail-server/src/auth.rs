@@ -55,7 +55,9 @@ impl Keys {
 
     /// The owner of an `Authorization` header value (`Key <key>`), if the key is known.
     pub fn owner_of_header(&self, value: &str) -> Option<&str> {
-        let key = value.strip_prefix("Key ").or_else(|| value.strip_prefix("key "))?;
+        let key = value
+            .strip_prefix("Key ")
+            .or_else(|| value.strip_prefix("key "))?;
         self.by_key.get(key.trim()).map(String::as_str)
     }
 }
@@ -113,7 +115,10 @@ impl Signer {
         let path = data_dir.join("signing_secret");
         let secret = match std::fs::read_to_string(&path) {
             Ok(s) => hex::decode(s.trim()).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let s = random_hex(32);
@@ -189,7 +194,10 @@ mod tests {
         assert_eq!(k.owner_of_header("Key k1"), Some("alice"));
         assert_eq!(k.owner_of_header("Key k3"), Some("alice"));
         assert_eq!(k.owner_of_header("Key k2"), Some("bob"));
-        assert!(k.owner_of_header("Key id:secret").unwrap().starts_with("key-"));
+        assert!(k
+            .owner_of_header("Key id:secret")
+            .unwrap()
+            .starts_with("key-"));
         assert_eq!(k.owner_of_header("Bearer k1"), None);
         assert_eq!(k.owner_of_header("Key nope"), None);
     }
@@ -212,7 +220,10 @@ mod tests {
         let b64 = |o: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(o);
         let forged = c.replacen(&b64("alice"), &b64("bob"), 1);
         assert_ne!(forged, c);
-        assert!(s.cdn_owner(&forged).is_err(), "a token names its owner unforgeably");
+        assert!(
+            s.cdn_owner(&forged).is_err(),
+            "a token names its owner unforgeably"
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub struct FetchError {
 }
 
 fn err(kind: &'static str, message: impl Into<String>) -> FetchError {
-    FetchError { message: message.into(), kind }
+    FetchError {
+        message: message.into(),
+        kind,
+    }
 }
 
 /// A range of addresses a fetch may reach although it is private (configuration; tests allow
@@ -49,10 +52,17 @@ impl std::str::FromStr for AllowNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("not an IP address: {a}"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("not an IP address: {a}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(format!("bad prefix length: {p}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(format!("bad prefix length: {p}"))?,
             None => max,
         };
         Ok(AllowNet { addr, prefix })
@@ -63,11 +73,19 @@ impl AllowNet {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let m = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 (u32::from(n) & m) == (u32::from(a) & m)
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let m = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 (u128::from(n) & m) == (u128::from(a) & m)
             }
             _ => false,
@@ -165,7 +183,10 @@ pub fn sniff(head: &[u8]) -> Option<(MediaKind, &'static str)> {
 }
 
 fn describe_head(h: &[u8]) -> &'static str {
-    let text = h.iter().take(256).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    let text = h
+        .iter()
+        .take(256)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
     if h.is_empty() {
         "an empty file"
     } else if text && (h.starts_with(b"<") || h.iter().take(64).any(|b| *b == b'<')) {
@@ -185,15 +206,24 @@ pub struct Fetched {
 }
 
 impl Fetcher {
-    fn check_kind(&self, field: &str, want: MediaKind, head: &[u8]) -> Result<&'static str, FetchError> {
+    fn check_kind(
+        &self,
+        field: &str,
+        want: MediaKind,
+        head: &[u8],
+    ) -> Result<&'static str, FetchError> {
         let Some((kind, mime)) = sniff(head) else {
             return Err(err(
                 "unsupported_media",
-                format!("{field}: the file is {}, not a supported {}", describe_head(head), match want {
-                    MediaKind::Image => "image (PNG, JPEG, WebP, BMP, GIF)",
-                    MediaKind::Video => "video (MP4, MOV, WebM, MKV, AVI, GIF)",
-                    MediaKind::Any => "image or video",
-                }),
+                format!(
+                    "{field}: the file is {}, not a supported {}",
+                    describe_head(head),
+                    match want {
+                        MediaKind::Image => "image (PNG, JPEG, WebP, BMP, GIF)",
+                        MediaKind::Video => "video (MP4, MOV, WebM, MKV, AVI, GIF)",
+                        MediaKind::Any => "image or video",
+                    }
+                ),
             ));
         };
         let ok = match want {
@@ -202,15 +232,32 @@ impl Fetcher {
             MediaKind::Video => kind != MediaKind::Image,
         };
         if !ok {
-            let what = if kind == MediaKind::Image { "an image" } else { "a video" };
-            let need = if want == MediaKind::Image { "an image" } else { "a video" };
-            return Err(err("unsupported_media", format!("{field}: expected {need}, got {what} ({mime})")));
+            let what = if kind == MediaKind::Image {
+                "an image"
+            } else {
+                "a video"
+            };
+            let need = if want == MediaKind::Image {
+                "an image"
+            } else {
+                "a video"
+            };
+            return Err(err(
+                "unsupported_media",
+                format!("{field}: expected {need}, got {what} ({mime})"),
+            ));
         }
         Ok(mime)
     }
 
     /// Fetches `url` for `field` into `dest`.
-    pub async fn fetch(&self, field: &str, url: &str, want: MediaKind, dest: &Path) -> Result<Fetched, FetchError> {
+    pub async fn fetch(
+        &self,
+        field: &str,
+        url: &str,
+        want: MediaKind,
+        dest: &Path,
+    ) -> Result<Fetched, FetchError> {
         let fut = self.fetch_inner(field, url, want, dest);
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
@@ -218,28 +265,64 @@ impl Fetcher {
                 let _ = tokio::fs::remove_file(dest).await;
                 Err(err(
                     "file_download_error",
-                    format!("{field}: downloading the file took longer than {} s", self.timeout.as_secs_f64()),
+                    format!(
+                        "{field}: downloading the file took longer than {} s",
+                        self.timeout.as_secs_f64()
+                    ),
                 ))
             }
         }
     }
 
-    async fn fetch_inner(&self, field: &str, url: &str, want: MediaKind, dest: &Path) -> Result<Fetched, FetchError> {
-        let io = |e: std::io::Error| err("internal_error", format!("{field}: writing the download: {e}"));
+    async fn fetch_inner(
+        &self,
+        field: &str,
+        url: &str,
+        want: MediaKind,
+        dest: &Path,
+    ) -> Result<Fetched, FetchError> {
+        let io = |e: std::io::Error| {
+            err(
+                "internal_error",
+                format!("{field}: writing the download: {e}"),
+            )
+        };
         if let Some(rest) = url.strip_prefix("data:") {
-            let (_, payload) = rest.split_once(',').ok_or_else(|| err("invalid_data_uri", format!("{field}: malformed data URI")))?;
+            let (_, payload) = rest
+                .split_once(',')
+                .ok_or_else(|| err("invalid_data_uri", format!("{field}: malformed data URI")))?;
             if (payload.len() as u64) / 4 * 3 > self.max_bytes + 3 {
-                return Err(err("file_too_large", format!("{field}: the data URI is larger than the limit of {} bytes", self.max_bytes)));
+                return Err(err(
+                    "file_too_large",
+                    format!(
+                        "{field}: the data URI is larger than the limit of {} bytes",
+                        self.max_bytes
+                    ),
+                ));
             }
             let cleaned: String = payload.chars().filter(|c| !c.is_whitespace()).collect();
             let data = base64::engine::general_purpose::STANDARD
                 .decode(cleaned.trim_end_matches('='))
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.trim_end_matches('=')))
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cleaned.trim_end_matches('=')))
-                .map_err(|e| err("invalid_data_uri", format!("{field}: the data URI is not valid base64: {e}")))?;
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(cleaned.trim_end_matches('='))
+                })
+                .or_else(|_| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(cleaned.trim_end_matches('='))
+                })
+                .map_err(|e| {
+                    err(
+                        "invalid_data_uri",
+                        format!("{field}: the data URI is not valid base64: {e}"),
+                    )
+                })?;
             let mime = self.check_kind(field, want, &data)?;
             tokio::fs::write(dest, &data).await.map_err(io)?;
-            return Ok(Fetched { size: data.len() as u64, mime });
+            return Ok(Fetched {
+                size: data.len() as u64,
+                mime,
+            });
         }
         if let Some(id) = self.storage.own_file_id(url) {
             let row = self
@@ -248,7 +331,12 @@ impl Fetcher {
                 .await
                 .map_err(|e| err("internal_error", e.to_string()))?
                 .filter(|r| r.complete)
-                .ok_or_else(|| err("file_download_error", format!("{field}: no such file on this server: {url}")))?;
+                .ok_or_else(|| {
+                    err(
+                        "file_download_error",
+                        format!("{field}: no such file on this server: {url}"),
+                    )
+                })?;
             let src = self.storage.path(&row.id);
             let mut head = vec![0u8; 512];
             let n = {
@@ -258,9 +346,13 @@ impl Fetcher {
             };
             let mime = self.check_kind(field, want, &head[..n])?;
             tokio::fs::copy(&src, dest).await.map_err(io)?;
-            return Ok(Fetched { size: row.size as u64, mime });
+            return Ok(Fetched {
+                size: row.size as u64,
+                mime,
+            });
         }
-        let mut current = reqwest::Url::parse(url).map_err(|e| err("invalid_url", format!("{field}: invalid URL: {e}")))?;
+        let mut current = reqwest::Url::parse(url)
+            .map_err(|e| err("invalid_url", format!("{field}: invalid URL: {e}")))?;
         for _hop in 0..6 {
             let resp = self.get_once(field, &current).await?;
             let status = resp.status();
@@ -269,21 +361,36 @@ impl Fetcher {
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| err("file_download_error", format!("{field}: redirect without a Location")))?;
-                current = current
-                    .join(loc)
-                    .map_err(|e| err("file_download_error", format!("{field}: bad redirect: {e}")))?;
+                    .ok_or_else(|| {
+                        err(
+                            "file_download_error",
+                            format!("{field}: redirect without a Location"),
+                        )
+                    })?;
+                current = current.join(loc).map_err(|e| {
+                    err("file_download_error", format!("{field}: bad redirect: {e}"))
+                })?;
                 continue;
             }
             if !status.is_success() {
                 return Err(err(
                     "file_download_error",
-                    format!("{field}: downloading {} failed with HTTP {}", redact(&current), status.as_u16()),
+                    format!(
+                        "{field}: downloading {} failed with HTTP {}",
+                        redact(&current),
+                        status.as_u16()
+                    ),
                 ));
             }
             if let Some(len) = resp.content_length() {
                 if len > self.max_bytes {
-                    return Err(err("file_too_large", format!("{field}: the file is {len} bytes, over the limit of {} bytes", self.max_bytes)));
+                    return Err(err(
+                        "file_too_large",
+                        format!(
+                            "{field}: the file is {len} bytes, over the limit of {} bytes",
+                            self.max_bytes
+                        ),
+                    ));
                 }
             }
             let mut f = tokio::fs::File::create(dest).await.map_err(io)?;
@@ -291,12 +398,23 @@ impl Fetcher {
             let mut n = 0u64;
             let mut head: Vec<u8> = Vec::with_capacity(512);
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| err("file_download_error", format!("{field}: the download broke off: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    err(
+                        "file_download_error",
+                        format!("{field}: the download broke off: {e}"),
+                    )
+                })?;
                 n += chunk.len() as u64;
                 if n > self.max_bytes {
                     drop(f);
                     let _ = tokio::fs::remove_file(dest).await;
-                    return Err(err("file_too_large", format!("{field}: the file is over the limit of {} bytes", self.max_bytes)));
+                    return Err(err(
+                        "file_too_large",
+                        format!(
+                            "{field}: the file is over the limit of {} bytes",
+                            self.max_bytes
+                        ),
+                    ));
                 }
                 if head.len() < 512 {
                     let take = (512 - head.len()).min(chunk.len());
@@ -308,14 +426,24 @@ impl Fetcher {
             let mime = self.check_kind(field, want, &head)?;
             return Ok(Fetched { size: n, mime });
         }
-        Err(err("file_download_error", format!("{field}: too many redirects")))
+        Err(err(
+            "file_download_error",
+            format!("{field}: too many redirects"),
+        ))
     }
 
     /// Resolves the host, refuses non-public addresses unless allowed, and connects to exactly the
     /// address that was checked (no second lookup an attacker's DNS could answer differently).
-    async fn get_once(&self, field: &str, url: &reqwest::Url) -> Result<reqwest::Response, FetchError> {
+    async fn get_once(
+        &self,
+        field: &str,
+        url: &reqwest::Url,
+    ) -> Result<reqwest::Response, FetchError> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(err("invalid_url", format!("{field}: only http and https URLs can be fetched")));
+            return Err(err(
+                "invalid_url",
+                format!("{field}: only http and https URLs can be fetched"),
+            ));
         }
         let addr = self.resolve_checked(field, url).await?;
         let host = url.host_str().unwrap_or_default().to_string();
@@ -326,15 +454,24 @@ impl Fetcher {
             .no_proxy()
             .build()
             .map_err(|e| err("internal_error", e.to_string()))?;
-        client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| err("file_download_error", format!("{field}: could not download {}: {}", redact(url), root_cause(&e))))
+        client.get(url.clone()).send().await.map_err(|e| {
+            err(
+                "file_download_error",
+                format!(
+                    "{field}: could not download {}: {}",
+                    redact(url),
+                    root_cause(&e)
+                ),
+            )
+        })
     }
 
     /// The checked address a URL may be fetched from (also used for webhooks).
-    pub async fn resolve_checked(&self, field: &str, url: &reqwest::Url) -> Result<SocketAddr, FetchError> {
+    pub async fn resolve_checked(
+        &self,
+        field: &str,
+        url: &reqwest::Url,
+    ) -> Result<SocketAddr, FetchError> {
         let host = url
             .host_str()
             .ok_or_else(|| err("invalid_url", format!("{field}: the URL has no host")))?;
@@ -342,7 +479,12 @@ impl Fetcher {
         let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host_for_lookup, port))
             .await
-            .map_err(|e| err("file_download_error", format!("{field}: cannot resolve host {host}: {e}")))?
+            .map_err(|e| {
+                err(
+                    "file_download_error",
+                    format!("{field}: cannot resolve host {host}: {e}"),
+                )
+            })?
             .collect();
         let mut refused = None;
         for a in addrs {
@@ -384,8 +526,19 @@ mod tests {
 
     #[test]
     fn address_classes() {
-        for a in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-                  "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_non_public(a.parse().unwrap()), "{a}");
         }
         for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
@@ -409,8 +562,14 @@ mod tests {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap().0, MediaKind::Image);
         assert_eq!(sniff(&[0xff, 0xd8, 0xff, 0xe0]).unwrap().1, "image/jpeg");
         assert_eq!(sniff(b"\0\0\0\x20ftypisom\0\0").unwrap().1, "video/mp4");
-        assert_eq!(sniff(b"\0\0\0\x14ftypqt  \0\0").unwrap().1, "video/quicktime");
-        assert_eq!(sniff(&[0x1a, 0x45, 0xdf, 0xa3, 0]).unwrap().0, MediaKind::Video);
+        assert_eq!(
+            sniff(b"\0\0\0\x14ftypqt  \0\0").unwrap().1,
+            "video/quicktime"
+        );
+        assert_eq!(
+            sniff(&[0x1a, 0x45, 0xdf, 0xa3, 0]).unwrap().0,
+            MediaKind::Video
+        );
         assert_eq!(sniff(b"RIFF\0\0\0\0AVI LIST").unwrap().0, MediaKind::Video);
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap().0, MediaKind::Image);
         assert!(sniff(b"<html><body>hello</body></html>").is_none());

@@ -125,7 +125,10 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
 
     let mut keys = auth::Keys::parse_entries(config.api_keys.iter().map(String::as_str));
     if let Some(f) = &config.keys_file {
-        keys.merge(auth::Keys::from_file(f).with_context(|| format!("reading keys file {}", f.display()))?);
+        keys.merge(
+            auth::Keys::from_file(f)
+                .with_context(|| format!("reading keys file {}", f.display()))?,
+        );
     }
     let mut generated_key = None;
     if keys.is_empty() {
@@ -138,7 +141,10 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         .context("opening the job store")?;
     let requeued = store.requeue_running(None).await?;
     if !requeued.is_empty() {
-        tracing::warn!("requeued {} job(s) left running by a previous process", requeued.len());
+        tracing::warn!(
+            "requeued {} job(s) left running by a previous process",
+            requeued.len()
+        );
     }
     let storage = storage::Storage::new(data_dir.clone(), store.clone(), public_url.clone())?;
     let fetcher = fetch::Fetcher {
@@ -181,11 +187,23 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!("http server: {e}");
         }
     });
-    Ok(Server { addr, public_url, generated_key, state, stop, http, workers, background })
+    Ok(Server {
+        addr,
+        public_url,
+        generated_key,
+        state,
+        stop,
+        http,
+        workers,
+        background,
+    })
 }
 
 impl Server {
@@ -199,7 +217,8 @@ impl Server {
         for w in workers.iter_mut() {
             if tokio::time::timeout_at(deadline, &mut *w).await.is_err() {
                 for job in self.state.running.lock().unwrap().values() {
-                    job.stop.store(worker::STOP_SHUTDOWN, std::sync::atomic::Ordering::Relaxed);
+                    job.stop
+                        .store(worker::STOP_SHUTDOWN, std::sync::atomic::Ordering::Relaxed);
                 }
                 let _ = w.await;
             }

@@ -41,7 +41,11 @@ impl ApiError {
         }
     }
     fn raw(status: StatusCode, body: Value) -> ApiError {
-        ApiError { status, body, error_type: None }
+        ApiError {
+            status,
+            body,
+            error_type: None,
+        }
     }
     fn validation(errors: Value) -> ApiError {
         ApiError {
@@ -52,7 +56,11 @@ impl ApiError {
     }
     fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("internal error: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("internal error: {e}"),
+        )
     }
 }
 
@@ -78,14 +86,23 @@ type ApiResult = Result<Response, ApiError>;
 
 fn owner(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error",
-            "Missing Authorization header: send `Authorization: Key <your key>`"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "Missing Authorization header: send `Authorization: Key <your key>`",
+        ));
     };
     let v = v.to_str().unwrap_or("");
     st.keys
         .owner_of_header(v)
         .map(str::to_string)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "Invalid API key"))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Invalid API key",
+            )
+        })
 }
 
 fn json_response(status: StatusCode, v: Value, request_id: Option<&str>) -> Response {
@@ -108,12 +125,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/queue/{*path}", any(queue))
         .route("/run/{*path}", post(run_sync))
         .route("/rest/storage/upload/initiate", post(initiate))
-        .route("/rest/storage/upload/initiate-multipart", post(initiate_multipart))
+        .route(
+            "/rest/storage/upload/initiate-multipart",
+            post(initiate_multipart),
+        )
         .route("/rest/storage/auth/token", post(cdn_token))
         .route("/cdn/files/upload", post(cdn_upload))
         .route("/cdn/files/upload/multipart", post(cdn_multipart_create))
         .route("/upload/{id}", put(upload_put))
-        .route("/upload/{id}/multipart/{part}", put(upload_part).post(upload_complete))
+        .route(
+            "/upload/{id}/multipart/{part}",
+            put(upload_part).post(upload_complete),
+        )
         .route("/files/{*path}", any(files))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
@@ -130,7 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn health(State(st): St) -> Response {
-    let queued = st.store.queued_ids().await.map(|v| v.len()).unwrap_or(0);
+    let queued = st.store.queued_count().await.unwrap_or(0);
     let running = st.running.lock().unwrap().len();
     axum::Json(json!({"status": "ok", "endpoint": scail_core::ENDPOINT_ID, "queued": queued, "running": running,
         "version": env!("CARGO_PKG_VERSION")}))
@@ -154,27 +177,50 @@ fn split_endpoint(path: &str) -> Option<(String, Vec<&str>)> {
     if segs.len() < skip + 2 {
         return None;
     }
-    Some((format!("{}/{}", segs[skip], segs[skip + 1]), segs[skip + 2..].to_vec()))
+    Some((
+        format!("{}/{}", segs[skip], segs[skip + 1]),
+        segs[skip + 2..].to_vec(),
+    ))
 }
 
 fn check_endpoint(endpoint: &str) -> Result<(), ApiError> {
     if endpoint == scail_core::ENDPOINT_ID {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found",
-            format!("Application '{endpoint}' not found: this server serves {}", scail_core::ENDPOINT_ID)))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "Application '{endpoint}' not found: this server serves {}",
+                scail_core::ENDPOINT_ID
+            ),
+        ))
     }
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    matches!(q.get(k).map(|s| s.to_ascii_lowercase()).as_deref(), Some("1" | "true" | "yes"))
+    matches!(
+        q.get(k).map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes")
+    )
 }
 
-async fn queue(State(st): St, method: Method, Path(path): Path<String>, Query(q): Query<HashMap<String, String>>,
-               headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn queue(
+    State(st): St,
+    method: Method,
+    Path(path): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let who = owner(&st, &headers)?;
-    let (endpoint, rest) = split_endpoint(&path)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no endpoint in the path"))?;
+    let (endpoint, rest) = split_endpoint(&path).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no endpoint in the path",
+        )
+    })?;
     check_endpoint(&endpoint)?;
     match (method.clone(), rest.as_slice()) {
         (Method::POST, r) if r.first() != Some(&"requests") => {
@@ -197,35 +243,60 @@ async fn queue(State(st): St, method: Method, Path(path): Path<String>, Query(q)
             Ok(status_stream(st.clone(), job.id, flag(&q, "logs")).await)
         }
         (Method::PUT, ["requests", id, "cancel"]) => cancel(&st, &who, id).await,
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} /queue/{path}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {method} /queue/{path}"),
+        )),
     }
 }
 
-async fn submit(st: &Arc<AppState>, who: &str, q: &HashMap<String, String>, headers: &HeaderMap, body: &[u8]) -> Result<Job, ApiError> {
+async fn submit(
+    st: &Arc<AppState>,
+    who: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Job, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::validation(json!([{"loc": ["body"], "msg": format!("invalid JSON body: {e}"), "type": "value_error.jsondecode"}]))
     })?;
-    let input = scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
-    let priority = match headers.get("x-fal-queue-priority").and_then(|v| v.to_str().ok()) {
+    let input =
+        scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
+    let priority = match headers
+        .get("x-fal-queue-priority")
+        .and_then(|v| v.to_str().ok())
+    {
         Some("low") => 1,
         _ => 0,
     };
     let deadline = match headers.get("x-fal-request-timeout") {
         None => None,
         Some(v) => {
-            let t = v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|t| t.is_finite() && *t > 0.0);
+            let t = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|t| t.is_finite() && *t > 0.0);
             match t {
                 Some(t) => Some(now() + t),
-                None => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_header",
-                    "x-fal-request-timeout must be a positive number of seconds")),
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_header",
+                        "x-fal-request-timeout must be a positive number of seconds",
+                    ))
+                }
             }
         }
     };
     let webhook = match q.get("fal_webhook") {
         Some(u) => {
             if scail_core::validate::check_url(u).is_err() || u.starts_with("data:") {
-                return Err(ApiError::validation(json!([{"loc": ["query", "fal_webhook"],
-                    "msg": "fal_webhook must be an http(s) URL", "type": "value_error.url"}])));
+                return Err(ApiError::validation(
+                    json!([{"loc": ["query", "fal_webhook"],
+                    "msg": "fal_webhook must be an http(s) URL", "type": "value_error.url"}]),
+                ));
             }
             Some(u.as_str())
         }
@@ -233,14 +304,29 @@ async fn submit(st: &Arc<AppState>, who: &str, q: &HashMap<String, String>, head
     };
     let _ = input; // validated here for the 422; the worker validates the stored body again
     let id = uuid::Uuid::new_v4().to_string();
-    let job = st.store.insert_job(&id, who, scail_core::ENDPOINT_ID, &value, priority, deadline, webhook).await?;
+    let job = st
+        .store
+        .insert_job(
+            &id,
+            who,
+            scail_core::ENDPOINT_ID,
+            &value,
+            priority,
+            deadline,
+            webhook,
+        )
+        .await?;
     st.store.add_log(&id, "INFO", "queued").await?;
     st.job_notify.notify_one();
     Ok(job)
 }
 
 fn base_status(st: &AppState, id: &str) -> Value {
-    let base = format!("{}/queue/{}/requests/{id}", st.public_url, scail_core::ENDPOINT_ID);
+    let base = format!(
+        "{}/queue/{}/requests/{id}",
+        st.public_url,
+        scail_core::ENDPOINT_ID
+    );
     json!({"request_id": id, "response_url": base, "status_url": format!("{base}/status"),
            "cancel_url": format!("{base}/cancel")})
 }
@@ -249,7 +335,10 @@ async fn visible_job(st: &AppState, who: &str, id: &str) -> Result<Job, ApiError
     match st.store.job(id).await? {
         Some(j) if j.owner == who => Ok(j),
         // Another owner's request is indistinguishable from a missing one.
-        _ => Err(ApiError::raw(StatusCode::NOT_FOUND, json!({"detail": "Request not found", "status": "NOT_FOUND"}))),
+        _ => Err(ApiError::raw(
+            StatusCode::NOT_FOUND,
+            json!({"detail": "Request not found", "status": "NOT_FOUND"}),
+        )),
     }
 }
 
@@ -262,7 +351,11 @@ async fn status_json(st: &AppState, job: &Job, logs: bool) -> Result<Value, ApiE
             v["queue_position"] = json!(st.store.queue_position(job).await?);
         }
         "IN_PROGRESS" => {
-            let lines = if logs { st.store.logs(&job.id).await? } else { vec![] };
+            let lines = if logs {
+                st.store.logs(&job.id).await?
+            } else {
+                vec![]
+            };
             v["logs"] = log_value(lines);
             let progress = st
                 .running
@@ -275,7 +368,11 @@ async fn status_json(st: &AppState, job: &Job, logs: bool) -> Result<Value, ApiE
             }
         }
         _ => {
-            let lines = if logs { st.store.logs(&job.id).await? } else { vec![] };
+            let lines = if logs {
+                st.store.logs(&job.id).await?
+            } else {
+                vec![]
+            };
             v["logs"] = log_value(lines);
             v["metrics"] = json!({"inference_time": job.inference_time});
             if let Some(e) = &job.error {
@@ -294,22 +391,38 @@ async fn result(st: &AppState, who: &str, id: &str) -> ApiResult {
 
 fn result_response(job: &Job) -> ApiResult {
     if job.status != "COMPLETED" {
-        return Err(ApiError::raw(StatusCode::BAD_REQUEST, json!({"detail": "Request is still in progress"})));
+        return Err(ApiError::raw(
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "Request is still in progress"}),
+        ));
     }
     if let Some(r) = &job.result {
         return Ok(json_response(StatusCode::OK, r.clone(), Some(&job.id)));
     }
-    let status = job.error_status.and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = job.error_body.clone().unwrap_or_else(|| json!({"detail": job.error}));
+    let status = job
+        .error_status
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = job
+        .error_body
+        .clone()
+        .unwrap_or_else(|| json!({"detail": job.error}));
     if body.get("error_type").is_none() {
         body["error_type"] = json!(job.error_type);
     }
     let mut r = json_response(status, body, Some(&job.id));
-    if let Some(t) = job.error_type.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(t) = job
+        .error_type
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         r.headers_mut().insert("x-fal-error-type", t);
     }
     if status == StatusCode::GATEWAY_TIMEOUT {
-        r.headers_mut().insert("x-fal-request-timeout-type", HeaderValue::from_static("user"));
+        r.headers_mut().insert(
+            "x-fal-request-timeout-type",
+            HeaderValue::from_static("user"),
+        );
     }
     Ok(r)
 }
@@ -317,18 +430,32 @@ fn result_response(job: &Job) -> ApiResult {
 async fn cancel(st: &AppState, who: &str, id: &str) -> ApiResult {
     let job = match st.store.job(id).await? {
         Some(j) if j.owner == who => j,
-        _ => return Ok(json_response(StatusCode::NOT_FOUND, json!({"status": "NOT_FOUND"}), None)),
+        _ => {
+            return Ok(json_response(
+                StatusCode::NOT_FOUND,
+                json!({"status": "NOT_FOUND"}),
+                None,
+            ))
+        }
     };
     match job.status.as_str() {
-        "COMPLETED" => Ok(json_response(StatusCode::BAD_REQUEST, json!({"status": "ALREADY_COMPLETED"}), Some(id))),
+        "COMPLETED" => Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"status": "ALREADY_COMPLETED"}),
+            Some(id),
+        )),
         _ => {
             st.store.request_cancel(id).await?;
             if job.status == "IN_QUEUE" {
                 // A queued job never runs: end it now (a worker claiming it meanwhile sees the flag).
-                let body = json!({"detail": "Request was cancelled", "error_type": "request_cancelled"});
+                let body =
+                    json!({"detail": "Request was cancelled", "error_type": "request_cancelled"});
                 let outcome = crate::store::Outcome::Err {
-                    status: 400, error_type: "request_cancelled".into(),
-                    message: "Request was cancelled".into(), body, inference_time: None,
+                    status: 400,
+                    error_type: "request_cancelled".into(),
+                    message: "Request was cancelled".into(),
+                    body,
+                    inference_time: None,
                 };
                 let webhook_body;
                 let hook = match &job.webhook_url {
@@ -339,16 +466,26 @@ async fn cancel(st: &AppState, who: &str, id: &str) -> ApiResult {
                     None => None,
                 };
                 if st.store.complete(id, &outcome, hook).await? {
-                    st.store.add_log(id, "WARN", "cancelled while queued").await?;
+                    st.store
+                        .add_log(id, "WARN", "cancelled while queued")
+                        .await?;
                     if hook.is_some() {
                         st.webhook_notify.notify_one();
                     }
                 }
             } else if let Some(r) = st.running.lock().unwrap().get(id) {
-                let _ = r.stop.compare_exchange(0, crate::worker::STOP_CANCEL,
-                    std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed);
+                let _ = r.stop.compare_exchange(
+                    0,
+                    crate::worker::STOP_CANCEL,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
-            Ok(json_response(StatusCode::ACCEPTED, json!({"status": "CANCELLATION_REQUESTED"}), Some(id)))
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                json!({"status": "CANCELLATION_REQUESTED"}),
+                Some(id),
+            ))
         }
     }
 }
@@ -356,40 +493,59 @@ async fn cancel(st: &AppState, who: &str, id: &str) -> ApiResult {
 async fn status_stream(st: Arc<AppState>, id: String, logs: bool) -> Response {
     // Poll the store and send each changed status; close right after COMPLETED (the JS client
     // resolves at end of stream).
-    let stream = futures_util::stream::unfold((st, id, None::<String>, false), move |(st, id, last, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let job = match st.store.job(&id).await {
-                Ok(Some(j)) => j,
-                _ => return None,
-            };
-            let v = match status_json(&st, &job, logs).await {
-                Ok(v) => v,
-                Err(_) => return None,
-            };
-            let text = v.to_string();
-            let completed = job.status == "COMPLETED";
-            if last.as_deref() != Some(text.as_str()) {
-                let ev = Event::default().data(text.clone());
-                return Some((Ok::<Event, Infallible>(ev), (st, id, Some(text), completed)));
+    let stream = futures_util::stream::unfold(
+        (st, id, None::<String>, false),
+        move |(st, id, last, done)| async move {
+            if done {
+                return None;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+            loop {
+                let job = match st.store.job(&id).await {
+                    Ok(Some(j)) => j,
+                    _ => return None,
+                };
+                let v = match status_json(&st, &job, logs).await {
+                    Ok(v) => v,
+                    Err(_) => return None,
+                };
+                let text = v.to_string();
+                let completed = job.status == "COMPLETED";
+                if last.as_deref() != Some(text.as_str()) {
+                    let ev = Event::default().data(text.clone());
+                    return Some((Ok::<Event, Infallible>(ev), (st, id, Some(text), completed)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
-async fn run_sync(State(st): St, Path(path): Path<String>, Query(q): Query<HashMap<String, String>>,
-                  headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn run_sync(
+    State(st): St,
+    Path(path): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let who = owner(&st, &headers)?;
-    let (endpoint, _) = split_endpoint(&path)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no endpoint in the path"))?;
+    let (endpoint, _) = split_endpoint(&path).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no endpoint in the path",
+        )
+    })?;
     check_endpoint(&endpoint)?;
     let job = submit(&st, &who, &q, &headers, &body).await?;
     loop {
-        let j = st.store.job(&job.id).await?.ok_or_else(|| ApiError::internal("job vanished"))?;
+        let j = st
+            .store
+            .job(&job.id)
+            .await?
+            .ok_or_else(|| ApiError::internal("job vanished"))?;
         if j.status == "COMPLETED" {
             return result_response(&j);
         }
@@ -418,20 +574,39 @@ fn expiry(st: &AppState) -> i64 {
     chrono::Utc::now().timestamp() + st.config.upload_url_ttl.as_secs() as i64
 }
 
-async fn initiate_common(st: &Arc<AppState>, headers: &HeaderMap, body: &[u8], multipart: bool) -> ApiResult {
+async fn initiate_common(
+    st: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: &[u8],
+    multipart: bool,
+) -> ApiResult {
     let who = owner(st, headers)?;
     let b = parse_initiate(body)?;
-    let ct = b.content_type.unwrap_or_else(|| "application/octet-stream".into());
+    let ct = b
+        .content_type
+        .unwrap_or_else(|| "application/octet-stream".into());
     let name = b.file_name.unwrap_or_else(|| "upload.bin".into());
-    let id = st.storage.create(&who, &name, &ct).await.map_err(ApiError::internal)?;
-    let row = st.storage.get(&id).await.map_err(ApiError::internal)?.expect("just created");
+    let id = st
+        .storage
+        .create(&who, &name, &ct)
+        .await
+        .map_err(ApiError::internal)?;
+    let row = st
+        .storage
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("just created");
     let token = st.signer.sign("upload", &id, expiry(st));
     let upload_url = if multipart {
         format!("{}/upload/{id}/multipart?token={token}", st.public_url)
     } else {
         format!("{}/upload/{id}?token={token}", st.public_url)
     };
-    Ok(axum::Json(json!({"upload_url": upload_url, "file_url": st.storage.url(&id, &row.name)})).into_response())
+    Ok(
+        axum::Json(json!({"upload_url": upload_url, "file_url": st.storage.url(&id, &row.name)}))
+            .into_response(),
+    )
 }
 
 async fn initiate(State(st): St, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -442,49 +617,103 @@ async fn initiate_multipart(State(st): St, headers: HeaderMap, body: Bytes) -> A
     initiate_common(&st, &headers, &body, true).await
 }
 
-fn check_upload_token(st: &AppState, id: &str, q: &HashMap<String, String>) -> Result<(), ApiError> {
-    let token = q.get("token").ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "authorization_error", "upload URL without a token"))?;
-    st.signer
-        .verify("upload", id, token)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "authorization_error", format!("upload URL rejected: {e}")))
+fn check_upload_token(
+    st: &AppState,
+    id: &str,
+    q: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let token = q.get("token").ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "authorization_error",
+            "upload URL without a token",
+        )
+    })?;
+    st.signer.verify("upload", id, token).map_err(|e| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "authorization_error",
+            format!("upload URL rejected: {e}"),
+        )
+    })
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {
     match e {
-        crate::storage::StorageError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", e.to_string()),
-        crate::storage::StorageError::Body(_) => ApiError::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string()),
+        crate::storage::StorageError::TooLarge(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            e.to_string(),
+        ),
+        crate::storage::StorageError::Body(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string())
+        }
         e => ApiError::internal(e),
     }
 }
 
 async fn pending_file(st: &AppState, id: &str) -> Result<crate::store::FileRow, ApiError> {
     match st.storage.get(id).await.map_err(ApiError::internal)? {
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such upload")),
-        Some(r) if r.complete => Err(ApiError::new(StatusCode::BAD_REQUEST, "already_uploaded", "this upload URL was already used")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such upload",
+        )),
+        Some(r) if r.complete => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "already_uploaded",
+            "this upload URL was already used",
+        )),
         Some(r) => Ok(r),
     }
 }
 
-async fn upload_put(State(st): St, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, body: Body) -> ApiResult {
+async fn upload_put(
+    State(st): St,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult {
     check_upload_token(&st, &id, &q)?;
     pending_file(&st, &id).await?;
-    let n = st.storage.put(&id, body.into_data_stream(), st.config.max_upload_bytes).await.map_err(storage_error)?;
+    let n = st
+        .storage
+        .put(&id, body.into_data_stream(), st.config.max_upload_bytes)
+        .await
+        .map_err(storage_error)?;
     Ok(axum::Json(json!({"size": n})).into_response())
 }
 
 fn part_number(s: &str) -> Result<u32, ApiError> {
-    s.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_part", format!("part number must be 1..=10000, got {s:?}"))
-    })
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_part",
+                format!("part number must be 1..=10000, got {s:?}"),
+            )
+        })
 }
 
-async fn upload_part(State(st): St, Path((id, part)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>, body: Body) -> ApiResult {
+async fn upload_part(
+    State(st): St,
+    Path((id, part)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult {
     check_upload_token(&st, &id, &q)?;
     pending_file(&st, &id).await?;
     let n = part_number(&part)?;
-    let etag = st.storage.put_part(&id, n, body.into_data_stream(), st.config.max_upload_bytes).await.map_err(storage_error)?;
+    let etag = st
+        .storage
+        .put_part(&id, n, body.into_data_stream(), st.config.max_upload_bytes)
+        .await
+        .map_err(storage_error)?;
     let mut r = axum::Json(json!({"partNumber": n, "etag": etag})).into_response();
-    r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    r.headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
     Ok(r)
 }
 
@@ -506,19 +735,44 @@ async fn complete_common(st: &AppState, id: &str, body: &[u8]) -> ApiResult {
         ApiError::validation(json!([{"loc": ["body", "parts"], "msg": format!("invalid completion body: {e}"), "type": "value_error"}]))
     })?;
     if b.parts.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_part", "no parts listed"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_part",
+            "no parts listed",
+        ));
     }
-    let mut parts: Vec<(u32, String)> = b.parts.into_iter().map(|p| (p.part_number, p.etag)).collect();
-    let n = st.storage.complete_parts(id, &mut parts, st.config.max_upload_bytes).await
+    let mut parts: Vec<(u32, String)> = b
+        .parts
+        .into_iter()
+        .map(|p| (p.part_number, p.etag))
+        .collect();
+    let n = st
+        .storage
+        .complete_parts(id, &mut parts, st.config.max_upload_bytes)
+        .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_part", e))?;
-    let row = st.storage.get(id).await.map_err(ApiError::internal)?.expect("exists");
+    let row = st
+        .storage
+        .get(id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("exists");
     Ok(axum::Json(json!({"size": n, "access_url": st.storage.url(id, &row.name), "file_url": st.storage.url(id, &row.name)})).into_response())
 }
 
-async fn upload_complete(State(st): St, Path((id, what)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+async fn upload_complete(
+    State(st): St,
+    Path((id, what)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
     check_upload_token(&st, &id, &q)?;
     if what != "complete" {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "POST …/multipart/complete"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "POST …/multipart/complete",
+        ));
     }
     complete_common(&st, &id, &body).await
 }
@@ -526,117 +780,207 @@ async fn upload_complete(State(st): St, Path((id, what)): Path<(String, String)>
 async fn cdn_token(State(st): St, headers: HeaderMap) -> ApiResult {
     let who = owner(&st, &headers)?;
     let exp = expiry(&st);
-    let expires_at = chrono::DateTime::from_timestamp(exp, 0).expect("valid").to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    Ok(axum::Json(json!({"token": st.signer.cdn_token(&who, exp), "token_type": "Bearer",
-        "base_url": format!("{}/cdn", st.public_url), "expires_at": expires_at})).into_response())
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0)
+        .expect("valid")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    Ok(axum::Json(
+        json!({"token": st.signer.cdn_token(&who, exp), "token_type": "Bearer",
+        "base_url": format!("{}/cdn", st.public_url), "expires_at": expires_at}),
+    )
+    .into_response())
 }
 
 fn cdn_owner(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let v = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if let Some(t) = v.strip_prefix("Bearer ") {
-        return st.signer.cdn_owner(t.trim())
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", format!("CDN token rejected: {e}")));
+        return st.signer.cdn_owner(t.trim()).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                format!("CDN token rejected: {e}"),
+            )
+        });
     }
     owner(st, headers)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, k: &str) -> Option<&'a str> {
-    headers.get(k).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty())
+    headers
+        .get(k)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
 }
 
 async fn cdn_upload(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
     let who = cdn_owner(&st, &headers)?;
-    let ct = header_str(&headers, "content-type").unwrap_or("application/octet-stream").to_string();
-    let name = header_str(&headers, "x-fal-file-name").unwrap_or("upload.bin").to_string();
-    let id = st.storage.create(&who, &name, &ct).await.map_err(ApiError::internal)?;
-    st.storage.put(&id, body.into_data_stream(), st.config.max_upload_bytes).await.map_err(storage_error)?;
-    let row = st.storage.get(&id).await.map_err(ApiError::internal)?.expect("exists");
+    let ct = header_str(&headers, "content-type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let name = header_str(&headers, "x-fal-file-name")
+        .unwrap_or("upload.bin")
+        .to_string();
+    let id = st
+        .storage
+        .create(&who, &name, &ct)
+        .await
+        .map_err(ApiError::internal)?;
+    st.storage
+        .put(&id, body.into_data_stream(), st.config.max_upload_bytes)
+        .await
+        .map_err(storage_error)?;
+    let row = st
+        .storage
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("exists");
     Ok(axum::Json(json!({"access_url": st.storage.url(&id, &row.name), "content_type": ct, "file_name": row.name, "file_size": row.size})).into_response())
 }
 
 async fn cdn_multipart_create(State(st): St, headers: HeaderMap) -> ApiResult {
     let who = cdn_owner(&st, &headers)?;
-    let ct = header_str(&headers, "content-type").unwrap_or("application/octet-stream").to_string();
-    let name = header_str(&headers, "x-fal-file-name").unwrap_or("upload.bin").to_string();
-    let id = st.storage.create(&who, &name, &ct).await.map_err(ApiError::internal)?;
-    let row = st.storage.get(&id).await.map_err(ApiError::internal)?.expect("exists");
+    let ct = header_str(&headers, "content-type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let name = header_str(&headers, "x-fal-file-name")
+        .unwrap_or("upload.bin")
+        .to_string();
+    let id = st
+        .storage
+        .create(&who, &name, &ct)
+        .await
+        .map_err(ApiError::internal)?;
+    let row = st
+        .storage
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("exists");
     let upload_id = st.signer.sign("multipart", &id, expiry(&st));
-    Ok(axum::Json(json!({"access_url": st.storage.url(&id, &row.name), "uploadId": upload_id})).into_response())
+    Ok(
+        axum::Json(json!({"access_url": st.storage.url(&id, &row.name), "uploadId": upload_id}))
+            .into_response(),
+    )
 }
 
 /// `/files/{id}/{name}`: GET/HEAD serve the file (with Range); under it, the CDN multipart calls
 /// `PUT …/multipart/{uploadId}/{n}` and `POST …/multipart/{uploadId}/complete`.
-async fn files(State(st): St, method: Method, Path(path): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn files(
+    State(st): St,
+    method: Method,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file");
     match (method.clone(), segs.as_slice()) {
-        (Method::GET | Method::HEAD, [id, ..]) if segs.len() <= 2 => serve_file(&st, id, &headers).await,
-        (Method::PUT, [id, _name, "multipart", upload_id, n]) | (Method::POST, [id, _name, "multipart", upload_id, n]) => {
+        (Method::GET | Method::HEAD, [id, ..]) if segs.len() <= 2 => {
+            serve_file(&st, id, &headers).await
+        }
+        (Method::PUT, [id, _name, "multipart", upload_id, n])
+        | (Method::POST, [id, _name, "multipart", upload_id, n]) => {
             let who = cdn_owner(&st, &headers)?;
             let row = pending_file(&st, id).await?;
             if row.owner != who {
                 return Err(not_found());
             }
-            st.signer.verify("multipart", id, upload_id)
-                .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "authorization_error", format!("upload id rejected: {e}")))?;
+            st.signer.verify("multipart", id, upload_id).map_err(|e| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "authorization_error",
+                    format!("upload id rejected: {e}"),
+                )
+            })?;
             if method == Method::POST && *n == "complete" {
-                let bytes = axum::body::to_bytes(body, 16 << 20).await
-                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
+                let bytes = axum::body::to_bytes(body, 16 << 20).await.map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+                })?;
                 return complete_common(&st, id, &bytes).await;
             }
             if method != Method::PUT {
                 return Err(not_found());
             }
             let part = part_number(n)?;
-            let etag = st.storage.put_part(id, part, body.into_data_stream(), st.config.max_upload_bytes).await.map_err(storage_error)?;
+            let etag = st
+                .storage
+                .put_part(
+                    id,
+                    part,
+                    body.into_data_stream(),
+                    st.config.max_upload_bytes,
+                )
+                .await
+                .map_err(storage_error)?;
             let mut r = axum::Json(json!({"partNumber": part, "etag": etag})).into_response();
-            r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+            r.headers_mut()
+                .insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
             Ok(r)
         }
         _ => Err(not_found()),
     }
 }
 
+/// A `Range` header that no byte of the file satisfies (answered with 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a single `bytes=` range against a length: Ok(None) = whole file, Err = unsatisfiable.
-pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = h.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {
         return Ok(None); // multiple ranges: serve the whole file, which RFC 9110 allows
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 || len == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (len.saturating_sub(n), len - 1)
     } else {
-        let s: u64 = a.parse().map_err(|_| ())?;
-        let e: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1)) };
+        let s: u64 = a.parse().map_err(|_| Unsatisfiable)?;
+        let e: u64 = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| Unsatisfiable)?.min(len.saturating_sub(1))
+        };
         (s, e)
     };
     if start >= len || start > end {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
 }
 
 async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let row = st.storage.get(id).await.map_err(ApiError::internal)?
+    let row = st
+        .storage
+        .get(id)
+        .await
+        .map_err(ApiError::internal)?
         .filter(|r| r.complete)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file"))?;
     let len = row.size as u64;
-    let mut f = tokio::fs::File::open(st.storage.path(id)).await.map_err(ApiError::internal)?;
+    let mut f = tokio::fs::File::open(st.storage.path(id))
+        .await
+        .map_err(ApiError::internal)?;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(h) => match parse_range(h, len) {
             Ok(r) => r,
-            Err(()) => {
+            Err(Unsatisfiable) => {
                 let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-                r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"));
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                );
                 return Ok(r);
             }
         },
@@ -647,21 +991,33 @@ async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
         None => (StatusCode::OK, 0, len),
     };
     if start > 0 {
-        f.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ApiError::internal)?;
     }
     let stream = tokio_util::io::ReaderStream::new(f.take(count));
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&row.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&row.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}\"", row.name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     if let Some((s, e)) = range {
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")).expect("ascii"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")).expect("ascii"),
+        );
     }
     Ok(r)
 }
@@ -671,9 +1027,15 @@ async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
 /// Maps a fal URL to this server's path for it.
 pub fn map_fal_url(target: &str, public_url: &str) -> Option<String> {
     if let Some(rest) = target.strip_prefix(public_url) {
-        return Some(if rest.is_empty() { "/".into() } else { rest.to_string() });
+        return Some(if rest.is_empty() {
+            "/".into()
+        } else {
+            rest.to_string()
+        });
     }
-    let rest = target.strip_prefix("https://").or_else(|| target.strip_prefix("http://"))?;
+    let rest = target
+        .strip_prefix("https://")
+        .or_else(|| target.strip_prefix("http://"))?;
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -694,15 +1056,30 @@ pub fn map_fal_url(target: &str, public_url: &str) -> Option<String> {
 }
 
 async fn proxy(inner: Router, public: PublicUrl, mut req: Request) -> Response {
-    let Some(target) = req.headers().get("x-fal-target-url").and_then(|v| v.to_str().ok()).map(str::to_string) else {
-        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the proxy needs an x-fal-target-url header").into_response();
+    let Some(target) = req
+        .headers()
+        .get("x-fal-target-url")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the proxy needs an x-fal-target-url header",
+        )
+        .into_response();
     };
     let Some(path) = map_fal_url(&target, &public.0) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request",
             format!("x-fal-target-url must name a fal host (queue.fal.run, fal.run, rest.fal.ai, *.fal.media): {target}")).into_response();
     };
     let Ok(uri) = path.parse::<Uri>() else {
-        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "bad target path").into_response();
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "bad target path",
+        )
+        .into_response();
     };
     *req.uri_mut() = uri;
     req.headers_mut().remove("x-fal-target-url");
@@ -726,8 +1103,8 @@ mod tests {
         assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=5-2", 100), Err(()));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=1-2", 100), Ok(None));
     }
@@ -735,21 +1112,42 @@ mod tests {
     #[test]
     fn fal_urls_map_to_prefixes() {
         let p = "http://127.0.0.1:9";
-        assert_eq!(map_fal_url("https://queue.fal.run/fal-ai/scail-2?x=1", p).unwrap(), "/queue/fal-ai/scail-2?x=1");
-        assert_eq!(map_fal_url("https://fal.run/fal-ai/scail-2", p).unwrap(), "/run/fal-ai/scail-2");
-        assert_eq!(map_fal_url("https://rest.fal.ai/storage/auth/token", p).unwrap(), "/rest/storage/auth/token");
-        assert_eq!(map_fal_url("https://v3.fal.media/files/upload", p).unwrap(), "/cdn/files/upload");
-        assert_eq!(map_fal_url("http://127.0.0.1:9/files/ab/x.mp4", p).unwrap(), "/files/ab/x.mp4");
+        assert_eq!(
+            map_fal_url("https://queue.fal.run/fal-ai/scail-2?x=1", p).unwrap(),
+            "/queue/fal-ai/scail-2?x=1"
+        );
+        assert_eq!(
+            map_fal_url("https://fal.run/fal-ai/scail-2", p).unwrap(),
+            "/run/fal-ai/scail-2"
+        );
+        assert_eq!(
+            map_fal_url("https://rest.fal.ai/storage/auth/token", p).unwrap(),
+            "/rest/storage/auth/token"
+        );
+        assert_eq!(
+            map_fal_url("https://v3.fal.media/files/upload", p).unwrap(),
+            "/cdn/files/upload"
+        );
+        assert_eq!(
+            map_fal_url("http://127.0.0.1:9/files/ab/x.mp4", p).unwrap(),
+            "/files/ab/x.mp4"
+        );
         assert!(map_fal_url("https://evil.example/x", p).is_none());
     }
 
     #[test]
     fn endpoints() {
-        assert_eq!(split_endpoint("fal-ai/scail-2").unwrap().0, "fal-ai/scail-2");
+        assert_eq!(
+            split_endpoint("fal-ai/scail-2").unwrap().0,
+            "fal-ai/scail-2"
+        );
         let (e, rest) = split_endpoint("fal-ai/scail-2/requests/abc/status").unwrap();
         assert_eq!(e, "fal-ai/scail-2");
         assert_eq!(rest, ["requests", "abc", "status"]);
-        assert_eq!(split_endpoint("workflows/fal-ai/scail-2").unwrap().0, "fal-ai/scail-2");
+        assert_eq!(
+            split_endpoint("workflows/fal-ai/scail-2").unwrap().0,
+            "fal-ai/scail-2"
+        );
         assert!(split_endpoint("fal-ai").is_none());
     }
 }

@@ -32,7 +32,13 @@ pub fn sanitize_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let s: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(120)
         .collect();
     let s = s.trim_start_matches('.').to_string();
@@ -47,7 +53,11 @@ impl Storage {
     pub fn new(root: PathBuf, store: Store, public_url: String) -> std::io::Result<Storage> {
         std::fs::create_dir_all(root.join("files"))?;
         std::fs::create_dir_all(root.join("parts"))?;
-        Ok(Storage { root, store, public_url })
+        Ok(Storage {
+            root,
+            store,
+            public_url,
+        })
     }
 
     pub fn path(&self, id: &str) -> PathBuf {
@@ -64,12 +74,19 @@ impl Storage {
 
     /// The id of a URL that points at one of this server's files.
     pub fn own_file_id<'a>(&self, url: &'a str) -> Option<&'a str> {
-        let rest = url.strip_prefix(&self.public_url)?.strip_prefix("/files/")?;
+        let rest = url
+            .strip_prefix(&self.public_url)?
+            .strip_prefix("/files/")?;
         rest.split('/').next().filter(|s| !s.is_empty())
     }
 
     /// Registers a new, empty file and returns its id.
-    pub async fn create(&self, owner: &str, name: &str, content_type: &str) -> Result<String, StorageError> {
+    pub async fn create(
+        &self,
+        owner: &str,
+        name: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
         let id = crate::auth::random_hex(16);
         self.store
             .insert_file(&id, owner, &sanitize_name(name), content_type)
@@ -86,7 +103,12 @@ impl Storage {
 
     /// Streams a body to `dest` through a temporary file, enforcing `limit`; the file appears
     /// only when complete (a crash mid-upload leaves no half file behind).
-    pub async fn write_stream<S, E>(&self, dest: &Path, mut body: S, limit: u64) -> Result<u64, StorageError>
+    pub async fn write_stream<S, E>(
+        &self,
+        dest: &Path,
+        mut body: S,
+        limit: u64,
+    ) -> Result<u64, StorageError>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -132,7 +154,13 @@ impl Storage {
     }
 
     /// Stores one part of a multipart upload; returns its ETag (the part's SHA-256 prefix).
-    pub async fn put_part<S, E>(&self, id: &str, part: u32, body: S, limit: u64) -> Result<String, StorageError>
+    pub async fn put_part<S, E>(
+        &self,
+        id: &str,
+        part: u32,
+        body: S,
+        limit: u64,
+    ) -> Result<String, StorageError>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -143,15 +171,25 @@ impl Storage {
         self.write_stream(&dest, body, limit).await?;
         let data = tokio::fs::read(&dest).await?;
         use sha2::Digest;
-        Ok(format!("\"{}\"", &hex::encode(sha2::Sha256::digest(&data))[..32]))
+        Ok(format!(
+            "\"{}\"",
+            &hex::encode(sha2::Sha256::digest(&data))[..32]
+        ))
     }
 
     /// Joins the listed parts in part-number order (they may arrive in any order) into the file.
-    pub async fn complete_parts(&self, id: &str, parts: &mut [(u32, String)], limit: u64) -> Result<u64, String> {
+    pub async fn complete_parts(
+        &self,
+        id: &str,
+        parts: &mut [(u32, String)],
+        limit: u64,
+    ) -> Result<u64, String> {
         parts.sort_by_key(|p| p.0);
         let dir = self.parts_dir(id);
         let tmp = self.path(id).with_extension("assembling");
-        let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| e.to_string())?;
+        let mut out = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut total = 0u64;
         for (n, etag) in parts.iter() {
             let p = dir.join(format!("{n:06}"));
@@ -165,20 +203,33 @@ impl Storage {
             }
             total += data.len() as u64;
             if total > limit {
-                return Err(format!("the upload is larger than the limit of {limit} bytes"));
+                return Err(format!(
+                    "the upload is larger than the limit of {limit} bytes"
+                ));
             }
             out.write_all(&data).await.map_err(|e| e.to_string())?;
         }
         out.sync_all().await.map_err(|e| e.to_string())?;
         drop(out);
-        tokio::fs::rename(&tmp, self.path(id)).await.map_err(|e| e.to_string())?;
-        self.store.finish_file(id, total).await.map_err(|e| e.to_string())?;
+        tokio::fs::rename(&tmp, self.path(id))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .finish_file(id, total)
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(total)
     }
 
     /// Copies a generated file into storage and returns its public description.
-    pub async fn import(&self, owner: &str, src: &Path, name: &str, content_type: &str) -> Result<scail_core::File, StorageError> {
+    pub async fn import(
+        &self,
+        owner: &str,
+        src: &Path,
+        name: &str,
+        content_type: &str,
+    ) -> Result<scail_core::File, StorageError> {
         let id = self.create(owner, name, content_type).await?;
         let dest = self.path(&id);
         let tmp = dest.with_extension("importing");

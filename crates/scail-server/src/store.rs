@@ -108,8 +108,17 @@ pub struct LogLine {
 /// How a job ended, as stored.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Ok { result: Value, inference_time: f64 },
-    Err { status: u16, error_type: String, message: String, body: Value, inference_time: Option<f64> },
+    Ok {
+        result: Value,
+        inference_time: f64,
+    },
+    Err {
+        status: u16,
+        error_type: String,
+        message: String,
+        body: Value,
+        inference_time: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -371,11 +380,10 @@ impl Store {
             .collect())
     }
 
-    pub async fn queued_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM jobs WHERE status = 'IN_QUEUE' ORDER BY priority, seq")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.get("id")).collect())
+    pub async fn queued_count(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'IN_QUEUE'")
+            .fetch_one(&self.pool)
+            .await
     }
 
     // ---- webhooks ----
@@ -446,11 +454,16 @@ impl Store {
     }
 
     /// (attempt, http status, error) of every delivery attempt of a job's webhook.
-    pub async fn webhook_attempts(&self, job_id: &str) -> Result<Vec<(i64, Option<i64>, Option<String>)>> {
-        let rows = sqlx::query("SELECT attempt, status, error FROM webhook_attempts WHERE job_id = ? ORDER BY seq")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn webhook_attempts(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(i64, Option<i64>, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT attempt, status, error FROM webhook_attempts WHERE job_id = ? ORDER BY seq",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| (r.get("attempt"), r.get("status"), r.get("error")))
@@ -459,15 +472,23 @@ impl Store {
 
     // ---- files ----
 
-    pub async fn insert_file(&self, id: &str, owner: &str, name: &str, content_type: &str) -> Result<()> {
-        sqlx::query("INSERT INTO files (id, owner, name, content_type, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(owner)
-            .bind(name)
-            .bind(content_type)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+    pub async fn insert_file(
+        &self,
+        id: &str,
+        owner: &str,
+        name: &str,
+        content_type: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO files (id, owner, name, content_type, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(name)
+        .bind(content_type)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -31,7 +31,12 @@ impl WebhookKey {
             Ok(s) => hex::decode(s.trim())
                 .ok()
                 .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: not a 32-byte hex key", path.display())))?,
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: not a 32-byte hex key", path.display()),
+                    )
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut b = [0u8; 32];
                 rand::fill(&mut b);
@@ -46,13 +51,17 @@ impl WebhookKey {
     }
 
     pub fn jwks(&self) -> serde_json::Value {
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.key.verifying_key().as_bytes());
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.key.verifying_key().as_bytes());
         serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self.kid, "use": "sig", "alg": "EdDSA"}]})
     }
 
     /// Hex signature of one delivery.
     pub fn sign(&self, request_id: &str, user_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let msg = format!("{request_id}\n{user_id}\n{timestamp}\n{}", hex::encode(Sha256::digest(body)));
+        let msg = format!(
+            "{request_id}\n{user_id}\n{timestamp}\n{}",
+            hex::encode(Sha256::digest(body))
+        );
         hex::encode(self.key.sign(msg.as_bytes()).to_bytes())
     }
 }
@@ -90,13 +99,22 @@ pub async fn run_deliveries(
     }
 }
 
-async fn deliver(store: &Store, key: &WebhookKey, fetcher: &Fetcher, w: &Webhook, retry_base: Duration) {
+async fn deliver(
+    store: &Store,
+    key: &WebhookKey,
+    fetcher: &Fetcher,
+    w: &Webhook,
+    retry_base: Duration,
+) {
     let attempt = w.attempts + 1;
     let ts = chrono::Utc::now().timestamp();
     let sig = key.sign(&w.job_id, &w.user_id, ts, w.body.as_bytes());
     let result: Result<u16, String> = async {
         let url = reqwest::Url::parse(&w.url).map_err(|e| format!("bad webhook URL: {e}"))?;
-        let addr = fetcher.resolve_checked("fal_webhook", &url).await.map_err(|e| e.message)?;
+        let addr = fetcher
+            .resolve_checked("fal_webhook", &url)
+            .await
+            .map_err(|e| e.message)?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))
@@ -153,14 +171,24 @@ mod tests {
         assert_eq!(k.jwks(), k2.jwks(), "key persists");
         let jwks = k.jwks();
         let x = jwks["keys"][0]["x"].as_str().unwrap();
-        let pk: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(x).unwrap().try_into().unwrap();
+        let pk: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(x)
+            .unwrap()
+            .try_into()
+            .unwrap();
         let vk = VerifyingKey::from_bytes(&pk).unwrap();
         let body = br#"{"status":"OK"}"#;
         let sig = k.sign("req1", "alice", 1700000000, body);
         let sig = Signature::from_slice(&hex::decode(sig).unwrap()).unwrap();
-        let msg = format!("req1\nalice\n1700000000\n{}", hex::encode(Sha256::digest(body)));
+        let msg = format!(
+            "req1\nalice\n1700000000\n{}",
+            hex::encode(Sha256::digest(body))
+        );
         assert!(vk.verify(msg.as_bytes(), &sig).is_ok());
-        let tampered = format!("req1\nalice\n1700000001\n{}", hex::encode(Sha256::digest(body)));
+        let tampered = format!(
+            "req1\nalice\n1700000001\n{}",
+            hex::encode(Sha256::digest(body))
+        );
         assert!(vk.verify(tampered.as_bytes(), &sig).is_err());
     }
 }

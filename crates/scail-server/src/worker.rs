@@ -70,7 +70,11 @@ impl Progress for JobProgress {
             total,
             eta_s: eta,
         });
-        let pct = if total > 0 { 100.0 * done as f64 / total as f64 } else { 0.0 };
+        let pct = if total > 0 {
+            100.0 * done as f64 / total as f64
+        } else {
+            0.0
+        };
         let eta_text = eta.map(|e| format!(", ETA {e:.0} s")).unwrap_or_default();
         let _ = self.tx.send(Event::Log(
             LogLevel::Info,
@@ -83,8 +87,20 @@ impl Progress for JobProgress {
     }
 }
 
-fn err_outcome(status: u16, error_type: &str, message: String, body: Value, t: Option<f64>) -> Outcome {
-    Outcome::Err { status, error_type: error_type.into(), message, body, inference_time: t }
+fn err_outcome(
+    status: u16,
+    error_type: &str,
+    message: String,
+    body: Value,
+    t: Option<f64>,
+) -> Outcome {
+    Outcome::Err {
+        status,
+        error_type: error_type.into(),
+        message,
+        body,
+        inference_time: t,
+    }
 }
 
 /// The error body of a failed request, fal-style.
@@ -93,7 +109,11 @@ fn detail_body(message: &str, error_type: &str) -> Value {
 }
 
 /// Runs worker `index` until `stop` fires.
-pub async fn run_worker(state: Arc<AppState>, index: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_worker(
+    state: Arc<AppState>,
+    index: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let worker_id = format!("{}-{index}", state.instance_id);
     loop {
         if *stop.borrow() {
@@ -125,13 +145,24 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
     let id = job.id.clone();
     let store = &state.store;
     let handle = Arc::new(RunningJob::default());
-    state.running.lock().unwrap().insert(id.clone(), handle.clone());
+    state
+        .running
+        .lock()
+        .unwrap()
+        .insert(id.clone(), handle.clone());
     if job.cancel_requested {
         handle.stop.store(STOP_CANCEL, Ordering::Relaxed);
     }
     if job.attempts > 1 {
         store
-            .add_log(&id, "WARN", &format!("restarted (attempt {}): the previous run was interrupted", job.attempts))
+            .add_log(
+                &id,
+                "WARN",
+                &format!(
+                    "restarted (attempt {}): the previous run was interrupted",
+                    job.attempts
+                ),
+            )
             .await?;
     }
     let started = Instant::now();
@@ -148,17 +179,31 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
             loop {
                 if let Some(d) = deadline {
                     if now() > d {
-                        let _ = handle.stop.compare_exchange(STOP_NONE, STOP_TIMEOUT, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = handle.stop.compare_exchange(
+                            STOP_NONE,
+                            STOP_TIMEOUT,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
-                match state.store.heartbeat(&id, &worker, state.config.lease).await {
+                match state
+                    .store
+                    .heartbeat(&id, &worker, state.config.lease)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => tracing::warn!("heartbeat: {e}"),
                 }
                 if let Ok(Some(j)) = state.store.job(&id).await {
                     if j.cancel_requested {
-                        let _ = handle.stop.compare_exchange(STOP_NONE, STOP_CANCEL, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = handle.stop.compare_exchange(
+                            STOP_NONE,
+                            STOP_CANCEL,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
                 tokio::time::sleep(state.config.lease / 6).await;
@@ -174,14 +219,24 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
         Some(o) => o,
         None => {
             // Released for a later run (graceful shutdown): back to the queue, nothing recorded.
-            store.add_log(&id, "WARN", "released by a shutting-down worker; it will run again").await?;
+            store
+                .add_log(
+                    &id,
+                    "WARN",
+                    "released by a shutting-down worker; it will run again",
+                )
+                .await?;
             store.requeue_running(Some(worker_id)).await?;
             return Ok(());
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
     match &outcome {
-        Outcome::Ok { .. } => store.add_log(&id, "INFO", &format!("completed in {elapsed:.2} s")).await?,
+        Outcome::Ok { .. } => {
+            store
+                .add_log(&id, "INFO", &format!("completed in {elapsed:.2} s"))
+                .await?
+        }
         Outcome::Err { message, .. } => store.add_log(&id, "ERROR", message).await?,
     }
     let webhook_body;
@@ -204,8 +259,10 @@ pub fn webhook_payload(job: &Job, outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Ok { result, .. } => json!({"request_id": job.id, "gateway_request_id": job.id,
             "status": "OK", "payload": result, "error": null}),
-        Outcome::Err { message, body, .. } => json!({"request_id": job.id, "gateway_request_id": job.id,
-            "status": "ERROR", "error": message, "payload": body}),
+        Outcome::Err { message, body, .. } => {
+            json!({"request_id": job.id, "gateway_request_id": job.id,
+            "status": "ERROR", "error": message, "payload": body})
+        }
     }
 }
 
@@ -215,10 +272,23 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
     let store = &state.store;
     let stop_outcome = |why: u8, t: Option<f64>| -> Option<Outcome> {
         match why {
-            STOP_CANCEL => Some(err_outcome(400, "request_cancelled", "Request was cancelled".into(),
-                detail_body("Request was cancelled", "request_cancelled"), t)),
-            STOP_TIMEOUT => Some(err_outcome(504, "request_timeout", "Request timed out (x-fal-request-timeout)".into(),
-                detail_body("Request timed out (x-fal-request-timeout)", "request_timeout"), t)),
+            STOP_CANCEL => Some(err_outcome(
+                400,
+                "request_cancelled",
+                "Request was cancelled".into(),
+                detail_body("Request was cancelled", "request_cancelled"),
+                t,
+            )),
+            STOP_TIMEOUT => Some(err_outcome(
+                504,
+                "request_timeout",
+                "Request timed out (x-fal-request-timeout)".into(),
+                detail_body(
+                    "Request timed out (x-fal-request-timeout)",
+                    "request_timeout",
+                ),
+                t,
+            )),
             _ => None,
         }
     };
@@ -233,22 +303,46 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
     let input: ScailInput = match scail_core::validate_input(&job.input) {
         Ok(i) => i,
         Err(errors) => {
-            return Some(err_outcome(422, "validation_error", "invalid input".into(), json!({"detail": errors}), None));
+            return Some(err_outcome(
+                422,
+                "validation_error",
+                "invalid input".into(),
+                json!({"detail": errors}),
+                None,
+            ));
         }
     };
     let work_dir = state.config.data_dir.join("work").join(id);
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     if let Err(e) = tokio::fs::create_dir_all(&work_dir).await {
-        return Some(err_outcome(500, "internal_error", format!("creating the work folder: {e}"), detail_body(&e.to_string(), "internal_error"), None));
+        return Some(err_outcome(
+            500,
+            "internal_error",
+            format!("creating the work folder: {e}"),
+            detail_body(&e.to_string(), "internal_error"),
+            None,
+        ));
     }
     let _ = store.add_log(id, "INFO", "fetching inputs").await;
     let mut paths: Vec<Option<PathBuf>> = Vec::new();
     let fields: [(&str, Option<&String>, MediaKind); 5] = [
         ("image_url", Some(&input.image_url), MediaKind::Image),
         ("video_url", Some(&input.video_url), MediaKind::Video),
-        ("reference_mask_url", input.reference_mask_url.as_ref(), MediaKind::Image),
-        ("driving_mask_url", input.driving_mask_url.as_ref(), MediaKind::Any),
-        ("pose_video_url", input.pose_video_url.as_ref(), MediaKind::Video),
+        (
+            "reference_mask_url",
+            input.reference_mask_url.as_ref(),
+            MediaKind::Image,
+        ),
+        (
+            "driving_mask_url",
+            input.driving_mask_url.as_ref(),
+            MediaKind::Any,
+        ),
+        (
+            "pose_video_url",
+            input.pose_video_url.as_ref(),
+            MediaKind::Video,
+        ),
     ];
     for (field, url, kind) in fields {
         let Some(url) = url else {
@@ -258,14 +352,26 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
         let dest = work_dir.join(field.trim_end_matches("_url"));
         match state.fetcher.fetch(field, url, kind, &dest).await {
             Ok(f) => {
-                let _ = store.add_log(id, "INFO", &format!("{field}: {} bytes, {}", f.size, f.mime)).await;
+                let _ = store
+                    .add_log(
+                        id,
+                        "INFO",
+                        &format!("{field}: {} bytes, {}", f.size, f.mime),
+                    )
+                    .await;
                 paths.push(Some(dest));
             }
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&work_dir).await;
                 let detail = json!([{"loc": ["body", field], "msg": e.message, "type": format!("value_error.{}", e.kind)}]);
                 let status = if e.kind == "internal_error" { 500 } else { 422 };
-                return Some(err_outcome(status, e.kind, e.message.clone(), json!({"detail": detail}), None));
+                return Some(err_outcome(
+                    status,
+                    e.kind,
+                    e.message.clone(),
+                    json!({"detail": detail}),
+                    None,
+                ));
             }
         }
     }
@@ -282,7 +388,10 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
         work_dir: work_dir.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let progress = JobProgress { tx, job: handle.clone() };
+    let progress = JobProgress {
+        tx,
+        job: handle.clone(),
+    };
     let generator = state.generator.clone();
     let t0 = Instant::now();
     let mut gen_task = tokio::task::spawn_blocking(move || generator.generate(&request, &progress));
@@ -306,12 +415,24 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
     };
     let outcome = match out {
         Ok(files) => match store_outputs(state, job, seed, files).await {
-            Ok(result) => Outcome::Ok { result, inference_time },
-            Err(e) => err_outcome(500, "internal_error", format!("storing the output: {e}"), detail_body(&e.to_string(), "internal_error"), Some(inference_time)),
+            Ok(result) => Outcome::Ok {
+                result,
+                inference_time,
+            },
+            Err(e) => err_outcome(
+                500,
+                "internal_error",
+                format!("storing the output: {e}"),
+                detail_body(&e.to_string(), "internal_error"),
+                Some(inference_time),
+            ),
         },
         Err(GenerateError::Cancelled) => {
             let why = handle.stop.load(Ordering::Relaxed);
-            let o = stop_outcome(if why == STOP_NONE { STOP_CANCEL } else { why }, Some(inference_time));
+            let o = stop_outcome(
+                if why == STOP_NONE { STOP_CANCEL } else { why },
+                Some(inference_time),
+            );
             if o.is_none() {
                 let _ = tokio::fs::remove_dir_all(&work_dir).await;
             }
@@ -322,11 +443,28 @@ async fn execute(state: &Arc<AppState>, job: &Job, handle: &Arc<RunningJob>) -> 
                 Some(f) => json!(["body", f]),
                 None => json!(["body"]),
             };
-            err_outcome(422, "input_error", message.clone(),
-                json!({"detail": [{"loc": loc, "msg": message, "type": "value_error.input"}]}), Some(inference_time))
+            err_outcome(
+                422,
+                "input_error",
+                message.clone(),
+                json!({"detail": [{"loc": loc, "msg": message, "type": "value_error.input"}]}),
+                Some(inference_time),
+            )
         }
-        Err(GenerateError::NotConfigured(m)) => err_outcome(503, "model_not_configured", m.clone(), detail_body(&m, "model_not_configured"), None),
-        Err(GenerateError::Failed(m)) => err_outcome(500, "generation_error", m.clone(), detail_body(&m, "generation_error"), Some(inference_time)),
+        Err(GenerateError::NotConfigured(m)) => err_outcome(
+            503,
+            "model_not_configured",
+            m.clone(),
+            detail_body(&m, "model_not_configured"),
+            None,
+        ),
+        Err(GenerateError::Failed(m)) => err_outcome(
+            500,
+            "generation_error",
+            m.clone(),
+            detail_body(&m, "generation_error"),
+            Some(inference_time),
+        ),
     };
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     Some(outcome)
@@ -341,7 +479,11 @@ async fn store_outputs(
     let put = |f: scail_core::generator::GeneratedFile| {
         let storage = state.storage.clone();
         let owner = job.owner.clone();
-        async move { storage.import(&owner, &f.path, &f.file_name, &f.content_type).await }
+        async move {
+            storage
+                .import(&owner, &f.path, &f.file_name, &f.content_type)
+                .await
+        }
     };
     let video = put(files.video).await?;
     let preprocessing_video = match files.preprocessing_video {
@@ -352,6 +494,11 @@ async fn store_outputs(
         Some(f) => Some(put(f).await?),
         None => None,
     };
-    let out = ScailOutput { video, seed, preprocessing_video, preprocessing_mask_video };
+    let out = ScailOutput {
+        video,
+        seed,
+        preprocessing_video,
+        preprocessing_mask_video,
+    };
     Ok(serde_json::to_value(out).expect("serialisable"))
 }

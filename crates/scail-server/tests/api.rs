@@ -23,9 +23,24 @@ async fn job_lifecycle_status_logs_result_and_files() {
     assert_eq!(r.header("x-fal-request-id").as_deref(), Some(id.as_str()));
     assert_eq!(sub["status"], "IN_QUEUE");
     assert!(sub["queue_position"].is_i64());
-    assert_eq!(sub["status_url"], format!("{}/queue/fal-ai/scail-2/requests/{id}/status", srv.public_url));
-    assert_eq!(sub["response_url"], format!("{}/queue/fal-ai/scail-2/requests/{id}", srv.public_url));
-    assert_eq!(sub["cancel_url"], format!("{}/queue/fal-ai/scail-2/requests/{id}/cancel", srv.public_url));
+    assert_eq!(
+        sub["status_url"],
+        format!(
+            "{}/queue/fal-ai/scail-2/requests/{id}/status",
+            srv.public_url
+        )
+    );
+    assert_eq!(
+        sub["response_url"],
+        format!("{}/queue/fal-ai/scail-2/requests/{id}", srv.public_url)
+    );
+    assert_eq!(
+        sub["cancel_url"],
+        format!(
+            "{}/queue/fal-ai/scail-2/requests/{id}/cancel",
+            srv.public_url
+        )
+    );
 
     let running = api.wait_status(KEY_A, &id, "IN_PROGRESS", T).await;
     if running["status"] == "IN_PROGRESS" {
@@ -44,14 +59,38 @@ async fn job_lifecycle_status_logs_result_and_files() {
         assert!(l["timestamp"].as_str().unwrap().contains('T'));
         assert!(["INFO", "WARN", "ERROR", "DEBUG"].contains(&l["level"].as_str().unwrap()));
     }
-    assert!(logs.iter().any(|l| l["message"].as_str().unwrap().starts_with("sampling: 10/10")), "{logs:?}");
-    assert!(logs.iter().any(|l| l["message"].as_str().unwrap().contains("ETA")));
+    assert!(
+        logs.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("sampling: 10/10")),
+        "{logs:?}"
+    );
+    assert!(logs
+        .iter()
+        .any(|l| l["message"].as_str().unwrap().contains("ETA")));
 
     // Without logs=1 the logs are null.
-    let r = api.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}/status"), Some(KEY_A), None, &[]).await;
+    let r = api
+        .send(
+            "GET",
+            &format!("/queue/fal-ai/scail-2/requests/{id}/status"),
+            Some(KEY_A),
+            None,
+            &[],
+        )
+        .await;
     assert!(r.json()["logs"].is_null());
     // Python's spelling of the flag.
-    let r = api.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}/status?logs=true"), Some(KEY_A), None, &[("content-type", "application/json")]).await;
+    let r = api
+        .send(
+            "GET",
+            &format!("/queue/fal-ai/scail-2/requests/{id}/status?logs=true"),
+            Some(KEY_A),
+            None,
+            &[("content-type", "application/json")],
+        )
+        .await;
     assert!(r.json()["logs"].is_array());
 
     let res = api.result(KEY_A, &id).await;
@@ -65,17 +104,36 @@ async fn job_lifecycle_status_logs_result_and_files() {
     let f = api.send("GET", url, None, None, &[]).await;
     assert_eq!(f.status, 200);
     assert_eq!(f.header("content-type").as_deref(), Some("video/mp4"));
-    assert_eq!(f.body.len() as u64, out["video"]["file_size"].as_u64().unwrap());
+    assert_eq!(
+        f.body.len() as u64,
+        out["video"]["file_size"].as_u64().unwrap()
+    );
     assert_eq!(&f.body[4..8], b"ftyp");
-    let part = api.send("GET", url, None, None, &[("range", "bytes=4-7")]).await;
+    let part = api
+        .send("GET", url, None, None, &[("range", "bytes=4-7")])
+        .await;
     assert_eq!(part.status, 206);
     assert_eq!(part.body, b"ftyp");
-    assert_eq!(part.header("content-range").unwrap(), format!("bytes 4-7/{}", f.body.len()));
-    let bad = api.send("GET", url, None, None, &[("range", &format!("bytes={}-", f.body.len() + 10))]).await;
+    assert_eq!(
+        part.header("content-range").unwrap(),
+        format!("bytes 4-7/{}", f.body.len())
+    );
+    let bad = api
+        .send(
+            "GET",
+            url,
+            None,
+            None,
+            &[("range", &format!("bytes={}-", f.body.len() + 10))],
+        )
+        .await;
     assert_eq!(bad.status, 416);
     let head = api.send("HEAD", url, None, None, &[]).await;
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length").unwrap(), f.body.len().to_string());
+    assert_eq!(
+        head.header("content-length").unwrap(),
+        f.body.len().to_string()
+    );
     srv.shutdown().await;
 }
 
@@ -85,24 +143,59 @@ async fn auth_and_owners() {
     let srv = start(dir.path(), 1).await;
     let api = Api::new(&srv.public_url);
     let media = media_server().await;
-    let none = api.send("POST", "/queue/fal-ai/scail-2", None, Some(b"{}".to_vec()), &[]).await;
+    let none = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            None,
+            Some(b"{}".to_vec()),
+            &[],
+        )
+        .await;
     assert_eq!(none.status, 401);
     let v = none.json();
     assert!(v["detail"].is_string() && v["message"].is_string());
     let wrong = api.submit("nope", &input(&media, 1)).await;
     assert_eq!(wrong.status, 401);
 
-    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     // Bob cannot see, fetch or cancel Alice's request.
-    let s = api.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}/status"), Some(KEY_B), None, &[]).await;
+    let s = api
+        .send(
+            "GET",
+            &format!("/queue/fal-ai/scail-2/requests/{id}/status"),
+            Some(KEY_B),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s.status, 404);
     assert_eq!(api.result(KEY_B, &id).await.status, 404);
-    let c = api.send("PUT", &format!("/queue/fal-ai/scail-2/requests/{id}/cancel"), Some(KEY_B), None, &[]).await;
+    let c = api
+        .send(
+            "PUT",
+            &format!("/queue/fal-ai/scail-2/requests/{id}/cancel"),
+            Some(KEY_B),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(c.status, 404);
     assert_eq!(c.json()["status"], "NOT_FOUND");
     // Unknown endpoint.
-    let r = api.send("POST", "/queue/fal-ai/other-model", Some(KEY_A), Some(b"{}".to_vec()), &[]).await;
+    let r = api
+        .send(
+            "POST",
+            "/queue/fal-ai/other-model",
+            Some(KEY_A),
+            Some(b"{}".to_vec()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 404);
     srv.shutdown().await;
 }
@@ -113,32 +206,93 @@ async fn validation_over_http() {
     let srv = start(dir.path(), 1).await;
     let api = Api::new(&srv.public_url);
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"image_url": "https://a/b.png", "video_url": "https://a/b.mp4"}), "prompt", "value_error.missing"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "num_inference_steps": 0}), "num_inference_steps", "value_error.number.not_ge"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "guidance_scale": 99}), "guidance_scale", "value_error.number.not_le"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "shift": -1}), "shift", "value_error.number.not_ge"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "seed": -5}), "seed", "value_error.number.not_ge"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "resolution": "4k"}), "resolution", "type_error.enum"),
-        (json!({"prompt": "p", "image_url": "b.png", "video_url": "https://a/b.mp4"}), "image_url", "value_error.url.scheme"),
-        (json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "data:video/mp4;base64,***"}), "video_url", "value_error.url.data"),
-        (json!({"prompt": 3, "image_url": "https://a/b.png", "video_url": "https://a/b.mp4"}), "prompt", "type_error.str"),
+        (
+            json!({"image_url": "https://a/b.png", "video_url": "https://a/b.mp4"}),
+            "prompt",
+            "value_error.missing",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "num_inference_steps": 0}),
+            "num_inference_steps",
+            "value_error.number.not_ge",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "guidance_scale": 99}),
+            "guidance_scale",
+            "value_error.number.not_le",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "shift": -1}),
+            "shift",
+            "value_error.number.not_ge",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "seed": -5}),
+            "seed",
+            "value_error.number.not_ge",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "https://a/b.mp4", "resolution": "4k"}),
+            "resolution",
+            "type_error.enum",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "b.png", "video_url": "https://a/b.mp4"}),
+            "image_url",
+            "value_error.url.scheme",
+        ),
+        (
+            json!({"prompt": "p", "image_url": "https://a/b.png", "video_url": "data:video/mp4;base64,***"}),
+            "video_url",
+            "value_error.url.data",
+        ),
+        (
+            json!({"prompt": 3, "image_url": "https://a/b.png", "video_url": "https://a/b.mp4"}),
+            "prompt",
+            "type_error.str",
+        ),
     ];
     for (body, field, kind) in cases {
         let r = api.submit(KEY_A, &body).await;
         assert_eq!(r.status, 422, "{body}");
-        assert_eq!(r.header("x-fal-error-type").as_deref(), Some("validation_error"));
+        assert_eq!(
+            r.header("x-fal-error-type").as_deref(),
+            Some("validation_error")
+        );
         let d = &r.json()["detail"][0];
         assert_eq!(d["loc"], json!(["body", field]), "{body}");
         assert_eq!(d["type"], kind, "{body}");
     }
-    let r = api.send("POST", "/queue/fal-ai/scail-2", Some(KEY_A), Some(b"{not json".to_vec()), &[]).await;
+    let r = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(b"{not json".to_vec()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 422);
     assert_eq!(r.json()["detail"][0]["type"], "value_error.jsondecode");
-    let r = api.send("POST", "/queue/fal-ai/scail-2?fal_webhook=notaurl", Some(KEY_A), Some(input("https://x.example", 1).to_string().into_bytes()), &[]).await;
+    let r = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2?fal_webhook=notaurl",
+            Some(KEY_A),
+            Some(input("https://x.example", 1).to_string().into_bytes()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert_eq!(r.json()["detail"][0]["loc"], json!(["query", "fal_webhook"]));
+    assert_eq!(
+        r.json()["detail"][0]["loc"],
+        json!(["query", "fal_webhook"])
+    );
     // The server keeps serving after all of that.
-    assert_eq!(api.send("GET", "/health", None, None, &[]).await.status, 200);
+    assert_eq!(
+        api.send("GET", "/health", None, None, &[]).await.status,
+        200
+    );
     srv.shutdown().await;
 }
 
@@ -150,12 +304,27 @@ async fn cancel_in_all_four_states() {
     let media = media_server().await;
     let cancel = |id: String| {
         let api = api.clone();
-        async move { api.send("PUT", &format!("/queue/fal-ai/scail-2/requests/{id}/cancel"), Some(KEY_A), None, &[]).await }
+        async move {
+            api.send(
+                "PUT",
+                &format!("/queue/fal-ai/scail-2/requests/{id}/cancel"),
+                Some(KEY_A),
+                None,
+                &[],
+            )
+            .await
+        }
     };
     // Running: a long job, cancelled once in progress, stops at the next step.
-    let running = api.submit(KEY_A, &input(&media, 100)).await.json()["request_id"].as_str().unwrap().to_string();
+    let running = api.submit(KEY_A, &input(&media, 100)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Queued: behind it.
-    let queued = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let queued = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &running, "IN_PROGRESS", T).await;
     assert_eq!(s["status"], "IN_PROGRESS");
     let s = api.status(KEY_A, &queued).await;
@@ -169,13 +338,23 @@ async fn cancel_in_all_four_states() {
     assert_eq!(r.status, 202);
     let t0 = std::time::Instant::now();
     let done = api.wait_status(KEY_A, &running, "COMPLETED", T).await;
-    assert!(t0.elapsed() < Duration::from_secs(3), "stopped at a step boundary, not after 100 steps");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stopped at a step boundary, not after 100 steps"
+    );
     assert_eq!(done["error_type"], "request_cancelled");
     let q = api.status(KEY_A, &queued).await;
     assert_eq!(q["status"], "COMPLETED");
     assert_eq!(q["error_type"], "request_cancelled");
     // The queued job never ran: no generator log line.
-    assert!(!q["logs"].as_array().unwrap().iter().any(|l| l["message"].as_str().unwrap().contains("test generator")), "{q}");
+    assert!(
+        !q["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().contains("test generator")),
+        "{q}"
+    );
     let res = api.result(KEY_A, &queued).await;
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error_type"], "request_cancelled");
@@ -197,19 +376,33 @@ async fn generator_failure_and_no_weights_error() {
     let media = media_server().await;
     let mut i = input(&media, 1);
     i["prompt"] = json!("please fail");
-    let id = api.submit(KEY_A, &i).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &i).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     assert_eq!(s["error_type"], "generation_error");
     let r = api.result(KEY_A, &id).await;
     assert_eq!(r.status, 500);
-    assert!(r.json()["detail"].as_str().unwrap().contains("asked to fail"));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("asked to fail"));
     srv.shutdown().await;
 
     // A server without weights: every job ends with the message that says how to get them.
     let dir = tempfile::tempdir().unwrap();
-    let srv = scail_server::start(config(dir.path()), std::sync::Arc::new(scail_core::generator::NoWeightsGenerator)).await.unwrap();
+    let srv = scail_server::start(
+        config(dir.path()),
+        std::sync::Arc::new(scail_core::generator::NoWeightsGenerator),
+    )
+    .await
+    .unwrap();
     let api = Api::new(&srv.public_url);
-    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     assert_eq!(s["error_type"], "model_not_configured");
     assert!(s["error"].as_str().unwrap().contains("scail weights fetch"));
@@ -233,7 +426,10 @@ async fn bad_inputs_are_specific_errors() {
         async move {
             let mut i = input(&media, 1);
             i[field] = json!(url);
-            let id = api.submit(KEY_A, &i).await.json()["request_id"].as_str().unwrap().to_string();
+            let id = api.submit(KEY_A, &i).await.json()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
             api.wait_status(KEY_A, &id, "COMPLETED", T).await;
             let r = api.result(KEY_A, &id).await;
             (r.status, r.json())
@@ -242,23 +438,51 @@ async fn bad_inputs_are_specific_errors() {
     let (st, body) = run("video_url", format!("{media}/text.mp4")).await;
     assert_eq!(st, 422);
     assert_eq!(body["detail"][0]["loc"], json!(["body", "video_url"]));
-    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("text file"), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("text file"),
+        "{body}"
+    );
     let (st, body) = run("video_url", format!("{media}/ref.png")).await;
     assert_eq!(st, 422);
-    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("expected a video"), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("expected a video"),
+        "{body}"
+    );
     let (st, body) = run("video_url", format!("{media}/slow.mp4")).await;
     assert_eq!(st, 422);
-    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("longer than"), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("longer than"),
+        "{body}"
+    );
     let (st, body) = run("video_url", format!("{media}/missing.mp4")).await;
     assert_eq!(st, 422);
-    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("HTTP 404"), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 404"),
+        "{body}"
+    );
     let (st, body) = run("video_url", format!("{media}/redirect-private")).await;
     assert_eq!(st, 422);
     assert_eq!(body["error_type"], "forbidden_address", "{body}");
     let (st, body) = run("video_url", "http://10.1.2.3/video.mp4".into()).await;
     assert_eq!(st, 422);
     assert_eq!(body["error_type"], "forbidden_address");
-    let (st, body) = run("image_url", "http://169.254.169.254/latest/meta-data".into()).await;
+    let (st, body) = run(
+        "image_url",
+        "http://169.254.169.254/latest/meta-data".into(),
+    )
+    .await;
     assert_eq!(st, 422);
     assert_eq!(body["detail"][0]["loc"], json!(["body", "image_url"]));
     // Over the size limit, by URL and by data URI.
@@ -274,7 +498,10 @@ async fn bad_inputs_are_specific_errors() {
     cfg.allow_fetch_from.clear();
     let srv = start_with(cfg, 1).await;
     let api = Api::new(&srv.public_url);
-    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     let r = api.result(KEY_A, &id).await;
     assert_eq!(r.json()["error_type"], "forbidden_address");
@@ -294,15 +521,37 @@ async fn data_uri_and_uploaded_inputs() {
     let srv = start_with(cfg, 1).await;
     let api = Api::new(&srv.public_url);
     // Upload the video via the JS flow, pass the image as a data URI.
-    let init = api.send("POST", "/rest/storage/upload/initiate?storage_type=fal-cdn-v3", Some(KEY_A),
-        Some(json!({"content_type": "video/mp4", "file_name": "drive.mp4"}).to_string().into_bytes()), &[]).await;
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate?storage_type=fal-cdn-v3",
+            Some(KEY_A),
+            Some(
+                json!({"content_type": "video/mp4", "file_name": "drive.mp4"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(init.status, 200);
     let init = init.json();
-    let put = api.send("PUT", init["upload_url"].as_str().unwrap(), None, Some(mp4_bytes()), &[("content-type", "video/mp4")]).await;
+    let put = api
+        .send(
+            "PUT",
+            init["upload_url"].as_str().unwrap(),
+            None,
+            Some(mp4_bytes()),
+            &[("content-type", "video/mp4")],
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
     let i = json!({"prompt": "p", "video_url": init["file_url"], "num_inference_steps": 1,
         "image_url": format!("data:image/png;base64,{}", base64_of(&png_bytes()))});
-    let id = api.submit(KEY_A, &i).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &i).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     assert!(s.get("error").is_none(), "{s}");
     // No seed given: a random one is returned.
@@ -321,85 +570,242 @@ async fn uploads_single_multipart_and_cdn() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
 
     // JS multipart: initiate-multipart, PUT parts (out of order), complete.
-    let init = api.send("POST", "/rest/storage/upload/initiate-multipart?storage_type=fal-cdn-v3", Some(KEY_A),
-        Some(json!({"content_type": "application/octet-stream", "file_name": "big.bin"}).to_string().into_bytes()), &[]).await.json();
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+            Some(KEY_A),
+            Some(
+                json!({"content_type": "application/octet-stream", "file_name": "big.bin"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[],
+        )
+        .await
+        .json();
     let up = reqwest::Url::parse(init["upload_url"].as_str().unwrap()).unwrap();
-    let part_url = |n: &str| format!("{}://{}{}/{n}?{}", up.scheme(), up.host_str().unwrap().to_owned() + ":" + &up.port().unwrap().to_string(), up.path(), up.query().unwrap());
+    let part_url = |n: &str| {
+        format!(
+            "{}://{}{}/{n}?{}",
+            up.scheme(),
+            up.host_str().unwrap().to_owned() + ":" + &up.port().unwrap().to_string(),
+            up.path(),
+            up.query().unwrap()
+        )
+    };
     let chunks: Vec<&[u8]> = data.chunks(100_000).collect();
     let mut parts = vec![];
     for n in [2usize, 1, 3] {
-        let r = api.send("PUT", &part_url(&n.to_string()), None, Some(chunks[n - 1].to_vec()), &[]).await;
+        let r = api
+            .send(
+                "PUT",
+                &part_url(&n.to_string()),
+                None,
+                Some(chunks[n - 1].to_vec()),
+                &[],
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json();
         assert_eq!(v["partNumber"], n);
         parts.push(json!({"partNumber": v["partNumber"], "etag": v["etag"]}));
     }
-    let r = api.send("POST", &part_url("complete"), None, Some(json!({"parts": parts}).to_string().into_bytes()), &[("content-type", "application/json")]).await;
+    let r = api
+        .send(
+            "POST",
+            &part_url("complete"),
+            None,
+            Some(json!({"parts": parts}).to_string().into_bytes()),
+            &[("content-type", "application/json")],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let got = api.send("GET", init["file_url"].as_str().unwrap(), None, None, &[]).await;
+    let got = api
+        .send("GET", init["file_url"].as_str().unwrap(), None, None, &[])
+        .await;
     assert_eq!(got.body, data, "byte-exact after reassembly");
 
     // Python v3: token, then POST to the CDN with the bearer token.
-    let tok = api.send("POST", "/rest/storage/auth/token?storage_type=fal-cdn-v3", Some(KEY_A), Some(b"{}".to_vec()), &[]).await.json();
+    let tok = api
+        .send(
+            "POST",
+            "/rest/storage/auth/token?storage_type=fal-cdn-v3",
+            Some(KEY_A),
+            Some(b"{}".to_vec()),
+            &[],
+        )
+        .await
+        .json();
     assert_eq!(tok["token_type"], "Bearer");
     assert!(tok["expires_at"].as_str().unwrap().ends_with("+00:00"));
     let bearer = format!("Bearer {}", tok["token"].as_str().unwrap());
     let cdn = tok["base_url"].as_str().unwrap();
-    let r = api.send("POST", &format!("{cdn}/files/upload"), None, Some(b"hello".to_vec()),
-        &[("authorization", &bearer), ("content-type", "text/plain"), ("x-fal-file-name", "hi.txt")]).await;
+    let r = api
+        .send(
+            "POST",
+            &format!("{cdn}/files/upload"),
+            None,
+            Some(b"hello".to_vec()),
+            &[
+                ("authorization", &bearer),
+                ("content-type", "text/plain"),
+                ("x-fal-file-name", "hi.txt"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200);
     let acc = r.json()["access_url"].as_str().unwrap().to_string();
     let g = api.send("GET", &acc, None, None, &[]).await;
     assert_eq!(g.body, b"hello");
     assert_eq!(g.header("content-type").as_deref(), Some("text/plain"));
     // Python multipart through the CDN: ETag header per part, parts completed unordered.
-    let m = api.send("POST", &format!("{cdn}/files/upload/multipart"), None, None,
-        &[("authorization", &bearer), ("content-type", "application/octet-stream"), ("x-fal-file-name", "p.bin")]).await.json();
+    let m = api
+        .send(
+            "POST",
+            &format!("{cdn}/files/upload/multipart"),
+            None,
+            None,
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/octet-stream"),
+                ("x-fal-file-name", "p.bin"),
+            ],
+        )
+        .await
+        .json();
     let acc = m["access_url"].as_str().unwrap();
     let uid = m["uploadId"].as_str().unwrap();
     let mut parts = vec![];
     for n in [3usize, 1, 2] {
-        let r = api.send("PUT", &format!("{acc}/multipart/{uid}/{n}"), None, Some(chunks[n - 1].to_vec()), &[("authorization", &bearer)]).await;
+        let r = api
+            .send(
+                "PUT",
+                &format!("{acc}/multipart/{uid}/{n}"),
+                None,
+                Some(chunks[n - 1].to_vec()),
+                &[("authorization", &bearer)],
+            )
+            .await;
         assert_eq!(r.status, 200);
         parts.push(json!({"partNumber": n, "etag": r.header("etag").unwrap()}));
     }
-    let r = api.send("POST", &format!("{acc}/multipart/{uid}/complete"), None, Some(json!({"parts": parts}).to_string().into_bytes()), &[("authorization", &bearer)]).await;
+    let r = api
+        .send(
+            "POST",
+            &format!("{acc}/multipart/{uid}/complete"),
+            None,
+            Some(json!({"parts": parts}).to_string().into_bytes()),
+            &[("authorization", &bearer)],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(api.send("GET", acc, None, None, &[]).await.body, data);
 
     // Tampered and missing tokens, a bad bearer, an oversized upload, a reused upload URL.
-    let init = api.send("POST", "/rest/storage/upload/initiate", Some(KEY_A), Some(json!({"file_name": "x.bin"}).to_string().into_bytes()), &[]).await.json();
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate",
+            Some(KEY_A),
+            Some(json!({"file_name": "x.bin"}).to_string().into_bytes()),
+            &[],
+        )
+        .await
+        .json();
     let url = init["upload_url"].as_str().unwrap();
     let tampered = format!("{}0", url);
-    assert_eq!(api.send("PUT", &tampered, None, Some(b"x".to_vec()), &[]).await.status, 403);
-    assert_eq!(api.send("PUT", url.split('?').next().unwrap(), None, Some(b"x".to_vec()), &[]).await.status, 403);
-    let r = api.send("POST", &format!("{cdn}/files/upload"), None, Some(b"x".to_vec()), &[("authorization", "Bearer forged.1.2")]).await;
+    assert_eq!(
+        api.send("PUT", &tampered, None, Some(b"x".to_vec()), &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        api.send(
+            "PUT",
+            url.split('?').next().unwrap(),
+            None,
+            Some(b"x".to_vec()),
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    let r = api
+        .send(
+            "POST",
+            &format!("{cdn}/files/upload"),
+            None,
+            Some(b"x".to_vec()),
+            &[("authorization", "Bearer forged.1.2")],
+        )
+        .await;
     assert_eq!(r.status, 401);
-    let r = api.send("PUT", url, None, Some(vec![0u8; (1 << 20) + 1]), &[]).await;
+    let r = api
+        .send("PUT", url, None, Some(vec![0u8; (1 << 20) + 1]), &[])
+        .await;
     assert_eq!(r.status, 413);
-    assert_eq!(api.send("GET", init["file_url"].as_str().unwrap(), None, None, &[]).await.status, 404, "no half file is served");
-    assert_eq!(api.send("PUT", url, None, Some(b"ok".to_vec()), &[]).await.status, 200);
-    assert_eq!(api.send("PUT", url, None, Some(b"again".to_vec()), &[]).await.status, 400);
+    assert_eq!(
+        api.send("GET", init["file_url"].as_str().unwrap(), None, None, &[])
+            .await
+            .status,
+        404,
+        "no half file is served"
+    );
+    assert_eq!(
+        api.send("PUT", url, None, Some(b"ok".to_vec()), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.send("PUT", url, None, Some(b"again".to_vec()), &[])
+            .await
+            .status,
+        400
+    );
     // Unknown file ids.
-    assert_eq!(api.send("GET", "/files/deadbeef/x.bin", None, None, &[]).await.status, 404);
-    assert_eq!(api.send("GET", "/files/../../etc/passwd", None, None, &[]).await.status, 404);
+    assert_eq!(
+        api.send("GET", "/files/deadbeef/x.bin", None, None, &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.send("GET", "/files/../../etc/passwd", None, None, &[])
+            .await
+            .status,
+        404
+    );
     srv.shutdown().await;
 }
 
-async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Vec<u8>)>) {
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Vec<u8>)>,
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let hits = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route("/hook", axum::routing::post(move |h: axum::http::HeaderMap, b: axum::body::Bytes| {
-        let tx = tx.clone();
-        let hits = hits.clone();
-        async move {
-            let _ = tx.send((h, b.to_vec()));
-            // The first delivery fails, so the retry path is exercised.
-            if hits.fetch_add(1, Ordering::SeqCst) == 0 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
-        }
-    }));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap, b: axum::body::Bytes| {
+            let tx = tx.clone();
+            let hits = hits.clone();
+            async move {
+                let _ = tx.send((h, b.to_vec()));
+                // The first delivery fails, so the retry path is exercised.
+                if hits.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -415,26 +821,52 @@ async fn webhook_signed_and_retried() {
     let api = Api::new(&srv.public_url);
     let media = media_server().await;
     let (hook, mut rx) = webhook_receiver().await;
-    let path = format!("/queue/fal-ai/scail-2?fal_webhook={}", hook.replace(':', "%3A").replace('/', "%2F"));
-    let r = api.send("POST", &path, Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()), &[]).await;
+    let path = format!(
+        "/queue/fal-ai/scail-2?fal_webhook={}",
+        hook.replace(':', "%3A").replace('/', "%2F")
+    );
+    let r = api
+        .send(
+            "POST",
+            &path,
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[],
+        )
+        .await;
     let id = r.json()["request_id"].as_str().unwrap().to_string();
-    let jwks = api.send("GET", "/.well-known/jwks.json", None, None, &[]).await.json();
+    let jwks = api
+        .send("GET", "/.well-known/jwks.json", None, None, &[])
+        .await
+        .json();
     let x = jwks["keys"][0]["x"].as_str().unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
     use base64::Engine;
-    let pk: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(x).unwrap().try_into().unwrap();
+    let pk: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(x)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let vk = VerifyingKey::from_bytes(&pk).unwrap();
     for attempt in 0..2 {
-        let (h, body) = tokio::time::timeout(T, rx.recv()).await.expect("webhook arrives").unwrap();
+        let (h, body) = tokio::time::timeout(T, rx.recv())
+            .await
+            .expect("webhook arrives")
+            .unwrap();
         let g = |k: &str| h.get(k).unwrap().to_str().unwrap().to_string();
         assert_eq!(g("x-fal-webhook-request-id"), id);
         assert_eq!(g("x-fal-webhook-user-id"), "alice");
         let ts: i64 = g("x-fal-webhook-timestamp").parse().unwrap();
         assert!((chrono_now() - ts).abs() < 300);
-        let msg = format!("{id}\nalice\n{ts}\n{}", hex::encode(sha2::Sha256::digest(&body)));
-        let sig = Signature::from_slice(&hex::decode(g("x-fal-webhook-signature")).unwrap()).unwrap();
-        vk.verify(msg.as_bytes(), &sig).expect("signature verifies against the JWKS");
+        let msg = format!(
+            "{id}\nalice\n{ts}\n{}",
+            hex::encode(sha2::Sha256::digest(&body))
+        );
+        let sig =
+            Signature::from_slice(&hex::decode(g("x-fal-webhook-signature")).unwrap()).unwrap();
+        vk.verify(msg.as_bytes(), &sig)
+            .expect("signature verifies against the JWKS");
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], "OK", "attempt {attempt}");
         assert_eq!(v["request_id"], id);
@@ -450,7 +882,10 @@ async fn webhook_signed_and_retried() {
 }
 
 fn chrono_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::test]
@@ -460,34 +895,116 @@ async fn sync_run_sse_stream_priority_and_timeout() {
     let api = Api::new(&srv.public_url);
     let media = media_server().await;
     // Sync run returns the result body directly.
-    let r = api.send("POST", "/run/fal-ai/scail-2", Some(KEY_A), Some(input(&media, 2).to_string().into_bytes()), &[]).await;
+    let r = api
+        .send(
+            "POST",
+            "/run/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(input(&media, 2).to_string().into_bytes()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["video"]["content_type"], "video/mp4");
 
     // SSE: events until COMPLETED, then the stream closes.
-    let id = api.submit(KEY_A, &input(&media, 5)).await.json()["request_id"].as_str().unwrap().to_string();
-    let s = tokio::time::timeout(T, api.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}/status/stream?logs=1"), Some(KEY_A), None, &[])).await.expect("stream closes");
-    assert!(s.header("content-type").unwrap().starts_with("text/event-stream"));
+    let id = api.submit(KEY_A, &input(&media, 5)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = tokio::time::timeout(
+        T,
+        api.send(
+            "GET",
+            &format!("/queue/fal-ai/scail-2/requests/{id}/status/stream?logs=1"),
+            Some(KEY_A),
+            None,
+            &[],
+        ),
+    )
+    .await
+    .expect("stream closes");
+    assert!(s
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
     let text = String::from_utf8(s.body).unwrap();
-    let events: Vec<Value> = text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
     assert!(events.len() >= 2, "{text}");
     assert_eq!(events.last().unwrap()["status"], "COMPLETED");
 
     // Priority: a low-priority job submitted first runs after a normal one submitted later.
-    let blocker = api.submit(KEY_A, &input(&media, 20)).await.json()["request_id"].as_str().unwrap().to_string();
+    let blocker = api.submit(KEY_A, &input(&media, 20)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_status(KEY_A, &blocker, "IN_PROGRESS", T).await;
-    let low = api.send("POST", "/queue/fal-ai/scail-2", Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()), &[("x-fal-queue-priority", "low")]).await.json()["request_id"].as_str().unwrap().to_string();
-    let normal = api.send("POST", "/queue/fal-ai/scail-2", Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()), &[("x-fal-queue-priority", "normal"), ("x-fal-request-timeout", "30.0")]).await.json()["request_id"].as_str().unwrap().to_string();
+    let low = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[("x-fal-queue-priority", "low")],
+        )
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let normal = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[
+                ("x-fal-queue-priority", "normal"),
+                ("x-fal-request-timeout", "30.0"),
+            ],
+        )
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(api.status(KEY_A, &normal).await["queue_position"], 0);
     assert_eq!(api.status(KEY_A, &low).await["queue_position"], 1);
     // Timeout: a job that cannot start within 0.2 s ends with a 504 the clients do not retry.
-    let late = api.send("POST", "/queue/fal-ai/scail-2", Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()), &[("x-fal-request-timeout", "0.2")]).await.json()["request_id"].as_str().unwrap().to_string();
+    let late = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[("x-fal-request-timeout", "0.2")],
+        )
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &late, "COMPLETED", T).await;
     assert_eq!(s["error_type"], "request_timeout");
     let r = api.result(KEY_A, &late).await;
     assert_eq!(r.status, 504);
-    assert_eq!(r.header("x-fal-request-timeout-type").as_deref(), Some("user"));
-    let bad = api.send("POST", "/queue/fal-ai/scail-2", Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()), &[("x-fal-request-timeout", "soon")]).await;
+    assert_eq!(
+        r.header("x-fal-request-timeout-type").as_deref(),
+        Some("user")
+    );
+    let bad = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[("x-fal-request-timeout", "soon")],
+        )
+        .await;
     assert_eq!(bad.status, 400);
     api.wait_status(KEY_A, &low, "COMPLETED", T).await;
     api.wait_status(KEY_A, &normal, "COMPLETED", T).await;
@@ -500,21 +1017,58 @@ async fn proxy_mode_and_meta_routes() {
     let srv = start(dir.path(), 1).await;
     let api = Api::new(&srv.public_url);
     let media = media_server().await;
-    let r = api.send("POST", "/proxy", Some(KEY_A), Some(input(&media, 1).to_string().into_bytes()),
-        &[("x-fal-target-url", "https://queue.fal.run/fal-ai/scail-2"), ("content-type", "application/json")]).await;
+    let r = api
+        .send(
+            "POST",
+            "/proxy",
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[
+                ("x-fal-target-url", "https://queue.fal.run/fal-ai/scail-2"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["request_id"].as_str().unwrap().to_string();
-    let s = api.send("GET", "/proxy", Some(KEY_A), None,
-        &[("x-fal-target-url", &format!("https://queue.fal.run/fal-ai/scail-2/requests/{id}/status?logs=1"))]).await;
+    let s = api
+        .send(
+            "GET",
+            "/proxy",
+            Some(KEY_A),
+            None,
+            &[(
+                "x-fal-target-url",
+                &format!("https://queue.fal.run/fal-ai/scail-2/requests/{id}/status?logs=1"),
+            )],
+        )
+        .await;
     assert_eq!(s.status, 200);
     assert_eq!(s.json()["request_id"], id);
-    let bad = api.send("GET", "/proxy", Some(KEY_A), None, &[("x-fal-target-url", "https://evil.example/x")]).await;
+    let bad = api
+        .send(
+            "GET",
+            "/proxy",
+            Some(KEY_A),
+            None,
+            &[("x-fal-target-url", "https://evil.example/x")],
+        )
+        .await;
     assert_eq!(bad.status, 400);
     let none = api.send("GET", "/proxy", Some(KEY_A), None, &[]).await;
     assert_eq!(none.status, 400);
-    let oa = api.send("GET", "/openapi.json", None, None, &[]).await.json();
-    assert_eq!(oa["components"]["schemas"]["ScailInput"]["properties"]["num_inference_steps"]["default"], 40);
-    assert_eq!(oa["components"]["schemas"]["ScailInput"]["required"], json!(["prompt", "image_url", "video_url"]));
+    let oa = api
+        .send("GET", "/openapi.json", None, None, &[])
+        .await
+        .json();
+    assert_eq!(
+        oa["components"]["schemas"]["ScailInput"]["properties"]["num_inference_steps"]["default"],
+        40
+    );
+    assert_eq!(
+        oa["components"]["schemas"]["ScailInput"]["required"],
+        json!(["prompt", "image_url", "video_url"])
+    );
     let h = api.send("GET", "/health", None, None, &[]).await.json();
     assert_eq!(h["status"], "ok");
     srv.shutdown().await;
@@ -526,7 +1080,10 @@ async fn restart_keeps_everything_and_requeues_running_jobs() {
     let media = media_server().await;
     let srv = start(dir.path(), 1).await;
     let api = Api::new(&srv.public_url);
-    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let id = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_status(KEY_A, &id, "COMPLETED", T).await;
     let out = api.result(KEY_A, &id).await.json();
     let port = srv.addr.port();
@@ -539,7 +1096,15 @@ async fn restart_keeps_everything_and_requeues_running_jobs() {
     assert_eq!(api.result(KEY_A, &id).await.json(), out);
     let s = api.status(KEY_A, &id).await;
     assert!(s["logs"].as_array().unwrap().len() >= 3);
-    let f = api.send("GET", out["video"]["url"].as_str().unwrap(), None, None, &[]).await;
+    let f = api
+        .send(
+            "GET",
+            out["video"]["url"].as_str().unwrap(),
+            None,
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(f.status, 200);
     srv.shutdown().await;
 }

@@ -31,11 +31,20 @@ async fn run_suite(program: &str, args: &[&str]) {
         .env("SCAIL_MEDIA", &media)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("running {program}: {e} (install it, or set SCAIL_SKIP_CONFORMANCE=1)"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!("running {program}: {e} (install it, or set SCAIL_SKIP_CONFORMANCE=1)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
     srv.shutdown().await;
-    assert!(out.status.success(), "{program} conformance suite failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "{program} conformance suite failed:\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +53,9 @@ async fn official_js_client() {
         return;
     }
     assert!(
-        conformance_dir().join("node_modules/@fal-ai/client").exists(),
+        conformance_dir()
+            .join("node_modules/@fal-ai/client")
+            .exists(),
         "run `npm install` in tests/conformance (or bash .ci/run), or set SCAIL_SKIP_CONFORMANCE=1"
     );
     run_suite("node", &["--test", "--test-concurrency=1", "js/"]).await;
@@ -57,7 +68,15 @@ async fn official_python_client() {
     }
     let python = std::env::var("SCAIL_PYTHON").unwrap_or_else(|_| {
         let venv = "/var/cache/scail/venv/bin/python";
-        if std::path::Path::new(venv).exists() { venv.into() } else { "python3".into() }
+        if std::path::Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "python3".into()
+        }
     });
-    run_suite(&python, &["-m", "pytest", "-q", "-p", "no:cacheprovider", "py/"]).await;
+    run_suite(
+        &python,
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "py/"],
+    )
+    .await;
 }

@@ -16,7 +16,9 @@ use futures_util::StreamExt;
 #[test]
 #[ignore]
 fn child_server() {
-    let Ok(data) = std::env::var("SCAIL_CHILD_DATA") else { return };
+    let Ok(data) = std::env::var("SCAIL_CHILD_DATA") else {
+        return;
+    };
     let port: u16 = std::env::var("SCAIL_CHILD_PORT").unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -49,7 +51,10 @@ fn spawn_child(data: &std::path::Path, port: u16) -> (Child, String) {
 }
 
 fn kill9(child: &mut Child) {
-    let ok = Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let _ = child.wait();
 }
@@ -57,52 +62,109 @@ fn kill9(child: &mut Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_job_and_an_upload_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let media = media_server().await;
     let (mut child, url) = spawn_child(dir.path(), port);
     let api = Api::new(&url);
     let t = Duration::from_secs(60);
 
     // A finished job whose result and file must survive.
-    let done = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let done = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_status(KEY_A, &done, "COMPLETED", t).await;
     let done_result = api.result(KEY_A, &done).await.json();
     // A long job, running when the process dies, and one queued behind it.
-    let running = api.submit(KEY_A, &input(&media, 60)).await.json()["request_id"].as_str().unwrap().to_string();
-    let queued = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"].as_str().unwrap().to_string();
+    let running = api.submit(KEY_A, &input(&media, 60)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = api.wait_status(KEY_A, &running, "IN_PROGRESS", t).await;
     assert_eq!(s["status"], "IN_PROGRESS");
     // An upload in flight: half the bytes sent, the rest never comes.
-    let init = api.send("POST", "/rest/storage/upload/initiate", Some(KEY_A),
-        Some(serde_json::json!({"content_type": "video/mp4", "file_name": "d.mp4"}).to_string().into_bytes()), &[]).await.json();
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate",
+            Some(KEY_A),
+            Some(
+                serde_json::json!({"content_type": "video/mp4", "file_name": "d.mp4"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[],
+        )
+        .await
+        .json();
     let upload_url = init["upload_url"].as_str().unwrap().to_string();
     let file_url = init["file_url"].as_str().unwrap().to_string();
-    let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 64 << 10]))])
-        .chain(futures_util::stream::pending());
+    let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(
+        vec![1u8; 64 << 10],
+    ))])
+    .chain(futures_util::stream::pending());
     let http = api.http.clone();
     let up = upload_url.clone();
-    let inflight = tokio::spawn(async move { http.put(up).body(reqwest::Body::wrap_stream(body)).send().await });
+    let inflight = tokio::spawn(async move {
+        http.put(up)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     kill9(&mut child);
-    assert!(inflight.await.unwrap().is_err(), "the upload died with the server");
+    assert!(
+        inflight.await.unwrap().is_err(),
+        "the upload died with the server"
+    );
 
     let (mut child, url2) = spawn_child(dir.path(), port);
     assert_eq!(url, url2);
     // Finished work is still there.
     assert_eq!(api.result(KEY_A, &done).await.json(), done_result);
-    let f = api.send("GET", done_result["video"]["url"].as_str().unwrap(), None, None, &[]).await;
+    let f = api
+        .send(
+            "GET",
+            done_result["video"]["url"].as_str().unwrap(),
+            None,
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(f.status, 200);
     // The half upload is not served; its URL still takes the whole file.
-    assert_eq!(api.send("GET", &file_url, None, None, &[]).await.status, 404);
+    assert_eq!(
+        api.send("GET", &file_url, None, None, &[]).await.status,
+        404
+    );
     let mp4 = mp4_bytes();
-    assert_eq!(api.send("PUT", &upload_url, None, Some(mp4.clone()), &[]).await.status, 200);
+    assert_eq!(
+        api.send("PUT", &upload_url, None, Some(mp4.clone()), &[])
+            .await
+            .status,
+        200
+    );
     assert_eq!(api.send("GET", &file_url, None, None, &[]).await.body, mp4);
     // The interrupted job runs again and completes; the queued one runs too.
     let s = api.wait_status(KEY_A, &running, "COMPLETED", t).await;
     assert!(s.get("error").is_none(), "{s}");
     let logs = s["logs"].as_array().unwrap();
-    assert!(logs.iter().any(|l| l["message"].as_str().unwrap().contains("restarted (attempt 2)")), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("restarted (attempt 2)")),
+        "{logs:?}"
+    );
     let s = api.wait_status(KEY_A, &queued, "COMPLETED", t).await;
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(api.result(KEY_A, &running).await.status, 200);

@@ -5,7 +5,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "scail", version, about = "Self-hosted SCAIL-2 character animation: the fal-ai/scail-2 API on your own machine")]
+#[command(
+    name = "scail",
+    version,
+    about = "Self-hosted SCAIL-2 character animation: the fal-ai/scail-2 API on your own machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

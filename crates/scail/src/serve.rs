@@ -31,7 +31,12 @@ pub struct ServeArgs {
     weights: Option<PathBuf>,
     /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
     /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
-    #[arg(long, env = "SCAIL_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SCAIL_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     api_keys: Vec<String>,
     /// File of API keys, one `owner=key` (or `key`) a line.
     #[arg(long, env = "SCAIL_KEYS_FILE")]
@@ -68,7 +73,9 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -88,7 +95,10 @@ fn generator_for(weights: Option<&PathBuf>) -> anyhow::Result<Arc<dyn Generator>
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let generator = generator_for(a.weights.as_ref())?;
     let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
-        anyhow::ensure!(s.is_finite() && s > 0.0, "{name} must be a positive number of seconds");
+        anyhow::ensure!(
+            s.is_finite() && s > 0.0,
+            "{name} must be a positive number of seconds"
+        );
         Ok(Duration::from_secs_f64(s))
     };
     let config = ServerConfig {
@@ -112,10 +122,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let server = scail_server::start(config, generator)
         .await
         .context("starting the server")?;
-    eprintln!("scail {} serving fal-ai/scail-2 at {}", env!("CARGO_PKG_VERSION"), server.public_url);
+    eprintln!(
+        "scail {} serving fal-ai/scail-2 at {}",
+        env!("CARGO_PKG_VERSION"),
+        server.public_url
+    );
     eprintln!("  data directory: {}", a.data_dir.display());
     if let Some(k) = &server.generated_key {
-        eprintln!("  generated an API key (stored in {}):", a.data_dir.join("keys").display());
+        eprintln!(
+            "  generated an API key (stored in {}):",
+            a.data_dir.join("keys").display()
+        );
         eprintln!("    FAL_KEY={k}");
     }
     if a.weights.is_none() {

@@ -20,23 +20,53 @@ pub struct TestGenerator {
 
 fn mp4(path: &Path, frames: u32) -> Result<(), GenerateError> {
     let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=16"])
-        .args(["-frames:v", &frames.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-movflags", "+faststart"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=16",
+        ])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-movflags",
+            "+faststart",
+        ])
         .arg(path)
         .output()
         .map_err(|e| GenerateError::Failed(format!("test generator needs the ffmpeg CLI: {e}")))?;
     if !out.status.success() {
-        return Err(GenerateError::Failed(String::from_utf8_lossy(&out.stderr).into()));
+        return Err(GenerateError::Failed(
+            String::from_utf8_lossy(&out.stderr).into(),
+        ));
     }
     Ok(())
 }
 
 impl Generator for TestGenerator {
-    fn generate(&self, req: &GenerateRequest, progress: &dyn Progress) -> Result<GenerateOutput, GenerateError> {
-        progress.log(LogLevel::Info, &format!("test generator: seed {}", req.seed));
+    fn generate(
+        &self,
+        req: &GenerateRequest,
+        progress: &dyn Progress,
+    ) -> Result<GenerateOutput, GenerateError> {
+        progress.log(
+            LogLevel::Info,
+            &format!("test generator: seed {}", req.seed),
+        );
         for p in [&req.image, &req.video] {
             if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
-                return Err(GenerateError::Failed(format!("input {} is missing", p.display())));
+                return Err(GenerateError::Failed(format!(
+                    "input {} is missing",
+                    p.display()
+                )));
             }
         }
         let steps = req.input.num_inference_steps as u64;
@@ -48,19 +78,32 @@ impl Generator for TestGenerator {
             progress.progress("sampling", i + 1, steps);
         }
         if req.input.prompt == "please fail" {
-            return Err(GenerateError::Failed("the test generator was asked to fail".into()));
+            return Err(GenerateError::Failed(
+                "the test generator was asked to fail".into(),
+            ));
         }
         let video = req.work_dir.join("out.mp4");
         mp4(&video, 9)?;
-        let file = |p: &Path, n: &str| GeneratedFile { path: p.to_path_buf(), content_type: "video/mp4".into(), file_name: n.into() };
+        let file = |p: &Path, n: &str| GeneratedFile {
+            path: p.to_path_buf(),
+            content_type: "video/mp4".into(),
+            file_name: n.into(),
+        };
         let (pre, mask) = if req.input.output_preprocessing {
             let a = req.work_dir.join("pre.mp4");
             mp4(&a, 5)?;
-            (Some(file(&a, "preprocessing.mp4")), Some(file(&a, "mask.mp4")))
+            (
+                Some(file(&a, "preprocessing.mp4")),
+                Some(file(&a, "mask.mp4")),
+            )
         } else {
             (None, None)
         };
-        Ok(GenerateOutput { video: file(&video, "output.mp4"), preprocessing_video: pre, preprocessing_mask_video: mask })
+        Ok(GenerateOutput {
+            video: file(&video, "output.mp4"),
+            preprocessing_video: pre,
+            preprocessing_mask_video: mask,
+        })
     }
 }
 
@@ -82,9 +125,14 @@ pub async fn start(dir: &Path, step_ms: u64) -> Server {
 }
 
 pub async fn start_with(cfg: ServerConfig, step_ms: u64) -> Server {
-    scail_server::start(cfg, Arc::new(TestGenerator { step_delay: Duration::from_millis(step_ms) }))
-        .await
-        .expect("server starts")
+    scail_server::start(
+        cfg,
+        Arc::new(TestGenerator {
+            step_delay: Duration::from_millis(step_ms),
+        }),
+    )
+    .await
+    .expect("server starts")
 }
 
 /// Minimal JSON-over-HTTP client for the tests.
@@ -102,7 +150,13 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
     pub fn header(&self, k: &str) -> Option<String> {
         self.headers.get(k).map(|v| v.to_str().unwrap().to_string())
@@ -111,11 +165,25 @@ impl Resp {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api { base: base.to_string(), http: reqwest::Client::new() }
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
-    pub async fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Resp {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) };
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
         let mut rb = self.http.request(method.parse().unwrap(), url);
         if let Some(k) = key {
             rb = rb.header("authorization", format!("Key {k}"));
@@ -130,15 +198,34 @@ impl Api {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.bytes().await.unwrap().to_vec();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn submit(&self, key: &str, input: &Value) -> Resp {
-        self.send("POST", "/queue/fal-ai/scail-2", Some(key), Some(input.to_string().into_bytes()), &[("content-type", "application/json")]).await
+        self.send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(key),
+            Some(input.to_string().into_bytes()),
+            &[("content-type", "application/json")],
+        )
+        .await
     }
 
     pub async fn status(&self, key: &str, id: &str) -> Value {
-        let r = self.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}/status?logs=1"), Some(key), None, &[]).await;
+        let r = self
+            .send(
+                "GET",
+                &format!("/queue/fal-ai/scail-2/requests/{id}/status?logs=1"),
+                Some(key),
+                None,
+                &[],
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
     }
@@ -151,13 +238,23 @@ impl Api {
             if s["status"] == want || s["status"] == "COMPLETED" {
                 return s;
             }
-            assert!(t0.elapsed() < timeout, "request {id} never reached {want}: {s}");
+            assert!(
+                t0.elapsed() < timeout,
+                "request {id} never reached {want}: {s}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn result(&self, key: &str, id: &str) -> Resp {
-        self.send("GET", &format!("/queue/fal-ai/scail-2/requests/{id}"), Some(key), None, &[]).await
+        self.send(
+            "GET",
+            &format!("/queue/fal-ai/scail-2/requests/{id}"),
+            Some(key),
+            None,
+            &[],
+        )
+        .await
     }
 }
 
@@ -169,9 +266,24 @@ pub fn input(media_base: &str, steps: u32) -> Value {
 
 /// The bytes of a 1x1 PNG.
 pub fn png_bytes() -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("scail-test-{}-{}.png", std::process::id(), rand::random::<u32>()));
+    let path = std::env::temp_dir().join(format!(
+        "scail-test-{}-{}.png",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=8x8", "-frames:v", "1"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=8x8",
+            "-frames:v",
+            "1",
+        ])
         .arg(&path)
         .output()
         .expect("ffmpeg CLI");
@@ -182,7 +294,11 @@ pub fn png_bytes() -> Vec<u8> {
 }
 
 pub fn mp4_bytes() -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("scail-test-{}-{}.mp4", std::process::id(), rand::random::<u32>()));
+    let path = std::env::temp_dir().join(format!(
+        "scail-test-{}-{}.mp4",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     mp4(&path, 9).unwrap();
     let b = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
@@ -196,17 +312,52 @@ pub async fn media_server() -> String {
     let png = png_bytes();
     let mp4 = mp4_bytes();
     let app = axum::Router::new()
-        .route("/ref.png", get(move || { let b = png.clone(); async move { ([("content-type", "image/png")], b) } }))
-        .route("/drive.mp4", get(move || { let b = mp4.clone(); async move { ([("content-type", "video/mp4")], b) } }))
-        .route("/text.mp4", get(|| async { ([("content-type", "video/mp4")], "this is not a video, just text") }))
-        .route("/slow.mp4", get(|| async {
-            let s = futures_util::stream::unfold(0u32, |i| async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"\0\0\0\x20ftypisom")), i + 1))
-            });
-            axum::body::Body::from_stream(s)
-        }))
-        .route("/redirect-private", get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://10.255.255.1/x.mp4")], "") }));
+        .route(
+            "/ref.png",
+            get(move || {
+                let b = png.clone();
+                async move { ([("content-type", "image/png")], b) }
+            }),
+        )
+        .route(
+            "/drive.mp4",
+            get(move || {
+                let b = mp4.clone();
+                async move { ([("content-type", "video/mp4")], b) }
+            }),
+        )
+        .route(
+            "/text.mp4",
+            get(|| async {
+                (
+                    [("content-type", "video/mp4")],
+                    "this is not a video, just text",
+                )
+            }),
+        )
+        .route(
+            "/slow.mp4",
+            get(|| async {
+                let s = futures_util::stream::unfold(0u32, |i| async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"\0\0\0\x20ftypisom")),
+                        i + 1,
+                    ))
+                });
+                axum::body::Body::from_stream(s)
+            }),
+        )
+        .route(
+            "/redirect-private",
+            get(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "http://10.255.255.1/x.mp4")],
+                    "",
+                )
+            }),
+        );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
