@@ -9,8 +9,11 @@
 
 use crate::frame::{Image, ImageF32, ImageU8, Tensor};
 
-/// CLIP normalisation of `CLIPModel.visual` (OpenAI constants).
+/// CLIP normalisation of `CLIPModel.visual` (OpenAI constants), the reference's decimal
+/// literals rounded to float32 as PyTorch does.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// CLIP input side.
 pub const CLIP_SIZE: usize = 224;
@@ -287,12 +290,9 @@ fn guard_index_and_lambda(real: f32, in_size: usize) -> (i64, f32) {
 fn bilinear_planes(
     data: &[f32],
     n: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    scale_h: f32,
-    scale_w: f32,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    (scale_h, scale_w): (f32, f32),
 ) -> Vec<f32> {
     let idx = |scale: f32, in_size: usize, out: usize| -> Vec<(usize, usize, f32, f32)> {
         (0..out)
@@ -330,7 +330,7 @@ pub fn half_bilinear(t: &Tensor) -> Tensor {
     let (h, w) = (t.shape[nd - 2], t.shape[nd - 1]);
     let n: usize = t.shape[..nd - 2].iter().product();
     let (oh, ow) = (h / 2, w / 2);
-    let data = bilinear_planes(&t.data, n, h, w, oh, ow, 2.0, 2.0);
+    let data = bilinear_planes(&t.data, n, (h, w), (oh, ow), (2.0, 2.0));
     let mut shape = t.shape.clone();
     shape[nd - 2] = oh;
     shape[nd - 1] = ow;

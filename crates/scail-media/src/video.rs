@@ -113,7 +113,36 @@ fn rotation_from_matrix(bytes: &[u8]) -> Option<u32> {
     Some(((((r + 45) / 90) % 4) * 90) as u32)
 }
 
+/// A container we recognise by its first bytes, so that an open failure on it means a damaged
+/// file rather than something that is not a video at all.
+fn known_container_magic(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let h = &head[..n];
+    if h.len() >= 8 && (&h[4..8] == b"ftyp" || &h[4..8] == b"moov" || &h[4..8] == b"mdat") {
+        Some("mp4/mov")
+    } else if h.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        Some("matroska/webm")
+    } else if h.len() >= 12 && h.starts_with(b"RIFF") && &h[8..12] == b"AVI " {
+        Some("avi")
+    } else if h.starts_with(b"GIF8") {
+        Some("gif")
+    } else {
+        None
+    }
+}
+
 fn open_err(path: &Path, e: ff::Error) -> MediaError {
+    if let (ff::Error::InvalidData | ff::Error::Eof, Some(kind)) = (&e, known_container_magic(path))
+    {
+        return MediaError::Corrupt {
+            path: path.into(),
+            reason: format!("{kind} container cannot be opened (truncated or damaged header: {e})"),
+        };
+    }
     match e {
         ff::Error::InvalidData => MediaError::UnrecognisedFormat {
             path: path.into(),
@@ -476,6 +505,23 @@ impl VideoDecoder {
     }
 
     fn finish_check(&self) -> Result<()> {
+        // A stream that ends far short of the frame count its container declares was cut off
+        // (edit lists can hide a few frames, hence the slack).
+        if let Some(n) = self.info.declared_frames {
+            if self.frames_out * 10 < n * 9 {
+                return Err(self.corrupt(format!(
+                    "truncated: {} of {} declared frames decodable",
+                    self.frames_out, n
+                )));
+            }
+        }
+        // Damaged packets are skipped like the ffmpeg CLI does, up to a point.
+        if self.decode_errors > 0 && self.decode_errors * 10 > self.frames_out {
+            return Err(self.corrupt(format!(
+                "{} damaged packets for {} frames",
+                self.decode_errors, self.frames_out
+            )));
+        }
         if self.frames_out == 0 {
             return Err(if self.decode_errors > 0 {
                 self.corrupt(format!(
