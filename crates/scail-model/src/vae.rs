@@ -262,42 +262,19 @@ impl CausalConv3d {
 
     /// Convolution over frames that already include the kD-1 frames of left context.
     fn conv_frames(&self, xs: &Tensor) -> Result<Tensor> {
-        self.conv_parts(&[xs])
-    }
-
-    /// Like [`Self::conv_frames`] over the time concatenation of `parts` (each `[t, C, H, W]`),
-    /// without materialising the concatenation on the CPU path.
-    fn conv_parts(&self, parts: &[&Tensor]) -> Result<Tensor> {
-        let (_, c, h, w) = parts[0].dims4()?;
+        let (t_in, c, h, w) = xs.dims4()?;
         if c != self.c_in {
             candle_core::bail!("causal conv expects {} channels, got {c}", self.c_in);
         }
-        let n_in: usize = parts.iter().map(|p| p.dim(0)).sum::<Result<usize>>()?;
-        let t = n_in + 1 - self.kd;
+        let t = t_in + 1 - self.kd;
         if let Some((taps, bias)) = &self.cpu {
-            let parts: Vec<Tensor> = parts.iter().map(|p| p.contiguous()).collect::<Result<_>>()?;
-            // Borrow every frame of every part as a slice, then run the kernel.
-            let out = {
-                let storages: Vec<_> = parts.iter().map(|p| p.storage_and_layout()).collect();
-                let mut frames: Vec<&[f32]> = Vec::with_capacity(n_in);
-                for ((storage, layout), p) in storages.iter().zip(&parts) {
-                    let candle_core::Storage::Cpu(cpu) = &**storage else {
-                        candle_core::bail!("CPU kernel on a non-CPU tensor");
-                    };
-                    let v = cpu.as_slice::<f32>()?;
-                    let o = layout.start_offset();
-                    let fl = c * h * w;
-                    for f in 0..p.dim(0)? {
-                        frames.push(&v[o + f * fl..o + (f + 1) * fl]);
-                    }
-                }
-                crate::vae_cpu::conv3d(&frames, c, h, w, taps, bias, self.c_out, self.kd, self.k)
-            };
-            return Tensor::from_vec(out, (t, self.c_out, h, w), parts[0].device());
+            let (out, _) = cpu_slice(xs, |x| {
+                crate::vae_cpu::conv3d_stream(&[], x, None, (c, h, w), taps, bias, (self.c_out, self.kd, self.k), None)
+            })?;
+            return Tensor::from_vec(out, (t, self.c_out, h, w), xs.device());
         }
-        let xs = if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(parts, 0)? };
         let x = if self.kd == 1 {
-            xs
+            xs.clone()
         } else {
             let taps = (0..self.kd)
                 .map(|k| xs.narrow(0, k, t))
@@ -310,27 +287,86 @@ impl CausalConv3d {
 
     /// Streaming forward: the slot holds the last kD-1 input frames (zeros before the start).
     fn forward_cached(&self, x: &Tensor, slot: &mut Slot) -> Result<Tensor> {
-        if self.kd == 1 {
-            return self.conv_frames(x);
-        }
+        self.forward_act(x, None, slot, None)
+    }
+
+    /// `conv(silu(norm(x)))` (or `conv(x)` without a norm) with the streaming cache, plus an
+    /// optional residual. On the CPU the activation, padding and residual are fused into the
+    /// convolution, so no activated copy of the chunk is made.
+    fn forward_act(
+        &self,
+        x: &Tensor,
+        norm: Option<&RmsNorm>,
+        slot: &mut Slot,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (t, c, h, w) = x.dims4()?;
         let ctx = self.kd - 1;
-        let prev = match slot {
-            Slot::Frames(t) => t.clone(),
-            _ => {
-                let (_, c, h, w) = x.dims4()?;
-                Tensor::zeros((ctx, c, h, w), x.dtype(), x.device())?
+        if let Some((taps, bias)) = &self.cpu {
+            let prev = match slot {
+                Slot::Frames(p) if ctx > 0 => Some(p.clone()),
+                _ => None,
+            };
+            let zeros;
+            let gamma = norm.map(|n| n.gamma.flatten_all()?.to_vec1::<f32>()).transpose()?;
+            let act = norm.zip(gamma.as_deref()).map(|(n, g)| crate::vae_cpu::Activation {
+                gamma: g,
+                scale: n.scale as f32,
+            });
+            let res = residual.map(|r| r.contiguous()).transpose()?;
+            let run = |prev: &[f32]| -> Result<(Vec<f32>, Vec<f32>)> {
+                cpu_slice(x, |xs| {
+                    let go = |r: Option<&[f32]>| {
+                        crate::vae_cpu::conv3d_stream(
+                            prev,
+                            xs,
+                            act.as_ref(),
+                            (c, h, w),
+                            taps,
+                            bias,
+                            (self.c_out, self.kd, self.k),
+                            r,
+                        )
+                    };
+                    match &res {
+                        Some(r) => cpu_slice(r, |r| go(Some(r))),
+                        None => Ok(go(None)),
+                    }
+                })?
+            };
+            let (out, cache) = match &prev {
+                Some(p) => cpu_slice(p, |p| run(p))??,
+                None => {
+                    zeros = vec![0f32; ctx * c * h * w];
+                    run(&zeros)?
+                }
+            };
+            if ctx > 0 {
+                *slot = Slot::Frames(Tensor::from_vec(cache, (ctx, c, h, w), x.device())?);
             }
+            return Tensor::from_vec(out, (t, self.c_out, h, w), x.device());
+        }
+        let x = match norm {
+            Some(n) => n.forward_silu(x)?,
+            None => x.clone(),
         };
-        let t = x.dim(0)?;
-        // A copy, so the cache does not pin the whole chunk's buffer.
-        let next = if t >= ctx {
-            x.narrow(0, t - ctx, ctx)?.copy()?
+        let y = if self.kd == 1 {
+            self.conv_frames(&x)?
         } else {
-            Tensor::cat(&[&prev.narrow(0, t, ctx - t)?, x], 0)?
+            let prev = match slot {
+                Slot::Frames(t) => t.clone(),
+                _ => Tensor::zeros((ctx, c, h, w), x.dtype(), x.device())?,
+            };
+            let xs = Tensor::cat(&[&prev, &x], 0)?;
+            let n = xs.dim(0)?;
+            // A copy, so the cache does not pin the whole chunk's buffer.
+            *slot = Slot::Frames(xs.narrow(0, n - ctx, ctx)?.copy()?);
+            self.conv_frames(&xs)?
         };
-        let y = self.conv_parts(&[&prev, x])?;
-        *slot = Slot::Frames(next);
-        Ok(y)
+        match residual {
+            Some(r) => y + r,
+            None => Ok(y),
+        }
     }
 }
 
@@ -358,14 +394,7 @@ impl RmsNorm {
         (x.broadcast_div(&norm)? * self.scale)?.broadcast_mul(&self.gamma)
     }
 
-    /// `silu(norm(x))`, fused on the CPU in f32.
     fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
-            let (t, c, h, w) = x.dims4()?;
-            let gamma = self.gamma.flatten_all()?.to_vec1::<f32>()?;
-            let out = cpu_slice(x, |s| crate::vae_cpu::rms_silu(s, t, c, h * w, &gamma, self.scale as f32))?;
-            return Tensor::from_vec(out, (t, c, h, w), x.device());
-        }
         self.forward(x)?.silu()
     }
 }
@@ -399,11 +428,8 @@ impl ResidualBlock {
             Some(s) => s.conv_frames(x)?,
             None => x.clone(),
         };
-        let y = self.norm1.forward_silu(x)?;
-        let y = self.conv1.forward_cached(&y, cache.next())?;
-        let y = self.norm2.forward_silu(&y)?;
-        let y = self.conv2.forward_cached(&y, cache.next())?;
-        y + h
+        let y = self.conv1.forward_act(x, Some(&self.norm1), cache.next(), None)?;
+        self.conv2.forward_act(&y, Some(&self.norm2), cache.next(), Some(&h))
     }
 }
 
@@ -579,8 +605,7 @@ impl Tower {
         for l in &self.layers {
             x = l.forward(&x, cache)?;
         }
-        let x = self.head_norm.forward_silu(&x)?;
-        self.head_conv.forward_cached(&x, cache.next())
+        self.head_conv.forward_act(&x, Some(&self.head_norm), cache.next(), None)
     }
 
     fn encoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {

@@ -39,117 +39,159 @@ fn threads() -> Parallelism {
     }
 }
 
-/// Valid (in time) convolution of `frames` (each `[C, H, W]`), `same` spatial padding of k/2,
-/// stride 1. Returns `[frames - kd + 1, O, H, W]`.
+/// Channel RMS-norm + SiLU applied while a frame is copied into the conv window.
+pub(crate) struct Activation<'a> {
+    pub gamma: &'a [f32],
+    pub scale: f32,
+}
+
+/// Per-pixel `scale / max(||x||_c, 1e-12)` of one `[C, HW]` frame.
+fn inv_norms(x: &[f32], c: usize, hw: usize, scale: f32) -> Vec<f32> {
+    const CHUNK: usize = 1024;
+    let mut inv = vec![0f32; hw];
+    inv.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dst)| {
+        let p0 = i * CHUNK;
+        for ci in 0..c {
+            let src = &x[ci * hw + p0..ci * hw + p0 + dst.len()];
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d += v * v;
+            }
+        }
+        for d in dst.iter_mut() {
+            *d = scale / d.sqrt().max(1e-12);
+        }
+    });
+    inv
+}
+
+/// Copies frame `src` ([C, H, W]) into a zero-bordered padded plane set, optionally activated.
+fn fill_padded(dst: &mut [f32], src: &[f32], c: usize, h: usize, w: usize, p: usize, act: Option<&Activation>) {
+    let (wp, plane) = (w + 2 * p, (h + 2 * p) * (w + 2 * p));
+    let inv = act.map(|a| inv_norms(src, c, h * w, a.scale));
+    dst[..c * plane].par_chunks_mut(plane).enumerate().for_each(|(ci, d)| {
+        let s = &src[ci * h * w..(ci + 1) * h * w];
+        for y in 0..h {
+            let row = &mut d[(y + p) * wp + p..(y + p) * wp + p + w];
+            let sr = &s[y * w..(y + 1) * w];
+            match (act, &inv) {
+                (Some(a), Some(inv)) => {
+                    let g = a.gamma[ci];
+                    for ((r, v), n) in row.iter_mut().zip(sr).zip(&inv[y * w..(y + 1) * w]) {
+                        let z = v * n * g;
+                        *r = z / (1.0 + (-z).exp());
+                    }
+                }
+                _ => row.copy_from_slice(sr),
+            }
+        }
+    });
+}
+
+/// Streaming causal convolution of `ctx` context frames (already activated) followed by the
+/// `t` frames of `x` (raw; `act` is applied to them on the fly), spatial padding k/2, stride 1.
+/// Only a window of kd padded frames is alive at a time. Returns the output `[t, O, H, W]`
+/// (plus `residual` if given) and the last `ctx` activated input frames (the next cache).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv3d(
-    frames: &[&[f32]],
-    c: usize,
-    h: usize,
-    w: usize,
+pub(crate) fn conv3d_stream(
+    prev: &[f32],
+    x: &[f32],
+    act: Option<&Activation>,
+    (c, h, w): (usize, usize, usize),
     taps: &[f32],
     bias: &[f32],
-    o: usize,
-    kd: usize,
-    k: usize,
-) -> Vec<f32> {
-    let t_out = frames.len() + 1 - kd;
+    (o, kd, k): (usize, usize, usize),
+    residual: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let fl = c * h * w;
+    let ctx = prev.len() / fl;
+    let t_in = ctx + x.len() / fl;
+    let t_out = t_in + 1 - kd;
     let p = k / 2;
     let (hp, wp) = (h + 2 * p, w + 2 * p);
     let plane = hp * wp;
-    let n = h * wp;
-    let kk = kd * c;
-    // Padded input; the tail covers the last tap's run past the final plane.
-    let mut padded = vec![0f32; frames.len() * c * plane + 2 * p];
-    padded[..frames.len() * c * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(fc, dst)| {
-            let (f, ci) = (fc / c, fc % c);
-            let src = &frames[f][ci * h * w..(ci + 1) * h * w];
-            for y in 0..h {
-                dst[(y + p) * wp + p..(y + p) * wp + p + w].copy_from_slice(&src[y * w..(y + 1) * w]);
-            }
-        });
-    let mut out = vec![0f32; t_out * o * h * w];
+    let (n, kk, ohw) = (h * wp, kd * c, h * w);
+    // The tail covers the last tap's run past the final plane.
+    let mut win = vec![0f32; kd * c * plane + 2 * p];
+    let frame = |f: usize| -> (&[f32], bool) {
+        if f < ctx {
+            (&prev[f * fl..(f + 1) * fl], false)
+        } else {
+            (&x[(f - ctx) * fl..(f - ctx + 1) * fl], true)
+        }
+    };
+    let fill = |win: &mut [f32], slot: usize, f: usize| {
+        let (src, raw) = frame(f);
+        fill_padded(&mut win[slot * c * plane..], src, c, h, w, p, if raw { act } else { None });
+    };
+    for j in 0..kd.min(t_in) {
+        fill(&mut win, j, j);
+    }
+    let mut out = vec![0f32; t_out * o * ohw];
     let mut acc = vec![0f32; o * n];
     for t in 0..t_out {
-        let base = t * c * plane;
+        if t > 0 {
+            // Slide the window by one frame; borders stay zero.
+            win.copy_within(c * plane..kd * c * plane, 0);
+            fill(&mut win, kd - 1, t + kd - 1);
+        }
         for (tap, lhs) in taps.chunks_exact(o * kk).enumerate() {
             let (dy, dx) = (tap / k, tap % k);
-            let rhs = &padded[base + dy * wp + dx..];
-            debug_assert!((kk - 1) * plane + n <= rhs.len());
-            // SAFETY: lhs is [o, kk] row-major, rhs rows are `plane` apart with `n` contiguous
-            // columns inside `padded` (checked above), acc is [o, n] row-major.
+            let rhs = &win[dy * wp + dx..];
+            assert!((kk - 1) * plane + n <= rhs.len());
+            // SAFETY: lhs is [o, kk] row-major; rhs has kk rows `plane` apart with n contiguous
+            // columns, inside `win` (asserted); acc is [o, n] row-major.
             unsafe {
                 gemm(
-                    o,
-                    n,
-                    kk,
-                    acc.as_mut_ptr(),
-                    1,
-                    n as isize,
+                    o, n, kk,
+                    acc.as_mut_ptr(), 1, n as isize,
                     tap > 0,
-                    lhs.as_ptr(),
-                    1,
-                    kk as isize,
-                    rhs.as_ptr(),
-                    1,
-                    plane as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    lhs.as_ptr(), 1, kk as isize,
+                    rhs.as_ptr(), 1, plane as isize,
+                    1.0, 1.0, false, false, false,
                     threads(),
                 );
             }
         }
-        out[t * o * h * w..(t + 1) * o * h * w]
-            .par_chunks_mut(h * w)
+        let res = residual.map(|r| &r[t * o * ohw..(t + 1) * o * ohw]);
+        out[t * o * ohw..(t + 1) * o * ohw]
+            .par_chunks_mut(ohw)
             .enumerate()
             .for_each(|(oi, dst)| {
                 let b = bias[oi];
                 for y in 0..h {
                     let src = &acc[oi * n + y * wp..oi * n + y * wp + w];
-                    for (d, s) in dst[y * w..(y + 1) * w].iter_mut().zip(src) {
-                        *d = s + b;
+                    let d = &mut dst[y * w..(y + 1) * w];
+                    match res {
+                        Some(r) => {
+                            let r = &r[oi * ohw + y * w..oi * ohw + (y + 1) * w];
+                            for ((d, s), r) in d.iter_mut().zip(src).zip(r) {
+                                *d = s + b + r;
+                            }
+                        }
+                        None => {
+                            for (d, s) in d.iter_mut().zip(src) {
+                                *d = s + b;
+                            }
+                        }
                     }
                 }
             });
     }
-    out
-}
-
-/// `silu(x / max(||x||_c, 1e-12) * scale * gamma[c])` over `[T, C, HW]`.
-pub(crate) fn rms_silu(x: &[f32], t: usize, c: usize, hw: usize, gamma: &[f32], scale: f32) -> Vec<f32> {
-    const CHUNK: usize = 2048;
-    // Pass 1: per-pixel inverse norms, parallel over pixel runs of every frame.
-    let mut inv = vec![0f32; t * hw];
-    inv.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dst)| {
-        let start = i * CHUNK;
-        let (f, p0) = (start / hw, start % hw);
-        // Chunks never straddle frames when hw is a multiple of CHUNK; handle the general case.
-        for (j, d) in dst.iter_mut().enumerate() {
-            let (f, p) = if p0 + j < hw { (f, p0 + j) } else { ((start + j) / hw, (start + j) % hw) };
-            let mut s = 0f32;
+    // Next cache: the last kd-1 input frames, activated, unpadded (the window's tail).
+    let next_ctx = kd - 1;
+    let mut cache = vec![0f32; next_ctx * fl];
+    if next_ctx > 0 {
+        let first_slot = kd - next_ctx;
+        for j in 0..next_ctx {
+            let base = (first_slot + j) * c * plane;
             for ci in 0..c {
-                let v = x[(f * c + ci) * hw + p];
-                s += v * v;
+                for y in 0..h {
+                    let s = base + ci * plane + (y + p) * wp + p;
+                    cache[j * fl + ci * ohw + y * w..j * fl + ci * ohw + (y + 1) * w]
+                        .copy_from_slice(&win[s..s + w]);
+                }
             }
-            *d = scale / s.sqrt().max(1e-12);
         }
-    });
-    // Pass 2: scale, gain and SiLU, one (frame, channel) plane per task.
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(hw).enumerate().for_each(|(fc, dst)| {
-        let (f, ci) = (fc / c, fc % c);
-        let g = gamma[ci];
-        let src = &x[fc * hw..(fc + 1) * hw];
-        for ((d, v), s) in dst.iter_mut().zip(src).zip(&inv[f * hw..(f + 1) * hw]) {
-            let y = v * s * g;
-            *d = y / (1.0 + (-y).exp());
-        }
-    });
-    out
+    }
+    (out, cache)
 }
