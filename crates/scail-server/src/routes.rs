@@ -949,7 +949,9 @@ pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiabl
         let e: u64 = if b.is_empty() {
             len.saturating_sub(1)
         } else {
-            b.parse::<u64>().map_err(|_| Unsatisfiable)?.min(len.saturating_sub(1))
+            b.parse::<u64>()
+                .map_err(|_| Unsatisfiable)?
+                .min(len.saturating_sub(1))
         };
         (s, e)
     };

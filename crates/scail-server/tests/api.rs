@@ -1108,3 +1108,85 @@ async fn restart_keeps_everything_and_requeues_running_jobs() {
     assert_eq!(f.status, 200);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn graceful_shutdown_releases_the_running_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = media_server().await;
+    let mut cfg = config(dir.path());
+    cfg.shutdown_grace = Duration::from_millis(300);
+    let srv = start_with(cfg, 50).await;
+    let port = srv.addr.port();
+    let api = Api::new(&srv.public_url);
+    let id = api.submit(KEY_A, &input(&media, 100)).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_status(KEY_A, &id, "IN_PROGRESS", T).await;
+    let t0 = std::time::Instant::now();
+    srv.shutdown().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "shutdown does not wait for 100 steps"
+    );
+    // Back in the queue, not failed: a restart runs it to completion.
+    let mut cfg = config(dir.path());
+    cfg.port = port;
+    let srv = start_with(cfg, 1).await;
+    let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
+    assert!(s.get("error").is_none(), "{s}");
+    assert!(s["logs"].as_array().unwrap().iter().any(|l| l["message"]
+        .as_str()
+        .unwrap()
+        .contains("released by a shutting-down worker")));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncated_upload_is_not_stored_and_the_url_stays_usable() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate",
+            Some(KEY_A),
+            Some(json!({"file_name": "t.bin"}).to_string().into_bytes()),
+            &[],
+        )
+        .await
+        .json();
+    let url = reqwest::Url::parse(init["upload_url"].as_str().unwrap()).unwrap();
+    // Declare 1000 bytes, send 10, hang up.
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let req = format!(
+        "PUT {}?{} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+        url.path(),
+        url.query().unwrap()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        api.send("GET", init["file_url"].as_str().unwrap(), None, None, &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.send("PUT", url.as_str(), None, Some(b"complete".to_vec()), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.send("GET", init["file_url"].as_str().unwrap(), None, None, &[])
+            .await
+            .body,
+        b"complete"
+    );
+    srv.shutdown().await;
+}

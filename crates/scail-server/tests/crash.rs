@@ -84,7 +84,23 @@ async fn sigkill_during_a_job_and_an_upload_loses_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    let queued = api.submit(KEY_A, &input(&media, 1)).await.json()["request_id"]
+    // Its webhook goes to a port nobody listens on yet: deliveries fail and are retried.
+    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("http%3A%2F%2F127.0.0.1%3A{hook_port}%2Fhook");
+    let queued = api
+        .send(
+            "POST",
+            &format!("/queue/fal-ai/scail-2?fal_webhook={hook}"),
+            Some(KEY_A),
+            Some(input(&media, 1).to_string().into_bytes()),
+            &[],
+        )
+        .await
+        .json()["request_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -168,6 +184,28 @@ async fn sigkill_during_a_job_and_an_upload_loses_nothing() {
     let s = api.wait_status(KEY_A, &queued, "COMPLETED", t).await;
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(api.result(KEY_A, &running).await.status, 200);
-    // No temporary files left behind by the killed upload are visible as files.
+    // The webhook receiver comes up: the delivery recorded before or after the restart arrives.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |b: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(b.to_vec());
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", hook_port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let body = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("webhook delivered after restart")
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["request_id"], queued);
+    assert_eq!(v["status"], "OK");
     kill9(&mut child);
 }
