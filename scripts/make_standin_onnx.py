@@ -319,7 +319,7 @@ def tokenizer_tiny(path):
 
 
 def conv_stack(path, in_name, in_shape, outputs, widths, strides, name):
-    """Random-weight 3x3 conv stack (ReLU) ending in 1x1 heads reshaped to `outputs`."""
+    """Random-weight 3x3 conv stack (ReLU) with light heads shaped to `outputs`."""
     rng = np.random.default_rng(0)
     nodes, inits = [], []
     x, c = in_name, in_shape[1]
@@ -333,17 +333,30 @@ def conv_stack(path, in_name, in_shape, outputs, widths, strides, name):
         x, c = f"a{i}", co
         h, w = (h + s - 1) // s, (w + s - 1) // s
     outs = []
+    positions = h * w
     for oname, oshape in outputs:
-        total = int(np.prod(oshape[1:]))
-        # Global pool, then a linear head to the output size: cheap, shape-exact.
-        inits.append(const(f"fc_{oname}", rng.standard_normal((c, total)).astype(np.float32) * 0.01))
-        inits.append(const(f"shape_{oname}", oshape, np.int64))
-        nodes += [
-            helper.make_node("GlobalAveragePool", [x], [f"gp_{oname}"]),
-            helper.make_node("Flatten", [f"gp_{oname}"], [f"fl_{oname}"]),
-            helper.make_node("MatMul", [f"fl_{oname}", f"fc_{oname}"], [f"mm_{oname}"]),
-            helper.make_node("Reshape", [f"mm_{oname}", f"shape_{oname}"], [oname]),
-        ]
+        if len(outputs) == 1:
+            # Detector head: 1x1 conv to (rows / positions) * 85 channels, laid out as
+            # [1, anchors, 85] (anchors = 8400 = 21 x 20 x 20 at stride 32).
+            per = oshape[1] // positions
+            k = rng.standard_normal((oshape[2] * per, c, 1, 1)).astype(np.float32) * 0.01
+            inits += [const(f"hk_{oname}", k), const(f"hs_{oname}", [1, oshape[2], oshape[1]], np.int64)]
+            nodes += [
+                helper.make_node("Conv", [x, f"hk_{oname}"], [f"hc_{oname}"]),
+                helper.make_node("Reshape", [f"hc_{oname}", f"hs_{oname}"], [f"hr_{oname}"]),
+                helper.make_node("Transpose", [f"hr_{oname}"], [oname], perm=[0, 2, 1]),
+            ]
+        else:
+            # SimCC head: 1x1 conv to the keypoints, flatten positions, linear to the bins.
+            kp, bins = oshape[1], oshape[2]
+            k = rng.standard_normal((kp, c, 1, 1)).astype(np.float32) * 0.01
+            fc = rng.standard_normal((positions, bins)).astype(np.float32) * 0.01
+            inits += [const(f"hk_{oname}", k), const(f"fc_{oname}", fc), const(f"hs_{oname}", [1, kp, positions], np.int64)]
+            nodes += [
+                helper.make_node("Conv", [x, f"hk_{oname}"], [f"hc_{oname}"]),
+                helper.make_node("Reshape", [f"hc_{oname}", f"hs_{oname}"], [f"hr_{oname}"]),
+                helper.make_node("MatMul", [f"hr_{oname}", f"fc_{oname}"], [oname]),
+            ]
         outs.append(helper.make_tensor_value_info(oname, F, oshape))
     g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(in_name, F, in_shape)], outs, inits)
     save(helper.make_model(g), path)
@@ -367,8 +380,9 @@ def main():
     j = lambda n: os.path.join(a.out_dir, n)
     if a.real_size:
         # Widths/strides chosen so the conv MACs land near the real models' figures.
-        yw, ys = [64, 128, 128, 256, 256, 256, 512, 512, 512, 1024, 1024], [2, 2, 1, 2, 1, 1, 2, 1, 1, 2, 1]
-        dw, ds = [64, 128, 256, 256, 512, 512, 768, 768], [2, 2, 2, 1, 2, 1, 1, 1]
+        yw = [64] + [128] * 5 + [256] * 7 + [512] * 6 + [1024] * 5
+        ys = [2, 2, 1, 1, 1, 1, 2] + [1] * 6 + [2] + [1] * 5 + [2] + [1] * 4
+        dw, ds = [64, 128, 256, 256, 512, 512, 768, 768, 768], [2, 2, 2, 1, 2, 1, 1, 1, 1]
         print(f"yolox stand-in: {macs([1, 3, 640, 640], yw, ys) / 1e9:.1f} GMAC")
         print(f"dwpose stand-in: {macs([1, 3, 384, 288], dw, ds) / 1e9:.1f} GMAC")
         conv_stack(j("yolox_l.onnx"), "images", [1, 3, 640, 640], [("output", [1, 8400, 85])], yw, ys, "yolox_real_size")

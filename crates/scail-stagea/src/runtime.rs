@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::session::Session;
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 /// Failures of the model runtime, each naming the file or tensor involved.
 #[derive(Debug, thiserror::Error)]
@@ -270,21 +270,35 @@ impl OnnxModel {
         &mut self,
         inputs: Vec<(String, HostTensor)>,
     ) -> Result<HashMap<String, HostTensor>, RuntimeError> {
+        let refs: Vec<(&str, &HostTensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        self.run_refs(&refs)
+    }
+
+    /// Like [`Self::run`] but borrowing the inputs (no copy of large feature maps).
+    pub fn run_refs(
+        &mut self,
+        inputs: &[(&str, &HostTensor)],
+    ) -> Result<HashMap<String, HostTensor>, RuntimeError> {
         let path = self.path.clone();
         let err = |e: &dyn std::fmt::Display| RuntimeError::Session {
             path: path.clone(),
             reason: e.to_string(),
         };
-        let mut values: Vec<(String, ort::value::DynValue)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
             let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
-            let v = match t.data {
-                TensorData::F32(d) => Tensor::from_array((shape, d)).map(|t| t.into_dyn()),
-                TensorData::I64(d) => Tensor::from_array((shape, d)).map(|t| t.into_dyn()),
-                TensorData::Bool(d) => Tensor::from_array((shape, d)).map(|t| t.into_dyn()),
-            }
-            .map_err(|e| err(&e))?;
-            values.push((name, v));
+            let v: ort::session::SessionInputValue<'_> =
+                match &t.data {
+                    TensorData::F32(d) => TensorRef::from_array_view((shape, d.as_slice()))
+                        .map(|t| t.into_dyn().into()),
+                    TensorData::I64(d) => TensorRef::from_array_view((shape, d.as_slice()))
+                        .map(|t| t.into_dyn().into()),
+                    TensorData::Bool(d) => TensorRef::from_array_view((shape, d.as_slice()))
+                        .map(|t| t.into_dyn().into()),
+                }
+                .map_err(|e| err(&e))?;
+            values.push((name.to_string(), v));
         }
         let outs = self.session.run(values).map_err(|e| err(&e))?;
         let mut result = HashMap::new();

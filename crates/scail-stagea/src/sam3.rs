@@ -241,30 +241,40 @@ impl Segmenter for Sam3Segmenter {
         let feats = self.vision.run(vec![(img_name, img)])?;
         let mut dets = Vec::new();
         for pi in 0..self.prompts.len() {
-            let mut inputs: Vec<(String, HostTensor)> = Vec::new();
-            for s in self.decoder.inputs() {
-                if let Some(t) = feats.get(&s.name) {
-                    inputs.push((s.name.clone(), t.clone()));
-                }
-            }
             let p = &self.prompts[pi];
-            inputs.push((self.feature_input.clone(), p.features.clone()));
             let want_bool = self
                 .decoder
                 .inputs()
                 .iter()
                 .any(|s| s.name == self.mask_input && s.elem == ElemType::Bool);
-            let mask = match (&p.mask.data, want_bool) {
-                (TensorData::I64(v), true) => {
-                    HostTensor::bool(p.mask.shape.clone(), v.iter().map(|&x| x != 0).collect())
-                }
-                (TensorData::Bool(v), false) => {
-                    HostTensor::i64(p.mask.shape.clone(), v.iter().map(|&x| x as i64).collect())
-                }
-                _ => p.mask.clone(),
+            let converted = match (&p.mask.data, want_bool) {
+                (TensorData::I64(v), true) => Some(HostTensor::bool(
+                    p.mask.shape.clone(),
+                    v.iter().map(|&x| x != 0).collect(),
+                )),
+                (TensorData::Bool(v), false) => Some(HostTensor::i64(
+                    p.mask.shape.clone(),
+                    v.iter().map(|&x| x as i64).collect(),
+                )),
+                _ => None,
             };
-            inputs.push((self.mask_input.clone(), mask));
-            let out = self.decoder.run(inputs)?;
+            let vis_names: Vec<String> = self
+                .decoder
+                .inputs()
+                .iter()
+                .filter(|s| feats.contains_key(&s.name))
+                .map(|s| s.name.clone())
+                .collect();
+            let mut inputs: Vec<(&str, &HostTensor)> = Vec::new();
+            for n in &vis_names {
+                inputs.push((n.as_str(), &feats[n]));
+            }
+            inputs.push((self.feature_input.as_str(), &p.features));
+            inputs.push((
+                self.mask_input.as_str(),
+                converted.as_ref().unwrap_or(&p.mask),
+            ));
+            let out = self.decoder.run_refs(&inputs)?;
             let find = |name: &str, rank: usize| {
                 out.get(name).or_else(|| {
                     let mut it = out.values().filter(|t| t.shape.len() == rank);
