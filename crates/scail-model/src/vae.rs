@@ -469,12 +469,21 @@ impl AttentionBlock {
         let k = qkv.narrow(D::Minus1, c, c)?.contiguous()?;
         let v = qkv.narrow(D::Minus1, 2 * c, c)?.contiguous()?;
         let mut outs = Vec::with_capacity(t);
-        // One frame at a time: the score matrix is (HW)^2, the largest buffer of the decoder.
+        let n = h * w;
+        // One frame and one block of queries at a time: the full score matrix would be (HW)^2
+        // (205 MB per frame at 896x512), the largest buffer of the decoder.
+        const Q_BLOCK: usize = 1024;
         for i in 0..t {
             let (q, k, v) = (q.get(i)?, k.get(i)?, v.get(i)?);
-            let s = (q.matmul(&k.t()?)? * (1.0 / (c as f64).sqrt()))?;
-            let p = candle_nn::ops::softmax_last_dim(&s)?;
-            outs.push(p.matmul(&v)?);
+            let kt = k.t()?;
+            let mut rows = Vec::with_capacity(n.div_ceil(Q_BLOCK));
+            for start in (0..n).step_by(Q_BLOCK) {
+                let qb = q.narrow(0, start, Q_BLOCK.min(n - start))?;
+                let s = (qb.matmul(&kt)? * (1.0 / (c as f64).sqrt()))?;
+                let p = candle_nn::ops::softmax_last_dim(&s)?;
+                rows.push(p.matmul(&v)?);
+            }
+            outs.push(Tensor::cat(&rows, 0)?);
         }
         let o = Tensor::stack(&outs, 0)?
             .broadcast_matmul(&self.proj_w.t()?)?
