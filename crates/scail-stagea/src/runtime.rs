@@ -97,6 +97,9 @@ pub struct RuntimeConfig {
     pub dylib_path: Option<PathBuf>,
     /// Intra-op threads per session; None lets ONNX Runtime decide.
     pub intra_threads: Option<usize>,
+    /// Use the CUDA execution provider (only with the `cuda` cargo feature and the
+    /// `onnxruntime-gpu` library); ONNX Runtime falls back to CPU when it cannot start.
+    pub cuda: bool,
 }
 
 static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
@@ -235,6 +238,12 @@ impl OnnxModel {
         let mut builder = Session::builder(env).map_err(|e| err(&e))?;
         if let Some(n) = cfg.intra_threads {
             builder = builder.with_intra_threads(n).map_err(|e| err(&e))?;
+        }
+        #[cfg(feature = "cuda")]
+        if cfg.cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build()])
+                .map_err(|e| err(&e))?;
         }
         let session = builder.commit_from_file(path).map_err(|e| err(&e))?;
         let inputs = session

@@ -14,6 +14,7 @@ pub fn ort_or_skip(test: &str) -> Option<RuntimeConfig> {
         Ok(p) => Some(RuntimeConfig {
             dylib_path: Some(p),
             intra_threads: Some(2),
+            cuda: false,
         }),
         Err(e) => {
             eprintln!("skipping {test}: {e}");
