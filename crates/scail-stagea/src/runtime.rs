@@ -107,7 +107,6 @@ static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 /// Finds the ONNX Runtime shared library: configured path, `ORT_DYLIB_PATH`, then the
 /// `onnxruntime` package of the virtual environment in `VIRTUAL_ENV`.
 pub fn resolve_dylib(configured: Option<&Path>) -> Result<PathBuf, RuntimeError> {
-    let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = configured {
         candidates.push(p.to_path_buf());
@@ -118,12 +117,18 @@ pub fn resolve_dylib(configured: Option<&Path>) -> Result<PathBuf, RuntimeError>
     if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
         candidates.push(PathBuf::from(v));
     }
+    resolve_from(&candidates)
+}
+
+/// The first candidate that is the library file or a folder holding it.
+pub fn resolve_from(candidates: &[PathBuf]) -> Result<PathBuf, RuntimeError> {
+    let mut tried = Vec::new();
     for c in candidates {
         if c.is_file() {
-            return Ok(c);
+            return Ok(c.clone());
         }
         if c.is_dir() {
-            if let Some(found) = find_in_dir(&c) {
+            if let Some(found) = find_in_dir(c) {
                 return Ok(found);
             }
         }

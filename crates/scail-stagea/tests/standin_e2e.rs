@@ -20,17 +20,32 @@ const W: u32 = 224;
 const H: u32 = 128;
 
 #[test]
-fn missing_library_is_a_clear_error() {
-    let err = scail_stagea::runtime::resolve_dylib(Some(std::path::Path::new("/nonexistent/ort")));
-    // Either the environment provides a library (then resolution succeeds through it), or
-    // the error names what was tried.
-    if let Err(e) = err {
-        let msg = e.to_string();
-        assert!(
-            msg.contains("/nonexistent/ort") && msg.contains("ORT_DYLIB_PATH"),
-            "{msg}"
-        );
+fn library_is_found_in_a_wheel_or_venv_folder_or_named_clearly_when_missing() {
+    use scail_stagea::runtime::resolve_from;
+    let root = std::env::temp_dir().join(format!("scail-stagea-ort-{}", std::process::id()));
+    let capi = root.join("lib/python3.11/site-packages/onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    let lib = capi.join("libonnxruntime.so.1.32.0");
+    std::fs::write(&lib, b"").unwrap();
+    let missing = std::path::PathBuf::from("/nonexistent/ort");
+    // A venv root, the capi folder and the file itself all resolve to the library.
+    for c in [root.clone(), capi.clone(), lib.clone()] {
+        assert_eq!(resolve_from(&[missing.clone(), c]).unwrap(), lib);
     }
+    let e = resolve_from(&[missing.clone(), root.join("empty")]).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, RuntimeError::LibraryMissing { .. }));
+    assert!(
+        msg.contains("/nonexistent/ort")
+            && msg.contains("ORT_DYLIB_PATH")
+            && msg.contains("onnxruntime"),
+        "{msg}"
+    );
+    assert!(resolve_from(&[])
+        .unwrap_err()
+        .to_string()
+        .contains("no configured path"));
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
