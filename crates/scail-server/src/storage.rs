@@ -106,16 +106,33 @@ impl Storage {
     pub async fn write_stream<S, E>(
         &self,
         dest: &Path,
-        mut body: S,
+        body: S,
         limit: u64,
     ) -> Result<u64, StorageError>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        Ok(self.write_stream_hashed(dest, body, limit).await?.0)
+    }
+
+    /// [`Storage::write_stream`], also returning the SHA-256 of the bytes, hashed as they stream
+    /// so that a large part never sits in memory.
+    pub async fn write_stream_hashed<S, E>(
+        &self,
+        dest: &Path,
+        mut body: S,
+        limit: u64,
+    ) -> Result<(u64, String), StorageError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use sha2::Digest;
         let tmp = dest.with_extension(format!("tmp{}", crate::auth::random_hex(4)));
         let mut f = tokio::fs::File::create(&tmp).await?;
         let mut n = 0u64;
+        let mut hasher = sha2::Sha256::new();
         let res: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
@@ -123,6 +140,7 @@ impl Storage {
                 if n > limit {
                     return Err(StorageError::TooLarge(limit));
                 }
+                hasher.update(&chunk);
                 f.write_all(&chunk).await?;
             }
             f.sync_all().await?;
@@ -133,7 +151,7 @@ impl Storage {
         match res {
             Ok(()) => {
                 tokio::fs::rename(&tmp, dest).await?;
-                Ok(n)
+                Ok((n, hex::encode(hasher.finalize())))
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
@@ -153,7 +171,8 @@ impl Storage {
         Ok(n)
     }
 
-    /// Stores one part of a multipart upload; returns its ETag (the part's SHA-256 prefix).
+    /// Stores one part of a multipart upload; returns its ETag (the part's SHA-256 prefix, kept
+    /// beside the part so completion never re-reads it).
     pub async fn put_part<S, E>(
         &self,
         id: &str,
@@ -168,16 +187,14 @@ impl Storage {
         let dir = self.parts_dir(id);
         tokio::fs::create_dir_all(&dir).await?;
         let dest = dir.join(format!("{part:06}"));
-        self.write_stream(&dest, body, limit).await?;
-        let data = tokio::fs::read(&dest).await?;
-        use sha2::Digest;
-        Ok(format!(
-            "\"{}\"",
-            &hex::encode(sha2::Sha256::digest(&data))[..32]
-        ))
+        let (_, sha) = self.write_stream_hashed(&dest, body, limit).await?;
+        let etag = format!("\"{}\"", &sha[..32]);
+        tokio::fs::write(dir.join(format!("{part:06}.etag")), &etag).await?;
+        Ok(etag)
     }
 
-    /// Joins the listed parts in part-number order (they may arrive in any order) into the file.
+    /// Joins the listed parts in part-number order (they may arrive in any order) into the file,
+    /// streaming each part.
     pub async fn complete_parts(
         &self,
         id: &str,
@@ -192,22 +209,25 @@ impl Storage {
             .map_err(|e| e.to_string())?;
         let mut total = 0u64;
         for (n, etag) in parts.iter() {
-            let p = dir.join(format!("{n:06}"));
-            let data = tokio::fs::read(&p)
+            let want = tokio::fs::read_to_string(dir.join(format!("{n:06}.etag")))
                 .await
                 .map_err(|_| format!("part {n} was never uploaded"))?;
-            use sha2::Digest;
-            let want = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(&data))[..32]);
             if etag.trim_matches('"') != want.trim_matches('"') {
                 return Err(format!("part {n}: etag does not match the uploaded data"));
             }
-            total += data.len() as u64;
+            let mut f = tokio::fs::File::open(dir.join(format!("{n:06}")))
+                .await
+                .map_err(|_| format!("part {n} was never uploaded"))?;
+            total += tokio::io::copy(&mut f, &mut out)
+                .await
+                .map_err(|e| e.to_string())?;
             if total > limit {
+                drop(out);
+                let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(format!(
                     "the upload is larger than the limit of {limit} bytes"
                 ));
             }
-            out.write_all(&data).await.map_err(|e| e.to_string())?;
         }
         out.sync_all().await.map_err(|e| e.to_string())?;
         drop(out);
