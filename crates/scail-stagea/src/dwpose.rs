@@ -95,14 +95,15 @@ impl Crop {
         out
     }
 
-    /// The normalised model input, CHW float32 ((x - mean) / std per channel).
+    /// The normalised model input, CHW float32 in BGR order (the reference converts RGB
+    /// -> BGR before DWPose), (x - mean[c]) / std[c] per input channel c.
     pub fn input_tensor(&self, img: &RgbImage) -> Vec<f32> {
         let crop = self.warp(img);
         let plane = (INPUT_W * INPUT_H) as usize;
         let mut chw = vec![0f32; plane * 3];
         for (p, px) in crop.data.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                chw[c * plane + p] = (px[c] as f32 - MEAN[c]) / STD[c];
+                chw[c * plane + p] = (px[2 - c] as f32 - MEAN[c]) / STD[c];
             }
         }
         chw

@@ -96,9 +96,11 @@ struct Live {
     last_seen: usize,
 }
 
-/// Links per-frame detections into tracks by mask IoU, then keeps the `max_subjects`
-/// tracks seen in the most frames (ties: larger total area) and orders them left to
-/// right by the centre of their first box. `frames[t]` holds frame t's raw detections.
+/// Links per-frame detections into tracks by mask IoU, then chooses subjects as the
+/// reference does: in the first frame with a detection covering at least the minimum
+/// size, the largest `max_subjects` tracks present there (tracks that start later are
+/// never subjects), ordered left to right by that frame's box centre. Later frames keep a
+/// subject's mask whatever its size. `frames[t]` holds frame t's raw detections.
 pub fn track(
     width: u32,
     height: u32,
@@ -117,7 +119,13 @@ pub fn track(
                 });
             }
         }
-        let dets = filter_frame(dets, cfg);
+        let dets = filter_frame(
+            dets,
+            &TrackerConfig {
+                min_coverage: 0.0,
+                ..cfg.clone()
+            },
+        );
         // Greedy assignment over all (track, detection) pairs by IoU, best first, so a
         // subject reappearing after an occlusion returns to its own track.
         let mut pairs = Vec::new();
@@ -165,14 +173,21 @@ pub fn track(
             tr.track.masks[t] = Some(d.mask);
         }
     }
-    let mut chosen: Vec<SubjectTrack> = tracks.into_iter().map(|l| l.track).collect();
-    let total_area = |s: &SubjectTrack| s.masks.iter().flatten().map(Mask::area).sum::<usize>();
-    chosen.sort_by(|a, b| {
-        b.frames_seen()
-            .cmp(&a.frames_seen())
-            .then(total_area(b).cmp(&total_area(a)))
-    });
-    chosen.truncate(cfg.max_subjects);
+    let big = |m: &Option<Mask>| m.as_ref().is_some_and(|m| m.coverage() >= cfg.min_coverage);
+    let t0 = (0..n).find(|&t| tracks.iter().any(|l| big(&l.track.masks[t])));
+    let mut chosen: Vec<SubjectTrack> = match t0 {
+        None => Vec::new(),
+        Some(t0) => {
+            let mut c: Vec<(usize, SubjectTrack)> = tracks
+                .into_iter()
+                .filter(|l| big(&l.track.masks[t0]))
+                .map(|l| (l.track.masks[t0].as_ref().map_or(0, Mask::area), l.track))
+                .collect();
+            c.sort_by_key(|e| std::cmp::Reverse(e.0));
+            c.truncate(cfg.max_subjects);
+            c.into_iter().map(|(_, s)| s).collect()
+        }
+    };
     order_left_to_right(&mut chosen);
     Ok(SubjectTracks {
         width,

@@ -21,6 +21,7 @@ pub struct Letterbox {
 
 /// Scales the image to fit `size` x `size` keeping its aspect (bilinear, truncated
 /// sizes like the reference's `int(w * r)`), places it top-left, pads with 114.
+/// Channels go in BGR order: SCAIL-Pose converts frames RGB -> BGR before DWPose.
 pub fn letterbox(img: &RgbImage, size: u32) -> Letterbox {
     let r = (size as f32 / img.height as f32).min(size as f32 / img.width as f32);
     let nw = ((img.width as f32 * r) as u32).clamp(1, size);
@@ -32,7 +33,7 @@ pub fn letterbox(img: &RgbImage, size: u32) -> Letterbox {
         for x in 0..nw as usize {
             let s = (y * nw as usize + x) * 3;
             for c in 0..3 {
-                chw[c * plane + y * size as usize + x] = resized.data[s + c] as f32;
+                chw[(2 - c) * plane + y * size as usize + x] = resized.data[s + c] as f32;
             }
         }
     }

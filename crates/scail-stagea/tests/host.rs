@@ -46,10 +46,10 @@ fn letterbox_scales_to_fit_and_pads_bottom_right_with_114() {
     assert_eq!(lb.scale, 2.0);
     let plane = 640 * 640;
     assert_eq!(lb.chw.len(), plane * 3);
-    // Image at top-left: 640x320 of the original colour.
-    assert_eq!(lb.chw[0], 10.0);
+    // Image at top-left: 640x320 of the original colour, channels in BGR order.
+    assert_eq!(lb.chw[0], 30.0);
     assert_eq!(lb.chw[plane + 319 * 640 + 639], 20.0);
-    assert_eq!(lb.chw[2 * plane + 100 * 640 + 5], 30.0);
+    assert_eq!(lb.chw[2 * plane + 100 * 640 + 5], 10.0);
     // Below it, padding.
     assert_eq!(lb.chw[320 * 640], 114.0);
     assert_eq!(lb.chw[2 * plane + 639 * 640 + 639], 114.0);
@@ -192,6 +192,14 @@ fn affine_crop_round_trips_and_fixes_aspect() {
     let tensor = crop.input_tensor(&img);
     assert_eq!(tensor.len(), 3 * 288 * 384);
     assert!((tensor[0] - (0.0 - 123.675) / 58.395).abs() < 1e-5);
+    // BGR order: input channel 0 is the blue channel, normalised with mean[0] / std[0].
+    let coloured = RgbImage::filled(300, 500, [200, 100, 50]);
+    let t = crop.input_tensor(&coloured);
+    let plane = 288 * 384;
+    let mid = 192 * 288 + 144;
+    assert!((t[mid] - (50.0 - 123.675) / 58.395).abs() < 1e-4);
+    assert!((t[plane + mid] - (100.0 - 116.28) / 57.12).abs() < 1e-4);
+    assert!((t[2 * plane + mid] - (200.0 - 103.53) / 57.375).abs() < 1e-4);
 }
 
 #[test]
@@ -283,6 +291,37 @@ fn tracking_keeps_identities_through_an_occlusion() {
     assert_eq!(f4.get(75, 50), BLACK);
     let f6 = colour_mask_frame(100, 100, &tracks.frame_masks(6), BLACK).unwrap();
     assert_eq!(f6.get(75, 50), PALETTE[1]);
+}
+
+#[test]
+fn subjects_are_chosen_in_the_first_frame_by_size_and_keep_small_masks_later() {
+    let cfg = TrackerConfig {
+        max_subjects: 2,
+        ..TrackerConfig::default()
+    };
+    // Largest at first: chosen, and kept while it shrinks to 0.9% (IoU >= 0.3 per step).
+    let shrinking = [(90, 90), (80, 70), (74, 50), (70, 30), (70, 19)];
+    let mut frames = Vec::new();
+    for (t, &(x1, y1)) in shrinking.iter().enumerate() {
+        let mut f = vec![
+            det(rect(60, 10, x1, y1), 0.9),
+            det(rect(5, 10, 25, 60), 0.9),
+            // Third largest in frame 0: not chosen with max 2.
+            det(rect(30, 70, 45, 80), 0.9),
+        ];
+        if t >= 1 {
+            // Appears after the first frame, bigger than everyone: never a subject.
+            f.push(det(rect(0, 62, 30, 100), 0.95));
+        }
+        frames.push(f);
+    }
+    let tr = track(100, 100, frames, &cfg).unwrap();
+    assert_eq!(tr.subjects.len(), 2);
+    assert_eq!(tr.subjects[0].first_box().unwrap().x0, 5.0);
+    let right = &tr.subjects[1];
+    assert_eq!(right.first_box().unwrap().x0, 60.0);
+    let last = right.masks[4].as_ref().unwrap();
+    assert_eq!(last.area(), 90);
 }
 
 #[test]
