@@ -502,3 +502,66 @@ mod refusals {
         assert!(e.to_string().contains("no segmentation model"), "{e}");
     }
 }
+
+mod timing_and_pose_masks {
+    use scail_stagea::dwpose::{Keypoint, WholeBody};
+    use scail_stagea::stagea::{resample_clip, restrict_to_mask, Clip};
+    use scail_stagea::{Mask, RgbImage, StageAError};
+
+    fn numbered(n: usize) -> Vec<RgbImage> {
+        (0..n)
+            .map(|i| RgbImage::filled(2, 2, [i as u8, 0, 0]))
+            .collect()
+    }
+
+    #[test]
+    fn resampling_takes_the_nearest_frame_in_time() {
+        // 30 fps, 106 frames (3.533 s) -> 57 frames at 16 fps: frame k is time k/16.
+        let clip = Clip {
+            frames: numbered(106),
+            fps: 30.0,
+        };
+        let out = resample_clip(&clip, 57, 16.0, "driving").unwrap();
+        assert_eq!(out.len(), 57);
+        for (k, f) in out.iter().enumerate() {
+            let want = ((k as f64 / 16.0) * 30.0).round() as usize;
+            assert_eq!(f.data[0] as usize, want.min(105), "frame {k}");
+        }
+        // Same rate and length: identity.
+        let same = Clip {
+            frames: numbered(10),
+            fps: 16.0,
+        };
+        let out = resample_clip(&same, 10, 16.0, "mask").unwrap();
+        assert!(out.iter().enumerate().all(|(i, f)| f.data[0] as usize == i));
+        // 8 fps mask video, 20 frames (2.5 s) cannot cover 65 frames at 16 fps (4.06 s).
+        let short = Clip {
+            frames: numbered(20),
+            fps: 8.0,
+        };
+        let e = resample_clip(&short, 65, 16.0, "driving mask video").unwrap_err();
+        assert!(matches!(e, StageAError::TooShort { got: 20, .. }));
+        assert!(
+            e.to_string().contains("2.500 s") && e.to_string().contains("4.062 s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keypoints_away_from_the_subject_mask_are_dropped() {
+        let mask = Mask::from_rect(100, 100, 20, 20, 40, 80);
+        let kp = |x: f32, y: f32| Keypoint { x, y, score: 0.9 };
+        let mut body = WholeBody {
+            keypoints: vec![
+                kp(30.0, 50.0),
+                kp(41.0, 50.0),
+                kp(60.0, 50.0),
+                kp(-5.0, 10.0),
+            ],
+        };
+        restrict_to_mask(&mut body, &mask);
+        let s: Vec<f32> = body.keypoints.iter().map(|k| k.score).collect();
+        // Inside, within 2 px (2% of 100) of the edge, far away, outside the frame.
+        assert_eq!(s, vec![0.9, 0.9, 0.0, 0.0]);
+    }
+}
