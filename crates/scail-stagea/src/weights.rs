@@ -22,7 +22,9 @@ pub struct StageAFile {
 
 /// DWPose from its authors' repository; SAM3 from a public community ONNX export of the
 /// Hugging Face `Sam3Model` (see the README for exporting it yourself from the gated
-/// checkpoint). `.onnx.data` files hold external weights next to their graph.
+/// checkpoint). `.onnx.data` files hold external weights next to their graph. The SAM3
+/// decoder and tokenizer paths in that repository are unconfirmed; `verify_dir` checks
+/// whatever was fetched.
 pub const STAGEA_FILES: &[StageAFile] = &[
     StageAFile {
         local_name: "yolox_l.onnx",
