@@ -139,10 +139,116 @@ fn aa_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
         .collect()
 }
 
-/// Antialiased bicubic resize of an HWC f32 image to `(resize_h, resize_w)`, returning only the
+/// A pixel sample the resizer reads: converting to f32 is exact for both, so resizing u8
+/// directly equals resizing its float copy.
+pub trait Sample: Copy + Send + Sync {
+    fn f(self) -> f32;
+}
+
+impl Sample for u8 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Sample for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+/// Rows the horizontal pass handles together.
+const ROWS: usize = 8;
+
+/// Horizontal pass over a band of `ROWS` rows starting at `y` (rows past the image repeat the
+/// last one and are dropped). The band is transposed so the `ROWS` values of one input sample
+/// are contiguous: each tap is then one vector multiply-add over the rows, while every output
+/// sample still sums its taps in PyTorch's order (so the result is bit-identical).
+fn hpass_band<T: Sample>(
+    src: &Image<T>,
+    y: usize,
+    taps: &[Taps],
+    tb: &mut Vec<f32>,
+    out: &mut [f32],
+    out_rows: usize,
+) {
+    let c = src.channels;
+    let row_len = src.width * c;
+    tb.clear();
+    tb.resize(row_len * ROWS, 0.0);
+    for r in 0..ROWS {
+        let yy = (y + r).min(src.height - 1);
+        let in_row = &src.data[yy * row_len..(yy + 1) * row_len];
+        for (i, v) in in_row.iter().enumerate() {
+            tb[i * ROWS + r] = v.f();
+        }
+    }
+    let out_len = taps.len() * c;
+    match c {
+        3 => hband_c::<3>(tb, taps, out, out_len, out_rows),
+        4 => hband_c::<4>(tb, taps, out, out_len, out_rows),
+        1 => hband_c::<1>(tb, taps, out, out_len, out_rows),
+        _ => {
+            for (ox, t) in taps.iter().enumerate() {
+                for ch in 0..c {
+                    let mut acc = [0.0f32; ROWS];
+                    let b0 = (t.start * c + ch) * ROWS;
+                    for r in 0..ROWS {
+                        acc[r] = tb[b0 + r] * t.weights[0];
+                    }
+                    for (j, &w) in t.weights.iter().enumerate().skip(1) {
+                        let b = ((t.start + j) * c + ch) * ROWS;
+                        for r in 0..ROWS {
+                            acc[r] += tb[b + r] * w;
+                        }
+                    }
+                    for (r, a) in acc.iter().enumerate().take(out_rows) {
+                        out[r * out_len + ox * c + ch] = *a;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn hband_c<const C: usize>(
+    tb: &[f32],
+    taps: &[Taps],
+    out: &mut [f32],
+    out_len: usize,
+    out_rows: usize,
+) {
+    for (ox, t) in taps.iter().enumerate() {
+        let span = &tb[t.start * C * ROWS..(t.start + t.weights.len()) * C * ROWS];
+        let mut acc = [[0.0f32; ROWS]; C];
+        let w0 = t.weights[0];
+        for ch in 0..C {
+            for r in 0..ROWS {
+                acc[ch][r] = span[ch * ROWS + r] * w0;
+            }
+        }
+        for (px, &w) in span.chunks_exact(C * ROWS).zip(&t.weights).skip(1) {
+            for ch in 0..C {
+                let v = &px[ch * ROWS..(ch + 1) * ROWS];
+                for r in 0..ROWS {
+                    acc[ch][r] += v[r] * w;
+                }
+            }
+        }
+        for r in 0..out_rows {
+            for ch in 0..C {
+                out[r * out_len + ox * C + ch] = acc[ch][r];
+            }
+        }
+    }
+}
+
+/// Antialiased bicubic resize of an HWC image to `(resize_h, resize_w)`, returning only the
 /// window `[top, top+out_h) x [left, left+out_w)`: every output sample is computed on its own,
 /// so skipping the cropped-away ones changes nothing. Values are not clamped.
-pub fn resize_aa_bicubic_crop(src: &ImageF32, cc: &CoverCrop) -> ImageF32 {
+pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> ImageF32 {
     let c = src.channels;
     // Horizontal pass first (PyTorch's order), only on the rows the vertical pass reads.
     let htaps: Option<Vec<Taps>> = (cc.resize_w != src.width)
@@ -162,22 +268,27 @@ pub fn resize_aa_bicubic_crop(src: &ImageF32, cc: &CoverCrop) -> ImageF32 {
     let mid_w = cc.out_w;
     let mut mid = vec![0.0f32; (row_hi - row_lo) * mid_w * c];
     let do_rows = |rows: &mut [f32], y0: usize| {
-        for (ry, out_row) in rows.chunks_exact_mut(mid_w * c).enumerate() {
-            let y = y0 + ry;
-            let in_row = &src.data[y * src.width * c..(y + 1) * src.width * c];
-            match &htaps {
-                Some(taps) => {
-                    for (ox, t) in taps.iter().enumerate() {
-                        for ch in 0..c {
-                            let mut acc = in_row[t.start * c + ch] * t.weights[0];
-                            for (j, w) in t.weights.iter().enumerate().skip(1) {
-                                acc += in_row[(t.start + j) * c + ch] * w;
-                            }
-                            out_row[ox * c + ch] = acc;
-                        }
+        let row_len = mid_w * c;
+        let n = rows.len() / row_len;
+        match &htaps {
+            Some(taps) => {
+                let mut tb = Vec::new();
+                for (b, band) in rows.chunks_mut(ROWS * row_len).enumerate() {
+                    let k = band.len() / row_len;
+                    hpass_band(src, y0 + b * ROWS, taps, &mut tb, band, k);
+                }
+            }
+            None => {
+                for ry in 0..n {
+                    let y = y0 + ry;
+                    let in_row = &src.data[(y * src.width + cc.left) * c..][..row_len];
+                    for (o, v) in rows[ry * row_len..(ry + 1) * row_len]
+                        .iter_mut()
+                        .zip(in_row)
+                    {
+                        *o = v.f();
                     }
                 }
-                None => out_row.copy_from_slice(&in_row[cc.left * c..(cc.left + mid_w) * c]),
             }
         }
     };
@@ -229,7 +340,8 @@ where
         f(buf, row0);
         return;
     }
-    let per = rows.div_ceil(threads);
+    // Bands of whole `ROWS` so every thread's horizontal pass works on full bands.
+    let per = rows.div_ceil(threads).div_ceil(ROWS) * ROWS;
     std::thread::scope(|s| {
         for (i, chunk) in buf.chunks_mut(per * row_len).enumerate() {
             s.spawn(move || f(chunk, row0 + i * per));
@@ -256,7 +368,7 @@ pub fn reference_image_to_model(img: &ImageU8, target_h: usize, target_w: usize)
 /// The video-frame path: uint8 frame resized through float32 (torchvision), clamped to
 /// [0, 255] and rounded half-to-even back to uint8, then centre-cropped.
 pub fn video_frame_resize_crop(frame: &ImageU8, cc: &CoverCrop) -> ImageU8 {
-    let out = resize_aa_bicubic_crop(&frame.to_f32(), cc);
+    let out = resize_aa_bicubic_crop(frame, cc);
     Image::from_vec(
         out.width,
         out.height,

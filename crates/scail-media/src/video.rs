@@ -570,9 +570,9 @@ impl VideoDecoder {
         let rebuild =
             !matches!(&self.scaler, Some((f, w, h, _)) if *f == fmt && *w == fw && *h == fh);
         if rebuild {
-            let flags = scaling::Flags::BICUBIC
-                | scaling::Flags::ACCURATE_RND
-                | scaling::Flags::FULL_CHR_H_INT;
+            // swscale's default flags, as the reference's decoder (decord) uses them; the
+            // accurate-rounding flags would leave its SIMD colour conversion.
+            let flags = scaling::Flags::BICUBIC;
             let ctx = scaling::Context::get(fmt, fw, fh, Pixel::RGB24, ow, oh, flags)
                 .map_err(|e| self.corrupt(format!("no conversion from {fmt:?} {fw}x{fh}: {e}")))?;
             self.scaler = Some((fmt, fw, fh, ctx));
