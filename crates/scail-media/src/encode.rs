@@ -33,6 +33,9 @@ pub struct EncodeOptions {
     pub audio_offset_s: f64,
     /// Trim the output (audio included) to this duration, seconds. None: the frames' length.
     pub duration_s: Option<f64>,
+    /// Lossless RGB H.264 (`libx264rgb`, qp 0) instead of yuv420p: for colour-mask videos,
+    /// which must survive bit-exact until they are thresholded.
+    pub lossless_rgb: bool,
 }
 
 impl Default for EncodeOptions {
@@ -45,6 +48,7 @@ impl Default for EncodeOptions {
             audio_from: None,
             audio_offset_s: 0.0,
             duration_s: None,
+            lossless_rgb: false,
         }
     }
 }
@@ -95,21 +99,24 @@ impl Mp4Writer {
             cmd.arg("-i").arg(src);
             cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
         }
-        // Odd sides cannot be yuv420p: drop the last row/column.
-        cmd.args([
-            "-vf",
-            "crop=trunc(iw/2)*2:trunc(ih/2)*2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            &opts.preset,
-            "-crf",
-            &opts.crf.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-movflags",
-            "+faststart",
-        ]);
+        if opts.lossless_rgb {
+            cmd.args(["-c:v", "libx264rgb", "-qp", "0", "-preset", &opts.preset]);
+        } else {
+            // Odd sides cannot be yuv420p: drop the last row/column.
+            cmd.args([
+                "-vf",
+                "crop=trunc(iw/2)*2:trunc(ih/2)*2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                &opts.preset,
+                "-crf",
+                &opts.crf.to_string(),
+                "-pix_fmt",
+                "yuv420p",
+            ]);
+        }
+        cmd.args(["-movflags", "+faststart"]);
         match audio_codec.as_deref() {
             Some(c) if MP4_AUDIO_COPY.contains(&c) => {
                 cmd.args(["-c:a", "copy"]);

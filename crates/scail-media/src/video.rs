@@ -677,6 +677,31 @@ pub fn decode_resampled(
     })
 }
 
+/// Decode `path` on the `fps` timeline and return every output frame, resized and centre-
+/// cropped to `(h, w)` with the reference's uint8 video arithmetic when `target_hw` is given.
+/// Holds all output frames: meant for model-sized clips (and mask videos, which stay
+/// lossless here: decoded RGB, never re-encoded).
+pub fn decode_frames(
+    path: &Path,
+    opts: &DecodeOptions,
+    fps: u32,
+    target_hw: Option<(usize, usize)>,
+) -> Result<(Vec<ImageU8>, ResampleSummary)> {
+    let mut frames = Vec::new();
+    let summary = decode_resampled(path, opts, fps, |_, f| {
+        let img = match target_hw {
+            Some((h, w)) => {
+                let cc = crate::resize::cover_crop(f.image.height, f.image.width, h, w);
+                crate::resize::video_frame_resize_crop(&f.image, &cc)
+            }
+            None => f.image.clone(),
+        };
+        frames.push(img);
+        Ok(())
+    })?;
+    Ok((frames, summary))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
