@@ -615,7 +615,9 @@ impl Dit {
         let x = f32_in(inp.x)?;
         let (xc, t_lat, h_lat, w_lat) = x.dims4()?;
         expect("x", &x, &[c, t_lat, h_lat, w_lat], xc == c)?;
-        let ok_grid = t_lat % pt == 0 && h_lat % (2 * ph) == 0 && w_lat % (2 * pw) == 0;
+        let ok_grid = t_lat.is_multiple_of(pt)
+            && h_lat.is_multiple_of(2 * ph)
+            && w_lat.is_multiple_of(2 * pw);
         expect("x", &x, &[c, t_lat, h_lat, w_lat], ok_grid)?;
         let (gt, gh, gw) = (t_lat / pt, h_lat / ph, w_lat / pw);
 
@@ -683,7 +685,7 @@ impl Dit {
                 "additional_ref_latents",
                 &al,
                 &[c, n, h_lat, w_lat],
-                n % pt == 0,
+                n.is_multiple_of(pt),
             )?;
             let am = f32_in(am)?;
             expect(
@@ -851,11 +853,20 @@ fn unpatchify(x: &Tensor, (gt, gh, gw): (usize, usize, usize), cfg: &DitConfig) 
     Ok(x.contiguous()?.reshape((c, gt * pt, gh * ph, gw * pw))?)
 }
 
+/// Latent grid `(T, h, w)` of a clip of `frames` frames at `height × width` pixels (VAE stride
+/// 4×8×8), the units [`bench_forward`] takes.
+pub fn latent_size(frames: usize, height: usize, width: usize) -> (usize, usize, usize) {
+    (frames.saturating_sub(1) / 4 + 1, height / 8, width / 8)
+}
+
 /// Output of [`bench_forward`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub tokens: usize,
+    /// Mean over the timed forwards.
     pub seconds_per_forward: f64,
+    /// Fastest timed forward (robust to other load on a shared machine).
+    pub best_seconds_per_forward: f64,
     pub tokens_per_second: f64,
     /// Peak resident memory of the process (VmHWM) in bytes, when the OS reports it.
     pub peak_memory_bytes: Option<u64>,
@@ -981,15 +992,18 @@ pub fn bench_forward(
     let out = model.forward(&inputs.inputs(500.0))?;
     out.device().synchronize()?;
     let forwards = forwards.max(1);
-    let start = std::time::Instant::now();
+    let mut times = Vec::with_capacity(forwards);
     for _ in 0..forwards {
+        let start = std::time::Instant::now();
         let out = model.forward(&inputs.inputs(500.0))?;
         out.device().synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
     }
-    let secs = start.elapsed().as_secs_f64() / forwards as f64;
+    let secs = times.iter().sum::<f64>() / forwards as f64;
     Ok(BenchReport {
         tokens,
         seconds_per_forward: secs,
+        best_seconds_per_forward: times.iter().copied().fold(f64::INFINITY, f64::min),
         tokens_per_second: tokens as f64 / secs,
         peak_memory_bytes: peak_rss_bytes(),
         forwards,

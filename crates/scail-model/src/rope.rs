@@ -141,7 +141,7 @@ pub fn grid_factors(
 
 /// 2×2 average pool (real and imaginary parts separately) of the factors of an `f × h × w` grid.
 pub fn pool2x2(g: &Factors, (f, h, w): (usize, usize, usize)) -> Result<Factors> {
-    if h % 2 != 0 || w % 2 != 0 {
+    if !h.is_multiple_of(2) || !w.is_multiple_of(2) {
         return Err(RopeError::OddGrid { h, w });
     }
     let c = g.slots;

@@ -115,3 +115,63 @@ fn dit_bf16_weights_stay_close_to_reference() {
     assert!(err < 5e-2, "{file}: bf16 max error {err:e} of max |ref|");
     assert!(err > 0.0, "bf16 path computed in f32 (identical output)");
 }
+
+#[test]
+fn dit_loads_bf16_and_f16_checkpoints() {
+    // The same weights stored as bf16 / f16 safetensors (like the released checkpoints), loaded by
+    // mmap with f32, bf16 and f16 matmuls: all close to the f32 reference velocity.
+    let m = fixtures::manifest();
+    let file = dit_cases(&m).into_iter().next().expect("a dit case");
+    let wfile = m["files"][&file]["weights"].as_str().unwrap().to_string();
+    let weights = fixtures::load(&wfile);
+    let cfg = DitConfig::from_manifest(&m).unwrap();
+    let d = fixtures::load(&file);
+    let want = &d["out.velocity"];
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    let tmp = std::env::temp_dir().join(format!("scail-dit-half-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for (stored, compute, bound) in [
+        (DType::BF16, DType::F32, 3e-2),
+        (DType::BF16, DType::BF16, 5e-2),
+        (DType::F16, DType::F16, 1e-2),
+    ] {
+        let path = tmp.join(format!("{stored:?}.safetensors"));
+        let conv: std::collections::HashMap<String, Tensor> = weights
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(stored).unwrap()))
+            .collect();
+        candle_core::safetensors::save(&conv, &path).unwrap();
+        let model = Dit::from_safetensors(&[&path], &cfg, compute, &Device::Cpu).unwrap();
+        assert_eq!(model.dtype(), compute);
+        let inputs = DitInputs {
+            x: &d["in.x"],
+            t: scalar_i64(&d["in.t"]) as f64,
+            context: &d["in.context"],
+            clip_fea: &d["in.clip_fea"],
+            ref_latents: &d["in.ref_latents"],
+            ref_masks: &d["in.ref_masks"],
+            pose_latents: &d["in.pose_latents"],
+            driving_masks: &d["in.driving_masks"],
+            history_mask: (scalar_i64(&d["in.has_history_mask"]) != 0)
+                .then(|| &d["in.history_mask"]),
+            additional_refs: (scalar_i64(&d["in.n_additional_refs"]) > 0).then(|| {
+                (
+                    &d["in.additional_ref_latents"],
+                    &d["in.additional_ref_masks"],
+                )
+            }),
+            replace: scalar_i64(&d["in.replace_flag"]) != 0,
+        };
+        let v = model.forward(&inputs).unwrap();
+        let err = fixtures::max_abs_diff(&v, want) / scale;
+        eprintln!("{stored:?} file, {compute:?} matmuls: max error {err:.3e} of max |ref|");
+        assert!(err < bound, "{stored:?}/{compute:?}: {err:e} >= {bound:e}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
