@@ -3,12 +3,21 @@
 //! - [`sampler`]: flow-matching samplers (UniPC, DPM-Solver++ 2M, Euler) with shifted sigmas.
 //! - [`noise`]: the documented seeded Gaussian generator for initial noise.
 //! - [`segments`]: guidance, long-video segments with clean history, the sampling loop.
+//! - [`models`]: a weights folder's networks, loaded once.
+//! - [`job`]: one whole job from files to mp4 ([`job::run_job`]).
+//! - [`generator`]: the server's [`scail_core::generator::Generator`].
 
+pub mod generator;
+pub mod job;
+pub mod models;
 pub mod noise;
 pub mod sampler;
 pub mod segments;
 
-pub use segments::{sample_video, Conditioning, Hooks, NoHooks, NoiseSource, PixelInputs, SamplingOptions};
+pub use generator::PipelineGenerator;
+pub use segments::{
+    sample_video, Conditioning, Hooks, NoHooks, NoiseSource, PixelInputs, SamplingOptions,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

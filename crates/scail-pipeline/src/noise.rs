@@ -19,7 +19,10 @@ pub struct NoiseGen {
 
 impl NoiseGen {
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha20Rng::seed_from_u64(seed), spare: None }
+        Self {
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            spare: None,
+        }
     }
 
     fn uniform(&mut self) -> f64 {
@@ -52,9 +55,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_values_other_seed_differs() {
-        let a: Vec<f32> = { let mut g = NoiseGen::new(7); (0..64).map(|_| g.next_normal()).collect() };
-        let b: Vec<f32> = { let mut g = NoiseGen::new(7); (0..64).map(|_| g.next_normal()).collect() };
-        let c: Vec<f32> = { let mut g = NoiseGen::new(8); (0..64).map(|_| g.next_normal()).collect() };
+        let a: Vec<f32> = {
+            let mut g = NoiseGen::new(7);
+            (0..64).map(|_| g.next_normal()).collect()
+        };
+        let b: Vec<f32> = {
+            let mut g = NoiseGen::new(7);
+            (0..64).map(|_| g.next_normal()).collect()
+        };
+        let c: Vec<f32> = {
+            let mut g = NoiseGen::new(8);
+            (0..64).map(|_| g.next_normal()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -227,7 +227,9 @@ impl UniPc {
 
     fn predictor(&self, x: &Tensor, order: usize) -> Result<Tensor> {
         let i = self.step_index;
-        let m0 = self.model_outputs[1].as_ref().expect("current output stored");
+        let m0 = self.model_outputs[1]
+            .as_ref()
+            .expect("current output stored");
         let (sigma_t, sigma_s0) = (self.sched.sigmas[i + 1], self.sched.sigmas[i]);
         let alpha_t = 1.0 - sigma_t;
         let l0 = lambda(sigma_s0);
@@ -240,7 +242,9 @@ impl UniPc {
             return Ok(x_t_);
         }
         let rk = self.rk(i - 1, l0, h);
-        let m1 = self.model_outputs[0].as_ref().expect("previous output stored");
+        let m1 = self.model_outputs[0]
+            .as_ref()
+            .expect("previous output stored");
         let d1 = ((m1 - m0)? / rk as f64)?;
         // Order 2 uses the fixed rho_p = 0.5.
         let pred_res = scale(&d1, 0.5)?;
@@ -249,7 +253,9 @@ impl UniPc {
 
     fn corrector(&self, model_t: &Tensor, last: &Tensor, order: usize) -> Result<Tensor> {
         let i = self.step_index;
-        let m0 = self.model_outputs[1].as_ref().expect("previous output stored");
+        let m0 = self.model_outputs[1]
+            .as_ref()
+            .expect("previous output stored");
         let (sigma_t, sigma_s0) = (self.sched.sigmas[i], self.sched.sigmas[i - 1]);
         let alpha_t = 1.0 - sigma_t;
         let l0 = lambda(sigma_s0);
@@ -313,7 +319,10 @@ impl Sampler for UniPc {
             self.lower_order_nums += 1;
         }
         self.step_index += 1;
-        Ok(StepOutput { prev_sample: prev, x0 })
+        Ok(StepOutput {
+            prev_sample: prev,
+            x0,
+        })
     }
 }
 
@@ -327,7 +336,12 @@ pub struct DpmPp {
 
 impl DpmPp {
     pub fn new(sched: Schedule) -> Self {
-        Self { sched, step_index: 0, model_outputs: [None, None], lower_order_nums: 0 }
+        Self {
+            sched,
+            step_index: 0,
+            model_outputs: [None, None],
+            lower_order_nums: 0,
+        }
     }
 }
 
@@ -357,7 +371,9 @@ impl Sampler for DpmPp {
         let prev = if self.lower_order_nums < 1 || lower_order_final {
             base
         } else {
-            let m1 = self.model_outputs[0].as_ref().expect("previous output stored");
+            let m1 = self.model_outputs[0]
+                .as_ref()
+                .expect("previous output stored");
             let h0 = l0 - lambda(s[i - 1]);
             let r0 = h0 / h;
             let d1 = scale(&(&x0 - m1)?, 1.0 / r0)?;
@@ -367,7 +383,10 @@ impl Sampler for DpmPp {
             self.lower_order_nums += 1;
         }
         self.step_index += 1;
-        Ok(StepOutput { prev_sample: prev, x0 })
+        Ok(StepOutput {
+            prev_sample: prev,
+            x0,
+        })
     }
 }
 
@@ -379,7 +398,10 @@ pub struct Euler {
 
 impl Euler {
     pub fn new(sched: Schedule) -> Self {
-        Self { sched, step_index: 0 }
+        Self {
+            sched,
+            step_index: 0,
+        }
     }
 }
 
@@ -399,7 +421,10 @@ impl Sampler for Euler {
         let x0 = data_prediction(sample, &v, s0)?;
         let prev = (sample + scale(&v, s1 - s0)?)?;
         self.step_index += 1;
-        Ok(StepOutput { prev_sample: prev, x0 })
+        Ok(StepOutput {
+            prev_sample: prev,
+            x0,
+        })
     }
 }
 
@@ -440,7 +465,14 @@ mod tests {
             for _ in 0..6 {
                 x = s.step(&v, &x).unwrap().prev_sample;
             }
-            let d = (x - &target).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let d = (x - &target)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(d < 1e-5, "{kind}: off by {d}");
             assert!(s.step(&v, &target).is_err(), "{kind}: a 7th step must fail");
         }

@@ -127,40 +127,70 @@ pub struct Segment {
 /// of `segment_len` every `segment_len - overlap` frames while they fit (the tail is dropped).
 /// Our rule (`reference = false`): the same windows, but a last window starting before the end
 /// is always added and padded to 4k+1, so every frame is covered; short clips are padded to 4k+1.
-pub fn plan_segments(total: usize, segment_len: usize, overlap: usize, reference: bool) -> Result<Vec<Segment>> {
+pub fn plan_segments(
+    total: usize,
+    segment_len: usize,
+    overlap: usize,
+    reference: bool,
+) -> Result<Vec<Segment>> {
     if segment_len == 0 || (segment_len - 1) % 4 != 0 {
-        return Err(PipelineError::Input(format!("segment length {segment_len} is not 4k+1")));
+        return Err(PipelineError::Input(format!(
+            "segment length {segment_len} is not 4k+1"
+        )));
     }
     if overlap == 0 || overlap >= segment_len {
-        return Err(PipelineError::Input(format!("segment overlap {overlap} must be in (0, {segment_len})")));
+        return Err(PipelineError::Input(format!(
+            "segment overlap {overlap} must be in (0, {segment_len})"
+        )));
     }
     if total == 0 {
-        return Err(PipelineError::Input("the driving video has no frames".into()));
+        return Err(PipelineError::Input(
+            "the driving video has no frames".into(),
+        ));
     }
     let pad = |n: usize| 1 + (n - 1).div_ceil(4) * 4;
     if total <= segment_len {
-        let len = if reference { 1 + (total - 1) / 4 * 4 } else { pad(total) };
-        return Ok(vec![Segment { start: 0, len, skip: 0 }]);
+        let len = if reference {
+            1 + (total - 1) / 4 * 4
+        } else {
+            pad(total)
+        };
+        return Ok(vec![Segment {
+            start: 0,
+            len,
+            skip: 0,
+        }]);
     }
     let stride = segment_len - overlap;
     let mut segs = Vec::new();
     let mut start = 0;
     while start + segment_len <= total {
-        segs.push(Segment { start, len: segment_len, skip: if start == 0 { 0 } else { overlap } });
+        segs.push(Segment {
+            start,
+            len: segment_len,
+            skip: if start == 0 { 0 } else { overlap },
+        });
         start += stride;
     }
     let covered = segs.last().map(|s| s.start + s.len).unwrap_or(0);
     if !reference && covered < total {
         // The next window starts `overlap` frames before the covered end; pad it to 4k+1.
         let start = covered - overlap;
-        segs.push(Segment { start, len: pad(total - start).max(pad(overlap + 1)), skip: overlap });
+        segs.push(Segment {
+            start,
+            len: pad(total - start).max(pad(overlap + 1)),
+            skip: overlap,
+        });
     }
     Ok(segs)
 }
 
 fn to_host(t: &Tensor) -> Result<HostTensor> {
     let t = t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    Ok(HostTensor::new(t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?))
+    Ok(HostTensor::new(
+        t.dims().to_vec(),
+        t.flatten_all()?.to_vec1::<f32>()?,
+    ))
 }
 
 fn from_host(t: &HostTensor, device: &Device) -> Result<Tensor> {
@@ -206,13 +236,18 @@ fn match_colors(v: &Tensor, target: &(Tensor, Tensor)) -> Result<Tensor> {
 
 /// `latent[:, :h] = history` (no-op without history).
 fn apply_history(latent: &Tensor, history: Option<&Tensor>) -> Result<Tensor> {
-    let Some(h) = history else { return Ok(latent.clone()) };
+    let Some(h) = history else {
+        return Ok(latent.clone());
+    };
     let ht = h.dim(1)?.min(latent.dim(1)?);
     let t = latent.dim(1)?;
     if ht == t {
         return Ok(h.narrow(1, 0, t)?.clone());
     }
-    Ok(Tensor::cat(&[h.narrow(1, 0, ht)?, latent.narrow(1, ht, t - ht)?], 1)?)
+    Ok(Tensor::cat(
+        &[h.narrow(1, 0, ht)?, latent.narrow(1, ht, t - ht)?],
+        1,
+    )?)
 }
 
 /// Runs the whole sampling job: returns the video `[3, T_out, H, W]` in [-1, 1], T_out the
@@ -230,7 +265,8 @@ pub fn sample_video(
 ) -> Result<Tensor> {
     let dev = dit.device().clone();
     let vdev = vae.device().clone();
-    let f32d = |t: &Tensor, d: &Device| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.to_device(d)?) };
+    let f32d =
+        |t: &Tensor, d: &Device| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.to_device(d)?) };
     let total = inputs.pose_video.dim(0)?;
     if inputs.driving_mask.dim(1)? != total {
         return Err(PipelineError::Input(format!(
@@ -238,7 +274,12 @@ pub fn sample_video(
             inputs.driving_mask.dim(1)?
         )));
     }
-    let segments = plan_segments(total, opts.segment_len, opts.segment_overlap, opts.reference_segments)?;
+    let segments = plan_segments(
+        total,
+        opts.segment_len,
+        opts.segment_overlap,
+        opts.reference_segments,
+    )?;
 
     hooks.stage("vae_encode");
     let ref_img = f32d(&inputs.ref_image, &vdev)?.unsqueeze(1)?; // [3, 1, H, W]
@@ -263,7 +304,10 @@ pub fn sample_video(
         let mut sched = sampler::build(opts.solver, opts.steps, opts.shift)?;
         let ts = Tensor::new(sched.timesteps(), &Device::Cpu)?;
         hooks.record(&p("timesteps"), &ts);
-        hooks.record(&p("sigmas"), &Tensor::new(sched.schedule().sigmas.as_slice(), &Device::Cpu)?);
+        hooks.record(
+            &p("sigmas"),
+            &Tensor::new(sched.schedule().sigmas.as_slice(), &Device::Cpu)?,
+        );
 
         // Pose stream: bilinear x0.5 of [T, 3, H, W], then [3, T, H/2, W/2] into the VAE.
         hooks.stage("vae_encode");
@@ -277,7 +321,14 @@ pub fn sample_video(
         let lat_t = pose_latent.dim(1)?;
 
         let ref_masks = Tensor::cat(
-            &[ref_mask_latent.clone(), Tensor::zeros((ref_mask_latent.dim(0)?, lat_t, lat_h, lat_w), DType::F32, &dev)?],
+            &[
+                ref_mask_latent.clone(),
+                Tensor::zeros(
+                    (ref_mask_latent.dim(0)?, lat_t, lat_h, lat_w),
+                    DType::F32,
+                    &dev,
+                )?,
+            ],
             1,
         )?;
         hooks.record(&p("ref_masks"), &ref_masks);
@@ -291,7 +342,11 @@ pub fn sample_video(
         let (history, history_mask) = match &prev_history {
             None => (None, None),
             Some(px) => {
-                let px = if opts.round_history_bf16 { px.to_dtype(DType::BF16)?.to_dtype(DType::F32)? } else { px.clone() };
+                let px = if opts.round_history_bf16 {
+                    px.to_dtype(DType::BF16)?.to_dtype(DType::F32)?
+                } else {
+                    px.clone()
+                };
                 let h = f32d(&vae.encode(&px.to_device(&vdev)?)?, &dev)?;
                 let ht = h.dim(1)?.min(lat_t);
                 let hm = dit::history_mask(ht, (lat_t, lat_h, lat_w), &dev)?;
@@ -334,7 +389,12 @@ pub fn sample_video(
                 if hooks.cancelled() {
                     return Err(PipelineError::Cancelled);
                 }
-                let unc = dit.forward(&DitInputs { context: &context_null, ..cond_in })?.to_dtype(DType::F32)?;
+                let unc = dit
+                    .forward(&DitInputs {
+                        context: &context_null,
+                        ..cond_in
+                    })?
+                    .to_dtype(DType::F32)?;
                 hooks.record(&p("noise_pred_uncond"), &unc);
                 (&unc + (cond_v - &unc)?.affine(opts.guidance, 0.0)?)?
             };
@@ -349,7 +409,9 @@ pub fn sample_video(
         hooks.record(&p("final_latent"), &latent);
 
         hooks.stage("vae_decode");
-        let mut video = vae.decode(&latent.to_device(&vdev)?)?.to_device(&Device::Cpu)?;
+        let mut video = vae
+            .decode(&latent.to_device(&vdev)?)?
+            .to_device(&Device::Cpu)?;
         if opts.color_match {
             match &first_stats {
                 None => first_stats = Some(channel_stats(&video)?),
@@ -358,13 +420,21 @@ pub fn sample_video(
         }
         if k + 1 < n_seg {
             let f = video.dim(1)?;
-            prev_history = Some(video.narrow(1, f - opts.segment_overlap, opts.segment_overlap)?.contiguous()?);
+            prev_history = Some(
+                video
+                    .narrow(1, f - opts.segment_overlap, opts.segment_overlap)?
+                    .contiguous()?,
+            );
         }
         let f = video.dim(1)?;
         outputs.push(video.narrow(1, seg.skip, f - seg.skip)?);
     }
     let video = Tensor::cat(&outputs, 1)?;
-    let keep = if opts.reference_segments { video.dim(1)? } else { total.min(video.dim(1)?) };
+    let keep = if opts.reference_segments {
+        video.dim(1)?
+    } else {
+        total.min(video.dim(1)?)
+    };
     Ok(video.narrow(1, 0, keep)?.contiguous()?)
 }
 
@@ -376,9 +446,30 @@ mod tests {
     fn reference_segments_match_official_rule() {
         // 13 frames, 9/5: [0,9) and [4,13).
         let s = plan_segments(13, 9, 5, true).unwrap();
-        assert_eq!(s, vec![Segment { start: 0, len: 9, skip: 0 }, Segment { start: 4, len: 9, skip: 5 }]);
+        assert_eq!(
+            s,
+            vec![
+                Segment {
+                    start: 0,
+                    len: 9,
+                    skip: 0
+                },
+                Segment {
+                    start: 4,
+                    len: 9,
+                    skip: 5
+                }
+            ]
+        );
         // Short clip: truncated to 4k+1.
-        assert_eq!(plan_segments(12, 81, 5, true).unwrap(), vec![Segment { start: 0, len: 9, skip: 0 }]);
+        assert_eq!(
+            plan_segments(12, 81, 5, true).unwrap(),
+            vec![Segment {
+                start: 0,
+                len: 9,
+                skip: 0
+            }]
+        );
         // 200 frames: windows at 0, 76 fit; 152+81 > 200 -> tail dropped.
         let s = plan_segments(200, 81, 5, true).unwrap();
         assert_eq!(s.len(), 2);
@@ -393,7 +484,11 @@ mod tests {
                 assert_eq!((s.len - 1) % 4, 0, "{total}: len {} not 4k+1", s.len);
                 assert!(s.len <= 81);
                 if i > 0 {
-                    assert_eq!(s.start + s.skip, out, "{total}: segment {i} does not continue the output");
+                    assert_eq!(
+                        s.start + s.skip,
+                        out,
+                        "{total}: segment {i} does not continue the output"
+                    );
                     assert!(s.len > s.skip);
                 }
                 out += s.len - s.skip;

@@ -11,7 +11,9 @@ use scail_model::dit::{Dit, DitConfig};
 use scail_model::fixtures;
 use scail_model::vae::{VaeConfig, WanVae};
 use scail_pipeline::sampler::SolverKind;
-use scail_pipeline::{sample_video, Conditioning, Hooks, NoiseSource, PixelInputs, SamplingOptions};
+use scail_pipeline::{
+    sample_video, Conditioning, Hooks, NoiseSource, PixelInputs, SamplingOptions,
+};
 
 /// Collects every recorded tensor; per-step names get one entry per step.
 #[derive(Default)]
@@ -27,7 +29,12 @@ impl Hooks for Recorder {
 struct Injected<'a>(&'a HashMap<String, Tensor>);
 
 impl NoiseSource for Injected<'_> {
-    fn noise(&mut self, segment: usize, shape: &[usize], device: &Device) -> scail_pipeline::Result<Tensor> {
+    fn noise(
+        &mut self,
+        segment: usize,
+        shape: &[usize],
+        device: &Device,
+    ) -> scail_pipeline::Result<Tensor> {
         let t = self.0[&format!("out.seg{segment}_noise")].to_device(device)?;
         assert_eq!(t.dims(), shape, "noise shape of segment {segment}");
         Ok(t)
@@ -56,9 +63,16 @@ fn run(file: &str) {
     let weights = e["weights"].as_array().unwrap();
     let dit_w = fixtures::dir().join(weights[0].as_str().unwrap());
     let vae_w = fixtures::dir().join(weights[1].as_str().unwrap());
-    let dit = Dit::from_safetensors(&[dit_w], &DitConfig::from_manifest(&m).unwrap(), DType::F32, &Device::Cpu).unwrap();
+    let dit = Dit::from_safetensors(
+        &[dit_w],
+        &DitConfig::from_manifest(&m).unwrap(),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let vae_dim = m["config"]["vae_dim"].as_u64().unwrap() as usize;
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[vae_w], DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[vae_w], DType::F32, &Device::Cpu) }.unwrap();
     let vae = WanVae::new(&VaeConfig::with_dim(vae_dim), vb).unwrap();
 
     let inputs = PixelInputs {
@@ -85,7 +99,16 @@ fn run(file: &str) {
         reference_segments: true,
     };
     let mut rec = Recorder::default();
-    let video = sample_video(&dit, &vae, &inputs, &cond, &opts, &mut Injected(&d), &mut rec).unwrap();
+    let video = sample_video(
+        &dit,
+        &vae,
+        &inputs,
+        &cond,
+        &opts,
+        &mut Injected(&d),
+        &mut rec,
+    )
+    .unwrap();
 
     let mut checked = 0;
     for (name, got) in &rec.0 {
@@ -97,8 +120,16 @@ fn run(file: &str) {
             Tensor::stack(got, 0).unwrap()
         };
         if want.dtype() == DType::I64 {
-            assert_eq!(got.to_dtype(DType::I64).unwrap().flatten_all().unwrap().to_vec1::<i64>().unwrap(),
-                want.flatten_all().unwrap().to_vec1::<i64>().unwrap(), "{file} {key}");
+            assert_eq!(
+                got.to_dtype(DType::I64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<i64>()
+                    .unwrap(),
+                want.flatten_all().unwrap().to_vec1::<i64>().unwrap(),
+                "{file} {key}"
+            );
         } else {
             fixtures::assert_close(&m, file, &key, &got, want);
         }
@@ -106,10 +137,20 @@ fn run(file: &str) {
     }
     fixtures::assert_close(&m, file, "out.video", &video, &d["out.video"]);
     // Every recorded output of the fixture must have been produced and compared.
-    let outs = d.keys().filter(|k| k.starts_with("out.") && *k != "out.video").count();
-    assert_eq!(checked, outs, "{file}: compared {checked} of {outs} outputs");
+    let outs = d
+        .keys()
+        .filter(|k| k.starts_with("out.") && *k != "out.video")
+        .count();
+    assert_eq!(
+        checked, outs,
+        "{file}: compared {checked} of {outs} outputs"
+    );
     if two {
-        assert_eq!(rec.0["seg1_history_latent"].len(), 1, "history encoded once for segment 1");
+        assert_eq!(
+            rec.0["seg1_history_latent"].len(),
+            1,
+            "history encoded once for segment 1"
+        );
     }
 }
 

@@ -54,11 +54,29 @@ fn rollout(file: &str, kind: SolverKind) {
         let t = s.timesteps()[i] as f64;
         // The synthetic model of the fixture: v = a x + b t/1000 (t the integer timestep).
         let v = x.affine(a, b * (t / 1000.0)).unwrap();
-        fixtures::assert_close(&m, file, "out.model_outputs", &v, &d["out.model_outputs"].i(i).unwrap());
+        fixtures::assert_close(
+            &m,
+            file,
+            "out.model_outputs",
+            &v,
+            &d["out.model_outputs"].i(i).unwrap(),
+        );
         let out = s.step(&v, &x).unwrap();
-        fixtures::assert_close(&m, file, "out.x0_predictions", &out.x0, &d["out.x0_predictions"].i(i).unwrap());
+        fixtures::assert_close(
+            &m,
+            file,
+            "out.x0_predictions",
+            &out.x0,
+            &d["out.x0_predictions"].i(i).unwrap(),
+        );
         x = out.prev_sample;
-        fixtures::assert_close(&m, file, "out.latents", &x, &d["out.latents"].i(i + 1).unwrap());
+        fixtures::assert_close(
+            &m,
+            file,
+            "out.latents",
+            &x,
+            &d["out.latents"].i(i + 1).unwrap(),
+        );
     }
 }
 

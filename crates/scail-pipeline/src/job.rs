@@ -1,0 +1,501 @@
+//! One whole job from files: reference image + driving video (+ optional masks / pose video)
+//! → Stage A → encoders → sampling per segment → VAE decode → mp4 with the driving video's
+//! timing and audio (DESIGN.md "Frame timing").
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
+use scail_media::encode::{EncodeOptions, Mp4Writer};
+use scail_media::frame::{ImageF32, ImageU8};
+use scail_media::image_io::decode_image;
+use scail_media::resize;
+use scail_media::timing::MODEL_FPS;
+use scail_media::video::{decode_resampled, DecodeOptions};
+use scail_media::Limits;
+use scail_stagea::stagea::{self as sa, Clip, StageAConfig, StageAInputs, StageAModels};
+use scail_stagea::RgbImage;
+
+use crate::models::Models;
+use crate::noise::NoiseGen;
+use crate::sampler::SolverKind;
+use crate::segments::{sample_video, Conditioning, Hooks, PixelInputs, SamplingOptions};
+use crate::{PipelineError, Result};
+
+/// Everything one job needs, with local files.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub prompt: String,
+    pub image: PathBuf,
+    pub video: PathBuf,
+    pub reference_mask: Option<PathBuf>,
+    pub driving_mask: Option<PathBuf>,
+    pub pose_video: Option<PathBuf>,
+    pub mode: Mode,
+    pub driving_type: DrivingType,
+    pub subject_type: SubjectType,
+    pub resolution: Resolution,
+    /// `(width, height)` overriding `resolution` (multiples of 32), for experiments.
+    pub size: Option<(u32, u32)>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub shift: f64,
+    pub solver: SolverKind,
+    pub seed: u64,
+    pub color_match: bool,
+    /// Pixel frames per segment (81 for the released model; smaller for tests) and the history
+    /// overlap (5).
+    pub segment_len: usize,
+    pub segment_overlap: usize,
+    pub output_preprocessing: bool,
+    /// Where the video goes; the Stage A videos are written beside it.
+    pub out: PathBuf,
+    /// Folder of the Stage A ONNX models (SAM3, DWPose), if any.
+    pub stagea_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub video: PathBuf,
+    pub preprocessing_video: Option<PathBuf>,
+    pub preprocessing_mask_video: Option<PathBuf>,
+    pub seed: u64,
+    /// Frames written (16 fps) and the driving video's duration they cover.
+    pub frames: usize,
+    pub duration_s: f64,
+    /// Seconds spent per stage, in order.
+    pub timings: Vec<(String, f64)>,
+    /// The final latent of the last segment (for reproducibility checks).
+    pub last_latent: Option<Tensor>,
+}
+
+/// Progress events of a job.
+pub trait JobProgress {
+    fn log(&self, _message: &str) {}
+    /// `done` of `total` units of a stage; sampling stages are named `segment i/n`.
+    fn progress(&self, _stage: &str, _done: u64, _total: u64, _eta_s: Option<f64>) {}
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// No progress reporting.
+pub struct Silent;
+impl JobProgress for Silent {}
+
+fn input_err(what: &str, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Input(format!("{what}: {e}"))
+}
+
+fn to_rgb(img: &ImageU8) -> Result<RgbImage> {
+    let rgb = if img.channels == 3 {
+        img.clone()
+    } else {
+        img.take_channels(3)
+    };
+    RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+        .map_err(|e| input_err("image", e))
+}
+
+/// HWC float image → `[C, H, W]`.
+fn hwc_to_chw(img: &ImageF32, dev: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        img.to_chw(),
+        (img.channels, img.height, img.width),
+        dev,
+    )?)
+}
+
+/// RGB8 frames → `[T, 3, H, W]` (or `[3, T, H, W]` with `channels_first`) with `norm`.
+fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool) -> Result<Tensor> {
+    let t = frames.len();
+    let (w, h) = (frames[0].width as usize, frames[0].height as usize);
+    let mut data = vec![0f32; 3 * t * h * w];
+    for (f, img) in frames.iter().enumerate() {
+        for (i, px) in img.data.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                let idx = if channels_first {
+                    (c * t + f) * h * w + i
+                } else {
+                    (f * 3 + c) * h * w + i
+                };
+                data[idx] = norm(px[c]);
+            }
+        }
+    }
+    let shape = if channels_first {
+        (3, t, h, w)
+    } else {
+        (t, 3, h, w)
+    };
+    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+}
+
+/// Decodes a video at 16 fps, every frame resized and centre-cropped to `(h, w)`.
+fn decode_clip(
+    path: &Path,
+    h: usize,
+    w: usize,
+    what: &str,
+) -> Result<(Vec<RgbImage>, f64, Option<f64>)> {
+    let mut frames = Vec::new();
+    let mut err = None;
+    let summary = decode_resampled(path, &DecodeOptions::default(), MODEL_FPS, |_, f| {
+        let img = &f.image;
+        let cc = resize::cover_crop(img.height, img.width, h, w);
+        match to_rgb(&resize::video_frame_resize_crop(img, &cc)) {
+            Ok(r) => frames.push(r),
+            Err(e) => err = Some(e),
+        }
+        Ok(())
+    })
+    .map_err(|e| input_err(what, e))?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if frames.is_empty() {
+        return Err(PipelineError::Input(format!("{what} has no frames")));
+    }
+    Ok((
+        frames,
+        summary.duration_s,
+        summary.info.audio.as_ref().map(|a| a.offset_s),
+    ))
+}
+
+fn write_mp4(
+    path: &Path,
+    frames: impl Iterator<Item = ImageU8>,
+    w: usize,
+    h: usize,
+    opts: &EncodeOptions,
+) -> Result<()> {
+    let mut wr = Mp4Writer::create(path, w, h, opts)?;
+    for f in frames {
+        wr.write(&f)?;
+    }
+    wr.finish()?;
+    Ok(())
+}
+
+fn rgb_to_image(f: &RgbImage) -> ImageU8 {
+    ImageU8::from_vec(f.width as usize, f.height as usize, 3, f.data.clone())
+}
+
+/// Adapts sampling hooks to job progress with an ETA per segment.
+struct ProgressHooks<'a> {
+    p: &'a dyn JobProgress,
+    seg_start: Instant,
+    segments: usize,
+}
+
+impl Hooks for ProgressHooks<'_> {
+    fn segment(&mut self, index: usize, count: usize, start: usize, end: usize) {
+        self.seg_start = Instant::now();
+        self.segments = count;
+        self.p.log(&format!(
+            "segment {}/{count}: driving frames [{start}, {end})",
+            index + 1
+        ));
+    }
+    fn step(&mut self, index: usize, done: usize, total: usize) {
+        let el = self.seg_start.elapsed().as_secs_f64();
+        let per = el / done as f64;
+        // Remaining steps of this segment and of the segments after it.
+        let left = (total - done) + (self.segments - index - 1) * total;
+        self.p.progress(
+            &format!("segment {}/{}", index + 1, self.segments),
+            done as u64,
+            total as u64,
+            Some(per * left as f64),
+        );
+    }
+    fn cancelled(&self) -> bool {
+        self.p.is_cancelled()
+    }
+}
+
+fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
+    let mut models = StageAModels::default();
+    let need_seg = req.reference_mask.is_none() || req.driving_mask.is_none();
+    let need_pose = req.driving_type == DrivingType::Pose && req.pose_video.is_none();
+    let Some(dir) = &req.stagea_dir else {
+        return Ok(models);
+    };
+    let rt = scail_stagea::runtime::RuntimeConfig::default();
+    if need_seg {
+        let files = scail_stagea::sam3::Sam3Files::in_dir(dir);
+        if files.vision_encoder.is_file() {
+            let seg = scail_stagea::sam3::Sam3Segmenter::load(&files, &cfg.prompts(), &rt)
+                .map_err(|e| input_err("segmentation model", e))?;
+            models.segmenter = Some(Box::new(seg));
+        }
+    }
+    if need_pose {
+        let dw = dir.join("dw-ll_ucoco_384.onnx");
+        if dw.is_file() {
+            let yolox = dir.join("yolox_l.onnx");
+            let pose = scail_stagea::pose::PoseEstimator::load(
+                yolox.is_file().then_some(yolox.as_path()),
+                &dw,
+                &rt,
+            )
+            .map_err(|e| input_err("pose model", e))?;
+            models.pose = Some(pose);
+        }
+    }
+    Ok(models)
+}
+
+/// Runs one job and writes `req.out` (and the Stage A videos when asked).
+pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) -> Result<JobOutput> {
+    let mut timings: Vec<(String, f64)> = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, timings: &mut Vec<(String, f64)>| {
+        timings.push((name.to_string(), clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+    // Reference and target size.
+    let img = decode_image(&req.image, &Limits::default())
+        .map_err(|e| input_err("image", e))?
+        .rgb();
+    let (tw, th) = match req.size {
+        Some((w, h)) => {
+            if w % 32 != 0 || h % 32 != 0 || w == 0 || h == 0 {
+                return Err(PipelineError::Input(format!(
+                    "size {w}x{h}: both sides must be positive multiples of 32"
+                )));
+            }
+            // An explicit size is used as given (no orientation swap).
+            (w as usize, h as usize)
+        }
+        None => {
+            let (w, h) = req
+                .resolution
+                .target_size(img.width as u32, img.height as u32);
+            (w as usize, h as usize)
+        }
+    };
+    let ref_model = resize::reference_image_to_model(&img, th, tw);
+    let ref_u8 = to_rgb(&resize::video_frame_resize_crop(
+        &img,
+        &resize::cover_crop(img.height, img.width, th, tw),
+    ))?;
+    progress.log(&format!("target size {tw}x{th}"));
+
+    // Driving video on the 16 fps timeline.
+    let (driving, duration_s, audio_offset) = decode_clip(&req.video, th, tw, "driving video")?;
+    let n = driving.len();
+    progress.log(&format!(
+        "driving video: {n} frames at {MODEL_FPS} fps, {duration_s:.3} s"
+    ));
+    lap("decode", &mut timings);
+
+    // Stage A.
+    if progress.is_cancelled() {
+        return Err(PipelineError::Cancelled);
+    }
+    let mode = match req.mode {
+        Mode::Animation => scail_stagea::Mode::Animation,
+        Mode::Replacement => scail_stagea::Mode::Replacement,
+    };
+    let dt = match req.driving_type {
+        DrivingType::EndToEnd => sa::DrivingType::EndToEnd,
+        DrivingType::Pose => sa::DrivingType::Pose,
+    };
+    let st = match req.subject_type {
+        SubjectType::Human => sa::SubjectType::Human,
+        SubjectType::Animal => sa::SubjectType::Animal,
+    };
+    let cfg = StageAConfig::new(mode, dt, st);
+    let mut sa_models = stagea_models(req, &cfg)?;
+    let reference_mask = match &req.reference_mask {
+        Some(p) => Some(to_rgb(
+            &decode_image(p, &Limits::default())
+                .map_err(|e| input_err("reference mask", e))?
+                .rgb(),
+        )?),
+        None => None,
+    };
+    let clip_of = |p: &Option<PathBuf>, what: &str| -> Result<Option<Clip>> {
+        match p {
+            None => Ok(None),
+            Some(p) => {
+                let (frames, _, _) = decode_clip(p, th, tw, what)?;
+                Ok(Some(Clip {
+                    frames,
+                    fps: MODEL_FPS as f64,
+                }))
+            }
+        }
+    };
+    let inputs = StageAInputs {
+        reference: ref_u8,
+        reference_alpha: None,
+        driving: Clip {
+            frames: driving,
+            fps: MODEL_FPS as f64,
+        },
+        reference_mask,
+        driving_mask: clip_of(&req.driving_mask, "driving mask video")?,
+        pose_video: clip_of(&req.pose_video, "pose video")?,
+    };
+    let stagea = sa::run_stage_a(&cfg, &inputs, &mut sa_models)
+        .map_err(|e| PipelineError::Input(format!("preprocessing: {e}")))?;
+    drop(inputs);
+    lap("stage_a", &mut timings);
+
+    // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference.
+    let dev = models.dit.device().clone();
+    let ctx = models.encode_text(&[&req.prompt, ""])?;
+    lap("text_encode", &mut timings);
+    let clip_in = resize::clip_preprocess(&ref_model);
+    let clip_px = Tensor::from_vec(clip_in.data.clone(), clip_in.shape.as_slice(), &dev)?;
+    let clip_fea = models.clip.forward(&clip_px)?.to_dtype(DType::F32)?;
+    lap("clip_encode", &mut timings);
+
+    let pixels = PixelInputs {
+        ref_image: hwc_to_chw(&ref_model, &Device::Cpu)?,
+        ref_mask: frames_tensor(
+            std::slice::from_ref(&stagea.reference_mask),
+            resize::normalize_image_u8,
+            true,
+        )?
+        .squeeze(1)?,
+        pose_video: frames_tensor(&stagea.driving_video, resize::normalize_video_u8, false)?,
+        driving_mask: frames_tensor(&stagea.driving_mask, resize::normalize_video_u8, true)?,
+    };
+    let cond = Conditioning {
+        context: ctx[0].clone(),
+        context_null: ctx[1].clone(),
+        clip_fea,
+    };
+    let opts = SamplingOptions {
+        solver: req.solver,
+        steps: req.steps,
+        shift: req.shift,
+        guidance: req.guidance,
+        replace: req.mode == Mode::Replacement,
+        round_history_bf16: models.dit.dtype() == DType::BF16,
+        color_match: req.color_match,
+        segment_len: req.segment_len,
+        segment_overlap: req.segment_overlap,
+        ..SamplingOptions::default()
+    };
+    let mut hooks = ProgressHooks {
+        p: progress,
+        seg_start: Instant::now(),
+        segments: 1,
+    };
+    let mut noise = NoiseGen::new(req.seed);
+    let mut last_latent = LastLatent {
+        hooks: &mut hooks,
+        latent: None,
+    };
+    let video = sample_video(
+        &models.dit,
+        &models.vae,
+        &pixels,
+        &cond,
+        &opts,
+        &mut noise,
+        &mut last_latent,
+    )?;
+    let latent = last_latent.latent.take();
+    lap("sampling_and_decode", &mut timings);
+
+    // Output at 16 fps with the driving video's duration and audio.
+    let (_, t, h, w) = (video.dim(0)?, video.dim(1)?, video.dim(2)?, video.dim(3)?);
+    let u8v = ((video.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?
+        .round()?
+        .to_dtype(DType::U8)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?;
+    let data = u8v.flatten_all()?.to_vec1::<u8>()?;
+    let enc = EncodeOptions {
+        fps: MODEL_FPS,
+        audio_from: Some(req.video.clone()),
+        audio_offset_s: audio_offset.unwrap_or(0.0),
+        duration_s: Some(duration_s),
+        ..EncodeOptions::default()
+    };
+    if let Some(parent) = req.out.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| input_err("output folder", e))?;
+        }
+    }
+    let fsz = h * w * 3;
+    write_mp4(
+        &req.out,
+        (0..t).map(|k| ImageU8::from_vec(w, h, 3, data[k * fsz..(k + 1) * fsz].to_vec())),
+        w,
+        h,
+        &enc,
+    )?;
+    let (mut pre_v, mut pre_m) = (None, None);
+    if req.output_preprocessing {
+        let stem = req
+            .out
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("output");
+        let dir = req.out.parent().unwrap_or(Path::new("."));
+        let pv = dir.join(format!("{stem}_preprocessing.mp4"));
+        let pm = dir.join(format!("{stem}_preprocessing_mask.mp4"));
+        let noaudio = EncodeOptions {
+            audio_from: None,
+            ..enc.clone()
+        };
+        write_mp4(
+            &pv,
+            stagea.driving_video.iter().map(rgb_to_image),
+            w,
+            h,
+            &noaudio,
+        )?;
+        write_mp4(
+            &pm,
+            stagea.driving_mask.iter().map(rgb_to_image),
+            w,
+            h,
+            &noaudio,
+        )?;
+        pre_v = Some(pv);
+        pre_m = Some(pm);
+    }
+    lap("encode_mp4", &mut timings);
+    Ok(JobOutput {
+        video: req.out.clone(),
+        preprocessing_video: pre_v,
+        preprocessing_mask_video: pre_m,
+        seed: req.seed,
+        frames: t,
+        duration_s,
+        timings,
+        last_latent: latent,
+    })
+}
+
+/// Keeps the last segment's final latent while forwarding everything else.
+struct LastLatent<'a, 'b> {
+    hooks: &'a mut ProgressHooks<'b>,
+    latent: Option<Tensor>,
+}
+
+impl Hooks for LastLatent<'_, '_> {
+    fn record(&mut self, name: &str, t: &Tensor) {
+        if name.ends_with("_final_latent") {
+            self.latent = Some(t.clone());
+        }
+    }
+    fn segment(&mut self, index: usize, count: usize, start: usize, end: usize) {
+        self.hooks.segment(index, count, start, end)
+    }
+    fn step(&mut self, index: usize, done: usize, total: usize) {
+        self.hooks.step(index, done, total)
+    }
+    fn cancelled(&self) -> bool {
+        self.hooks.cancelled()
+    }
+}

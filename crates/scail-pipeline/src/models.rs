@@ -1,0 +1,143 @@
+//! The four networks of a weights folder (as `scail weights` lays it out, official or canonical
+//! names), loaded once and kept for many jobs. The 11 GB umT5 encoder is the exception: it is
+//! loaded for the text encode of a job and freed right after (unless `keep_text_encoder`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor};
+use scail_model::clip::ClipVision;
+use scail_model::dit::Dit;
+use scail_model::t5::T5Encoder;
+use scail_model::tokenizer::T5Tokenizer;
+use scail_model::vae::WanVae;
+use scail_model::weights::{self, Checkpoint, Contract, ModelSize};
+
+use crate::{PipelineError, Result};
+
+/// Precision and placement.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Matmul weights of the DiT, umT5 and CLIP (bf16 for memory; the DiT keeps f32 islands).
+    /// The VAE always runs in f32, as the reference does.
+    pub dtype: DType,
+    pub device: Device,
+    /// Keep umT5 loaded between jobs instead of freeing it after each encode.
+    pub keep_text_encoder: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            keep_text_encoder: false,
+        }
+    }
+}
+
+/// Loaded networks of one weights folder.
+pub struct Models {
+    pub dir: PathBuf,
+    pub contract: Contract,
+    pub dit: Dit,
+    pub vae: WanVae,
+    pub clip: ClipVision,
+    pub tokenizer: T5Tokenizer,
+    t5_path: PathBuf,
+    t5: Mutex<Option<T5Encoder>>,
+    pub opts: LoadOptions,
+}
+
+fn werr(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Weights(e.to_string())
+}
+
+fn open(path: &Path, dtype: DType, dev: &Device) -> Result<candle_nn::VarBuilder<'static>> {
+    Ok(Checkpoint::open(path)
+        .map_err(|e| werr(format!("{}: {e}", path.display())))?
+        .var_builder(dtype, dev))
+}
+
+impl Models {
+    /// Verifies the folder against the contract of its size (tiny or 14B) and loads every
+    /// component but umT5.
+    pub fn load(dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let report = weights::verify(dir).map_err(|e| werr(format!("{}: {e}", dir.display())))?;
+        if !report.ok() {
+            return Err(werr(format!(
+                "{} is not a complete weights folder:\n{report}",
+                dir.display()
+            )));
+        }
+        let contract = Contract::new(report.size);
+        let file = |c: &str| -> Result<PathBuf> {
+            report
+                .components
+                .iter()
+                .find(|r| r.component == c)
+                .and_then(|r| r.file.clone())
+                .ok_or_else(|| werr(format!("{}: no {c} checkpoint", dir.display())))
+        };
+        let dev = &opts.device;
+        let dit = Dit::load(open(&file("dit")?, opts.dtype, dev)?, &contract.dit)?;
+        let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
+        let clip = ClipVision::new(&contract.clip, open(&file("clip")?, opts.dtype, dev)?)?;
+        let tok_path = report
+            .tokenizer
+            .clone()
+            .or_else(|| weights::find_tokenizer(dir))
+            .ok_or_else(|| werr(format!("{}: no umT5 tokenizer.json", dir.display())))?;
+        let tokenizer = T5Tokenizer::from_file(&tok_path).map_err(werr)?;
+        let t5_path = file("t5")?;
+        let me = Self {
+            dir: dir.to_path_buf(),
+            contract,
+            dit,
+            vae,
+            clip,
+            tokenizer,
+            t5_path,
+            t5: Mutex::new(None),
+            opts,
+        };
+        if me.opts.keep_text_encoder {
+            let t5 = me.load_t5()?;
+            *me.t5.lock().unwrap_or_else(|e| e.into_inner()) = Some(t5);
+        }
+        Ok(me)
+    }
+
+    pub fn size(&self) -> ModelSize {
+        self.contract.size
+    }
+
+    fn load_t5(&self) -> Result<T5Encoder> {
+        Ok(T5Encoder::new(
+            &self.contract.t5,
+            open(&self.t5_path, self.opts.dtype, &self.opts.device)?,
+        )?)
+    }
+
+    /// umT5 features `[n, text_dim]` of each prompt (EOS included, trimmed to the real length).
+    /// Loads the encoder if needed and frees it afterwards unless it is kept.
+    pub fn encode_text(&self, prompts: &[&str]) -> Result<Vec<Tensor>> {
+        let mut guard = self.t5.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.load_t5()?);
+        }
+        let t5 = guard.as_ref().expect("just loaded");
+        let mut out = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let ids = self
+                .tokenizer
+                .encode(p)
+                .map_err(|e| PipelineError::Input(format!("prompt: {e}")))?;
+            out.push(t5.encode(&ids)?.to_dtype(DType::F32)?);
+        }
+        if !self.opts.keep_text_encoder {
+            *guard = None;
+        }
+        Ok(out)
+    }
+}
