@@ -130,14 +130,38 @@ fn chunked(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, dims: &Dims) -> Resul
 
 fn blockwise_cpu(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, dims: &Dims) -> Result<Tensor> {
     let dt = q.dtype();
-    let flat = |t: &Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-    };
-    let (qv, kv, vv) = (flat(q)?, flat(k)?, flat(v)?);
-    let out = blockwise_f32(&qv, &kv, &vv, dims, scale as f32);
+    // Contiguous f32 inputs are read in place (no copy: at 48k tokens × 5120 each is 1 GB).
+    let (q, k, v) = (f32_contiguous(q)?, f32_contiguous(k)?, f32_contiguous(v)?);
+    let (qs, _) = q.storage_and_layout();
+    let (ks, _) = k.storage_and_layout();
+    let (vs, _) = v.storage_and_layout();
+    let out = blockwise_f32(
+        cpu_slice(&qs, &q)?,
+        cpu_slice(&ks, &k)?,
+        cpu_slice(&vs, &v)?,
+        dims,
+        scale as f32,
+    );
     let mut shape = dims.lead.clone();
     shape.extend([dims.lq, dims.dv]);
     Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_dtype(dt)?)
+}
+
+fn f32_contiguous(t: &Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(DType::F32)?.contiguous()?)
+}
+
+/// The f32 elements of a contiguous CPU tensor, borrowed from its storage.
+fn cpu_slice<'a>(storage: &'a candle_core::Storage, t: &Tensor) -> Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        return Err(candle_core::Error::Msg("blockwise attention needs CPU tensors".into()).into());
+    };
+    let all = cpu.as_slice::<f32>()?;
+    let (start, end) = t
+        .layout()
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("attention input not contiguous".into()))?;
+    Ok(&all[start..end])
 }
 
 fn blockwise_f32(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Vec<f32> {

@@ -7,10 +7,10 @@ use scail_model::fixtures::max_abs_diff;
 
 const TOKENS: usize = 48 * 1024;
 const HEAD_DIM: usize = 64;
-/// Peak RSS growth allowed while attending. Inputs and output are 12.6 MB each (f32); the kernel
-/// keeps f32 copies of the inputs plus per-thread block scratch. Materialised scores would need
-/// TOKENS² × 4 B = 9.7 GB.
-const BOUND_MB: f64 = 256.0;
+/// Peak RSS growth allowed while attending: the f32 output (12.6 MB) plus per-thread block
+/// scratch (~0.3 MB each), with headroom for the allocator; the inputs are read in place.
+/// Materialised scores would need TOKENS² × 4 B = 9.7 GB.
+const BOUND_MB: f64 = 64.0;
 
 fn status_kb(field: &str) -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -48,6 +48,7 @@ fn attention_48k_tokens_single_head_in_bounded_memory() {
     assert_eq!(out.dims(), &[1, TOKENS, HEAD_DIM]);
     if reset {
         let growth_mb = (peak - base) / 1024.0;
+        eprintln!("48k-token attention: peak RSS growth {growth_mb:.1} MB (bound {BOUND_MB} MB)");
         assert!(
             growth_mb < BOUND_MB,
             "peak RSS grew {growth_mb:.0} MB (bound {BOUND_MB} MB)"
