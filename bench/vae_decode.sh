@@ -21,6 +21,8 @@ o, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 assert o["frames"] == t["frames"], (o, t)
 print(f"speed: ours {o['seconds']:.2f} s vs PyTorch {t['seconds']:.2f} s -> "
       f"{t['seconds'] / o['seconds']:.2f}x ({'ours faster' if o['seconds'] < t['seconds'] else 'PyTorch faster'})")
+print(f"CPU time (less sensitive to other load on the machine): ours {o['cpu_seconds']:.1f} s vs PyTorch "
+      f"{t['cpu_seconds']:.1f} s -> {t['cpu_seconds'] / o['cpu_seconds']:.2f}x")
 print(f"peak RSS: ours {o['peak_rss_bytes'] / 2**30:.2f} GiB vs PyTorch {t['peak_rss_bytes'] / 2**30:.2f} GiB -> "
       f"{o['peak_rss_bytes'] / t['peak_rss_bytes']:.2f}x")
 PY

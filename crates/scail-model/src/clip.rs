@@ -6,8 +6,11 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// CLIP normalisation applied after mapping [-1, 1] pixels to [0, 1].
+// The reference's literal values, kept verbatim.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// See [`CLIP_MEAN`].
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +53,14 @@ impl ClipVisionConfig {
             ("log_scale".to_string(), vec![]),
             ("visual.cls_embedding".to_string(), vec![1, 1, w]),
             ("visual.head".to_string(), vec![w, self.embed_dim]),
-            ("visual.patch_embedding.weight".to_string(), vec![w, 3, p, p]),
-            ("visual.pos_embedding".to_string(), vec![1, self.num_patches() + 1, w]),
+            (
+                "visual.patch_embedding.weight".to_string(),
+                vec![w, 3, p, p],
+            ),
+            (
+                "visual.pos_embedding".to_string(),
+                vec![1, self.num_patches() + 1, w],
+            ),
             ("visual.post_norm.bias".to_string(), vec![w]),
             ("visual.post_norm.weight".to_string(), vec![w]),
             ("visual.pre_norm.bias".to_string(), vec![w]),
@@ -83,7 +92,10 @@ struct Linear {
 
 impl Linear {
     fn new(vb: VarBuilder, i: usize, o: usize) -> Result<Self> {
-        Ok(Self { w: vb.get((o, i), "weight")?, b: vb.get(o, "bias")? })
+        Ok(Self {
+            w: vb.get((o, i), "weight")?,
+            b: vb.get(o, "bias")?,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -99,7 +111,11 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn new(vb: VarBuilder, d: usize, eps: f64) -> Result<Self> {
-        Ok(Self { w: vb.get(d, "weight")?, b: vb.get(d, "bias")?, eps })
+        Ok(Self {
+            w: vb.get(d, "weight")?,
+            b: vb.get(d, "bias")?,
+            eps,
+        })
     }
 
     /// Computed in f32 whatever the activation dtype, like the reference's LayerNorm.
@@ -187,13 +203,17 @@ impl ClipVision {
         let n = x.dim(1)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for blk in &self.blocks {
-            let y = blk.qkv.forward(&blk.norm1.forward(&x)?)?.reshape((b, n, 3, heads, hd))?;
+            let y = blk
+                .qkv
+                .forward(&blk.norm1.forward(&x)?)?
+                .reshape((b, n, 3, heads, hd))?;
             let part = |i: usize| -> Result<Tensor> {
                 y.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()
             };
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             let att = (q.matmul(&k.t()?)? * scale)?;
-            let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+            let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?
+                .to_dtype(v.dtype())?;
             let a = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, w))?;
             x = (x + blk.proj.forward(&a)?)?;
             let h = blk.fc1.forward(&blk.norm2.forward(&x)?)?.gelu_erf()?;

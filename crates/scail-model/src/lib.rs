@@ -12,3 +12,4 @@ pub mod weights;
 pub mod tokenizer;
 pub mod pth;
 pub(crate) mod vae_cpu;
+pub mod hub;

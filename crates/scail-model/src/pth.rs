@@ -35,7 +35,9 @@ fn storage_class(dt: DType) -> std::io::Result<&'static str> {
         DType::U8 => "ByteStorage",
         DType::I64 => "LongStorage",
         other => {
-            return Err(std::io::Error::other(format!("no PyTorch storage class for {other:?}")))
+            return Err(std::io::Error::other(format!(
+                "no PyTorch storage class for {other:?}"
+            )))
         }
     })
 }
@@ -53,7 +55,8 @@ impl Pickle {
     }
     fn global(&mut self, module: &str, name: &str) {
         self.0.push(b'c');
-        self.0.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        self.0
+            .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     }
     fn int(&mut self, v: usize) {
         if v < 256 {
@@ -194,7 +197,12 @@ impl ZipOut {
         h.extend_from_slice(&pad.to_le_bytes());
         h.extend(std::iter::repeat_n(b'Z', pad as usize));
         self.write_all(&h)?;
-        self.entries.push(CentralEntry { name: name.to_string(), crc, size, offset });
+        self.entries.push(CentralEntry {
+            name: name.to_string(),
+            crc,
+            size,
+            offset,
+        });
         Ok(())
     }
 
@@ -272,7 +280,11 @@ pub fn write_pth(
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
-    let mut z = ZipOut { f: BufWriter::new(File::create(path)?), pos: 0, entries: Vec::new() };
+    let mut z = ZipOut {
+        f: BufWriter::new(File::create(path)?),
+        pos: 0,
+        entries: Vec::new(),
+    };
     z.entry("archive/data.pkl", &pickle(entries, nesting)?)?;
     z.entry("archive/byteorder", b"little")?;
     for (i, e) in entries.iter().enumerate() {
@@ -306,7 +318,11 @@ mod tests {
     #[test]
     fn crc_of_zeros_matches_direct() {
         for n in [0u64, 1, 2, 3, 7, 64, 1000, 4097] {
-            assert_eq!(super::crc_of_zeros(n), crc32fast::hash(&vec![0u8; n as usize]), "n={n}");
+            assert_eq!(
+                super::crc_of_zeros(n),
+                crc32fast::hash(&vec![0u8; n as usize]),
+                "n={n}"
+            );
         }
     }
 }

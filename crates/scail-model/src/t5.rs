@@ -37,16 +37,25 @@ impl T5Config {
 
     /// Every tensor of the official checkpoint with its shape.
     pub fn expected_keys(&self) -> Vec<(String, Vec<usize>)> {
-        let mut out = vec![("token_embedding.weight".to_string(), vec![self.vocab_size, self.dim])];
+        let mut out = vec![(
+            "token_embedding.weight".to_string(),
+            vec![self.vocab_size, self.dim],
+        )];
         for i in 0..self.num_layers {
             let p = format!("blocks.{i}");
             out.push((format!("{p}.norm1.weight"), vec![self.dim]));
             for n in ["q", "k", "v"] {
-                out.push((format!("{p}.attn.{n}.weight"), vec![self.dim_attn, self.dim]));
+                out.push((
+                    format!("{p}.attn.{n}.weight"),
+                    vec![self.dim_attn, self.dim],
+                ));
             }
             out.push((format!("{p}.attn.o.weight"), vec![self.dim, self.dim_attn]));
             out.push((format!("{p}.norm2.weight"), vec![self.dim]));
-            out.push((format!("{p}.ffn.gate.0.weight"), vec![self.dim_ffn, self.dim]));
+            out.push((
+                format!("{p}.ffn.gate.0.weight"),
+                vec![self.dim_ffn, self.dim],
+            ));
             out.push((format!("{p}.ffn.fc1.weight"), vec![self.dim_ffn, self.dim]));
             out.push((format!("{p}.ffn.fc2.weight"), vec![self.dim, self.dim_ffn]));
             out.push((
@@ -134,7 +143,10 @@ impl T5Encoder {
                 gate: b.get((df, d), "ffn.gate.0.weight")?,
                 fc1: b.get((df, d), "ffn.fc1.weight")?,
                 fc2: b.get((d, df), "ffn.fc2.weight")?,
-                pos: b.get((cfg.num_buckets, cfg.num_heads), "pos_embedding.embedding.weight")?,
+                pos: b.get(
+                    (cfg.num_buckets, cfg.num_heads),
+                    "pos_embedding.embedding.weight",
+                )?,
             });
         }
         Ok(Self {
@@ -158,8 +170,11 @@ impl T5Encoder {
         let ids: Vec<u32> = (0..l)
             .flat_map(|q| {
                 (0..l).map(move |k| {
-                    relative_position_bucket(k as i64 - q as i64, self.cfg.num_buckets, self.cfg.max_distance)
-                        as u32
+                    relative_position_bucket(
+                        k as i64 - q as i64,
+                        self.cfg.num_buckets,
+                        self.cfg.max_distance,
+                    ) as u32
                 })
             })
             .collect();
@@ -175,7 +190,10 @@ impl T5Encoder {
         let hd = da / h;
         let dt = self.embedding.dtype();
         let ids = ids.to_dtype(DType::U32)?;
-        let mut x = self.embedding.index_select(&ids.flatten_all()?, 0)?.reshape((b, l, self.cfg.dim))?;
+        let mut x = self
+            .embedding
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.dim))?;
         // Key mask as an additive bias [B, 1, 1, L]: the reference fills masked logits with
         // the dtype's lowest value.
         let mask_bias = match mask {
@@ -209,7 +227,10 @@ impl T5Encoder {
             };
             let (q, k, v) = (split(&blk.q)?, split(&blk.k)?, split(&blk.v)?);
             // No 1/sqrt(d) scaling in T5.
-            let logits = q.matmul(&k.t()?)?.to_dtype(DType::F32)?.broadcast_add(&bias)?;
+            let logits = q
+                .matmul(&k.t()?)?
+                .to_dtype(DType::F32)?
+                .broadcast_add(&bias)?;
             let p = candle_nn::ops::softmax_last_dim(&logits)?.to_dtype(dt)?;
             let a = p
                 .matmul(&v)?

@@ -45,7 +45,11 @@ impl T5Tokenizer {
 
     fn new(inner: tokenizers::Tokenizer) -> Result<Self, TokenizerError> {
         let eos = inner.token_to_id("</s>").ok_or(TokenizerError::NoEos)?;
-        Ok(Self { inner, eos, max_len: MAX_TOKENS })
+        Ok(Self {
+            inner,
+            eos,
+            max_len: MAX_TOKENS,
+        })
     }
 
     pub fn eos_id(&self) -> u32 {
@@ -123,7 +127,10 @@ fn fix_text(text: &str) -> String {
             }
             '\u{2028}' | '\u{2029}' | '\u{85}' => out.push('\n'),
             // Control characters other than tab / newline are dropped, as ftfy does.
-            c if c.is_control() && c != '\t' && c != '\n' && !('\u{1c}'..='\u{1f}').contains(&c) => {}
+            c if c.is_control()
+                && c != '\t'
+                && c != '\n'
+                && !('\u{1c}'..='\u{1f}').contains(&c) => {}
             c => out.push(c),
         }
     }
@@ -171,7 +178,10 @@ pub fn html_unescape(s: &str) -> String {
                 };
                 v.map(|v| char::from_u32(v).unwrap_or('\u{fffd}').to_string())
             } else {
-                NAMED.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+                NAMED
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
             };
             ch.map(|c| (c, e))
         });
@@ -182,9 +192,18 @@ pub fn html_unescape(s: &str) -> String {
             }
             None => {
                 // Like Python, the legacy entities also decode without their semicolon.
-                match ["amp", "lt", "gt", "quot", "nbsp"].iter().find(|n| tail.starts_with(**n)) {
+                match ["amp", "lt", "gt", "quot", "nbsp"]
+                    .iter()
+                    .find(|n| tail.starts_with(**n))
+                {
                     Some(n) => {
-                        out.push_str(NAMED.iter().find(|(m, _)| m == n).map(|(_, v)| *v).unwrap_or(""));
+                        out.push_str(
+                            NAMED
+                                .iter()
+                                .find(|(m, _)| m == n)
+                                .map(|(_, v)| *v)
+                                .unwrap_or(""),
+                        );
                         rest = &tail[n.len()..];
                     }
                     None => {

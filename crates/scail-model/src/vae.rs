@@ -16,8 +16,8 @@ pub const LATENT_MEAN: [f32; 16] = [
 ];
 /// See [`LATENT_MEAN`].
 pub const LATENT_STD: [f32; 16] = [
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652,
-    1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579,
+    1.6382, 1.1253, 2.8251, 1.9160,
 ];
 
 /// Shape of a Wan 2.1 VAE. The published checkpoint is [`VaeConfig::wan21`]; tests use narrower
@@ -68,10 +68,11 @@ impl VaeConfig {
     /// order: the key contract checked by `weights verify`.
     pub fn expected_keys(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
-        let conv3 = |out: &mut Vec<(String, Vec<usize>)>, p: &str, o: usize, i: usize, k: [usize; 3]| {
-            out.push((format!("{p}.weight"), vec![o, i, k[0], k[1], k[2]]));
-            out.push((format!("{p}.bias"), vec![o]));
-        };
+        let conv3 =
+            |out: &mut Vec<(String, Vec<usize>)>, p: &str, o: usize, i: usize, k: [usize; 3]| {
+                out.push((format!("{p}.weight"), vec![o, i, k[0], k[1], k[2]]));
+                out.push((format!("{p}.bias"), vec![o]));
+            };
         let res = |out: &mut Vec<(String, Vec<usize>)>, p: &str, i: usize, o: usize| {
             out.push((format!("{p}.residual.0.gamma"), vec![i, 1, 1, 1]));
             conv3(out, &format!("{p}.residual.2"), o, i, [3, 3, 3]);
@@ -99,16 +100,30 @@ impl VaeConfig {
         for i in 0..n_stages {
             let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
             for _ in 0..self.num_res_blocks {
-                res(&mut out, &format!("encoder.downsamples.{idx}"), in_dim, out_dim);
+                res(
+                    &mut out,
+                    &format!("encoder.downsamples.{idx}"),
+                    in_dim,
+                    out_dim,
+                );
                 in_dim = out_dim;
                 idx += 1;
             }
             if i != n_stages - 1 {
                 let p = format!("encoder.downsamples.{idx}");
-                out.push((format!("{p}.resample.1.weight"), vec![out_dim, out_dim, 3, 3]));
+                out.push((
+                    format!("{p}.resample.1.weight"),
+                    vec![out_dim, out_dim, 3, 3],
+                ));
                 out.push((format!("{p}.resample.1.bias"), vec![out_dim]));
                 if self.temporal_downsample[i] {
-                    conv3(&mut out, &format!("{p}.time_conv"), out_dim, out_dim, [3, 1, 1]);
+                    conv3(
+                        &mut out,
+                        &format!("{p}.time_conv"),
+                        out_dim,
+                        out_dim,
+                        [3, 1, 1],
+                    );
                 }
                 idx += 1;
             }
@@ -134,16 +149,30 @@ impl VaeConfig {
                 in_dim /= 2;
             }
             for _ in 0..=self.num_res_blocks {
-                res(&mut out, &format!("decoder.upsamples.{idx}"), in_dim, out_dim);
+                res(
+                    &mut out,
+                    &format!("decoder.upsamples.{idx}"),
+                    in_dim,
+                    out_dim,
+                );
                 in_dim = out_dim;
                 idx += 1;
             }
             if i != n_stages - 1 {
                 let p = format!("decoder.upsamples.{idx}");
-                out.push((format!("{p}.resample.1.weight"), vec![out_dim / 2, out_dim, 3, 3]));
+                out.push((
+                    format!("{p}.resample.1.weight"),
+                    vec![out_dim / 2, out_dim, 3, 3],
+                ));
                 out.push((format!("{p}.resample.1.bias"), vec![out_dim / 2]));
                 if up[i] {
-                    conv3(&mut out, &format!("{p}.time_conv"), out_dim * 2, out_dim, [3, 1, 1]);
+                    conv3(
+                        &mut out,
+                        &format!("{p}.time_conv"),
+                        out_dim * 2,
+                        out_dim,
+                        [3, 1, 1],
+                    );
                 }
                 idx += 1;
             }
@@ -240,7 +269,9 @@ impl CausalConv3d {
             candle_core::bail!("causal conv kernel {k:?}: square odd spatial kernels only");
         }
         let (weight, cpu) = if cpu {
-            let taps = cpu_slice(&w, |s| crate::vae_cpu::arrange_taps(s, c_out, c_in, k[0], k[1]))?;
+            let taps = cpu_slice(&w, |s| {
+                crate::vae_cpu::arrange_taps(s, c_out, c_in, k[0], k[1])
+            })?;
             (None, Some((taps, bias.to_vec1::<f32>()?)))
         } else {
             let folded = w
@@ -269,7 +300,16 @@ impl CausalConv3d {
         let t = t_in + 1 - self.kd;
         if let Some((taps, bias)) = &self.cpu {
             let (out, _) = cpu_slice(xs, |x| {
-                crate::vae_cpu::conv3d_stream(&[], x, None, (c, h, w), taps, bias, (self.c_out, self.kd, self.k), None)
+                crate::vae_cpu::conv3d_stream(
+                    &[],
+                    x,
+                    None,
+                    (c, h, w),
+                    taps,
+                    bias,
+                    (self.c_out, self.kd, self.k),
+                    None,
+                )
             })?;
             return Tensor::from_vec(out, (t, self.c_out, h, w), xs.device());
         }
@@ -281,8 +321,12 @@ impl CausalConv3d {
                 .collect::<Result<Vec<_>>>()?;
             Tensor::cat(&taps, 1)?
         };
-        let weight = self.weight.as_ref().expect("candle path has a folded weight");
-        x.conv2d(weight, self.k / 2, 1, 1, 1)?.broadcast_add(&self.bias)
+        let weight = self
+            .weight
+            .as_ref()
+            .expect("candle path has a folded weight");
+        x.conv2d(weight, self.k / 2, 1, 1, 1)?
+            .broadcast_add(&self.bias)
     }
 
     /// Streaming forward: the slot holds the last kD-1 input frames (zeros before the start).
@@ -308,11 +352,15 @@ impl CausalConv3d {
                 _ => None,
             };
             let zeros;
-            let gamma = norm.map(|n| n.gamma.flatten_all()?.to_vec1::<f32>()).transpose()?;
-            let act = norm.zip(gamma.as_deref()).map(|(n, g)| crate::vae_cpu::Activation {
-                gamma: g,
-                scale: n.scale as f32,
-            });
+            let gamma = norm
+                .map(|n| n.gamma.flatten_all()?.to_vec1::<f32>())
+                .transpose()?;
+            let act = norm
+                .zip(gamma.as_deref())
+                .map(|(n, g)| crate::vae_cpu::Activation {
+                    gamma: g,
+                    scale: n.scale as f32,
+                });
             let res = residual.map(|r| r.contiguous()).transpose()?;
             let run = |prev: &[f32]| -> Result<(Vec<f32>, Vec<f32>)> {
                 cpu_slice(x, |xs| {
@@ -428,8 +476,11 @@ impl ResidualBlock {
             Some(s) => s.conv_frames(x)?,
             None => x.clone(),
         };
-        let y = self.conv1.forward_act(x, Some(&self.norm1), cache.next(), None)?;
-        self.conv2.forward_act(&y, Some(&self.norm2), cache.next(), Some(&h))
+        let y = self
+            .conv1
+            .forward_act(x, Some(&self.norm1), cache.next(), None)?;
+        self.conv2
+            .forward_act(&y, Some(&self.norm2), cache.next(), Some(&h))
     }
 }
 
@@ -446,7 +497,9 @@ impl AttentionBlock {
     fn new(vb: VarBuilder, c: usize) -> Result<Self> {
         Ok(Self {
             norm: RmsNorm::new(vb.pp("norm"), c, true)?,
-            to_qkv_w: vb.get((3 * c, c, 1, 1), "to_qkv.weight")?.reshape((3 * c, c))?,
+            to_qkv_w: vb
+                .get((3 * c, c, 1, 1), "to_qkv.weight")?
+                .reshape((3 * c, c))?,
             to_qkv_b: vb.get(3 * c, "to_qkv.bias")?,
             proj_w: vb.get((c, c, 1, 1), "proj.weight")?.reshape((c, c))?,
             proj_b: vb.get(c, "proj.bias")?,
@@ -549,14 +602,16 @@ impl Resample {
                 let y = tc.forward_cached(&x, slot)?;
                 let (t, c2, h, w) = y.dims4()?;
                 // Channels [0, c) are the even output frame, [c, 2c) the odd one.
-                x = y.reshape((t, 2, c2 / 2, h, w))?.reshape((2 * t, c2 / 2, h, w))?;
+                x = y
+                    .reshape((t, 2, c2 / 2, h, w))?
+                    .reshape((2 * t, c2 / 2, h, w))?;
             }
         }
         let (_, _, h, w) = x.dims4()?;
         x = match self.mode {
-            ResampleMode::Up2d | ResampleMode::Up3d => {
-                self.conv.conv_frames(&x.upsample_nearest2d(2 * h, 2 * w)?)?
-            }
+            ResampleMode::Up2d | ResampleMode::Up3d => self
+                .conv
+                .conv_frames(&x.upsample_nearest2d(2 * h, 2 * w)?)?,
             ResampleMode::Down2d | ResampleMode::Down3d => x
                 .pad_with_zeros(2, 0, 1)?
                 .pad_with_zeros(3, 0, 1)?
@@ -614,7 +669,8 @@ impl Tower {
         for l in &self.layers {
             x = l.forward(&x, cache)?;
         }
-        self.head_conv.forward_act(&x, Some(&self.head_norm), cache.next(), None)
+        self.head_conv
+            .forward_act(&x, Some(&self.head_norm), cache.next(), None)
     }
 
     fn encoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
@@ -626,7 +682,11 @@ impl Tower {
         for i in 0..n {
             let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
             for _ in 0..cfg.num_res_blocks {
-                layers.push(Layer::Res(ResidualBlock::new(ds.pp(layers.len()), in_dim, out_dim)?));
+                layers.push(Layer::Res(ResidualBlock::new(
+                    ds.pp(layers.len()),
+                    in_dim,
+                    out_dim,
+                )?));
                 in_dim = out_dim;
             }
             if i != n - 1 {
@@ -635,7 +695,11 @@ impl Tower {
                 } else {
                     ResampleMode::Down2d
                 };
-                layers.push(Layer::Resample(Resample::new(ds.pp(layers.len()), out_dim, mode)?));
+                layers.push(Layer::Resample(Resample::new(
+                    ds.pp(layers.len()),
+                    out_dim,
+                    mode,
+                )?));
             }
         }
         let c = *dims.last().unwrap();
@@ -676,7 +740,11 @@ impl Tower {
                 idx += 1;
             }
             if i != n - 1 {
-                let mode = if up[i] { ResampleMode::Up3d } else { ResampleMode::Up2d };
+                let mode = if up[i] {
+                    ResampleMode::Up3d
+                } else {
+                    ResampleMode::Up2d
+                };
                 layers.push(Layer::Resample(Resample::new(us.pp(idx), out_dim, mode)?));
                 idx += 1;
             }
@@ -719,8 +787,12 @@ impl WanVae {
             decoder: Tower::decoder(vb.pp("decoder"), cfg)?,
             conv1: CausalConv3d::new(vb.pp("conv1"), 2 * z, 2 * z, [1, 1, 1])?,
             conv2: CausalConv3d::new(vb.pp("conv2"), z, z, [1, 1, 1])?,
-            mean: Tensor::new(&LATENT_MEAN, &dev)?.to_dtype(dtype)?.reshape((z, 1, 1, 1))?,
-            inv_std: Tensor::new(inv.as_slice(), &dev)?.to_dtype(dtype)?.reshape((z, 1, 1, 1))?,
+            mean: Tensor::new(&LATENT_MEAN, &dev)?
+                .to_dtype(dtype)?
+                .reshape((z, 1, 1, 1))?,
+            inv_std: Tensor::new(inv.as_slice(), &dev)?
+                .to_dtype(dtype)?
+                .reshape((z, 1, 1, 1))?,
             cfg: cfg.clone(),
         })
     }
@@ -734,7 +806,10 @@ impl WanVae {
     pub fn encode_raw(&self, video: &Tensor) -> Result<Tensor> {
         let (c, t, _, _) = video.dims4()?;
         if c != 3 || t == 0 {
-            candle_core::bail!("VAE encode expects [3, T, H, W] with T >= 1, got {:?}", video.dims());
+            candle_core::bail!(
+                "VAE encode expects [3, T, H, W] with T >= 1, got {:?}",
+                video.dims()
+            );
         }
         let frames = video.transpose(0, 1)?; // [T, 3, H, W]
         let mut cache = FeatCache::default();
@@ -784,7 +859,11 @@ impl WanVae {
     ) -> Result<()> {
         let (c, t, _, _) = latent.dims4()?;
         if c != self.cfg.z_dim {
-            candle_core::bail!("VAE decode expects [{}, T, h, w], got {:?}", self.cfg.z_dim, latent.dims());
+            candle_core::bail!(
+                "VAE decode expects [{}, T, h, w], got {:?}",
+                self.cfg.z_dim,
+                latent.dims()
+            );
         }
         let z = latent
             .broadcast_div(&self.inv_std)?
@@ -800,6 +879,92 @@ impl WanVae {
         Ok(())
     }
 
+    /// Spatially tiled decode for small memory budgets (off unless called): the latent is cut
+    /// into overlapping tiles, each decoded over the whole clip with its own frame cache, and
+    /// the overlaps are blended with linear ramps. Working memory and the cache scale with the
+    /// tile instead of the frame; the result differs slightly from [`WanVae::decode`] near
+    /// tile seams (the decoder's receptive field is wider than the overlap). Clamped to
+    /// [-1, 1]; returned on the CPU in f32.
+    pub fn decode_tiled(&self, latent: &Tensor, tiling: Tiling) -> Result<Tensor> {
+        let (_, t, h, w) = latent.dims4()?;
+        if tiling.tile == 0 || tiling.overlap >= tiling.tile {
+            candle_core::bail!("tiling: need 0 <= overlap < tile, got {tiling:?}");
+        }
+        let starts = |n: usize| -> Vec<usize> {
+            if n <= tiling.tile {
+                return vec![0];
+            }
+            let step = tiling.tile - tiling.overlap;
+            let mut v: Vec<usize> = (0..)
+                .map(|i| i * step)
+                .take_while(|s| s + tiling.tile < n)
+                .collect();
+            v.push(n - tiling.tile);
+            v
+        };
+        let (hs, ws) = (starts(h), starts(w));
+        let (tf, ph, pw) = (pixel_frames(t), 8 * h, 8 * w);
+        let mut acc = vec![0f32; 3 * tf * ph * pw];
+        let mut wsum = vec![0f32; ph * pw];
+        let ov = 8 * tiling.overlap;
+        // Weight of pixel i of a tile of length n, ramping over the overlap on inner edges.
+        let ramp = |i: usize, n: usize, first: bool, last: bool| -> f32 {
+            let mut v = 1f32;
+            if !first && i < ov {
+                v = v.min((i as f32 + 0.5) / ov as f32);
+            }
+            if !last && n - i <= ov {
+                v = v.min(((n - i) as f32 - 0.5) / ov as f32);
+            }
+            v
+        };
+        for (yi, &y0) in hs.iter().enumerate() {
+            for (xi, &x0) in ws.iter().enumerate() {
+                let (th, tw) = (tiling.tile.min(h), tiling.tile.min(w));
+                let z = latent.narrow(2, y0, th)?.narrow(3, x0, tw)?.contiguous()?;
+                let (py, px, pth, ptw) = (8 * y0, 8 * x0, 8 * th, 8 * tw);
+                let wy: Vec<f32> = (0..pth)
+                    .map(|i| ramp(i, pth, yi == 0, yi + 1 == hs.len()))
+                    .collect();
+                let wx: Vec<f32> = (0..ptw)
+                    .map(|i| ramp(i, ptw, xi == 0, xi + 1 == ws.len()))
+                    .collect();
+                for (i, a) in wy.iter().enumerate() {
+                    for (j, b) in wx.iter().enumerate() {
+                        wsum[(py + i) * pw + px + j] += a * b;
+                    }
+                }
+                let mut f0 = 0;
+                self.decode_streaming(&z, |chunk| {
+                    let n = chunk.dim(1)?;
+                    let v = chunk
+                        .to_dtype(DType::F32)?
+                        .to_device(&Device::Cpu)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    for c in 0..3 {
+                        for f in 0..n {
+                            for (i, a) in wy.iter().enumerate() {
+                                let src = ((c * n + f) * pth + i) * ptw;
+                                let dst = ((c * tf + f0 + f) * ph + py + i) * pw + px;
+                                let row = &mut acc[dst..dst + ptw];
+                                for ((d, s), b) in row.iter_mut().zip(&v[src..src + ptw]).zip(&wx) {
+                                    *d += s * a * b;
+                                }
+                            }
+                        }
+                    }
+                    f0 += n;
+                    Ok(())
+                })?;
+            }
+        }
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = (*a / wsum[k % (ph * pw)]).clamp(-1.0, 1.0);
+        }
+        Tensor::from_vec(acc, (3, tf, ph, pw), &Device::Cpu)
+    }
+
     pub fn device(&self) -> &Device {
         self.mean.device()
     }
@@ -807,6 +972,13 @@ impl WanVae {
     pub fn dtype(&self) -> DType {
         self.mean.dtype()
     }
+}
+
+/// Spatial tiling of [`WanVae::decode_tiled`], in latent units (x8 for pixels).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tiling {
+    pub tile: usize,
+    pub overlap: usize,
 }
 
 /// Pixel frames ↔ latent frames: 4k+1 frames encode to k+1 latent frames.

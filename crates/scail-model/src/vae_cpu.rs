@@ -65,26 +65,37 @@ fn inv_norms(x: &[f32], c: usize, hw: usize, scale: f32) -> Vec<f32> {
 }
 
 /// Copies frame `src` ([C, H, W]) into a zero-bordered padded plane set, optionally activated.
-fn fill_padded(dst: &mut [f32], src: &[f32], c: usize, h: usize, w: usize, p: usize, act: Option<&Activation>) {
+fn fill_padded(
+    dst: &mut [f32],
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    act: Option<&Activation>,
+) {
     let (wp, plane) = (w + 2 * p, (h + 2 * p) * (w + 2 * p));
     let inv = act.map(|a| inv_norms(src, c, h * w, a.scale));
-    dst[..c * plane].par_chunks_mut(plane).enumerate().for_each(|(ci, d)| {
-        let s = &src[ci * h * w..(ci + 1) * h * w];
-        for y in 0..h {
-            let row = &mut d[(y + p) * wp + p..(y + p) * wp + p + w];
-            let sr = &s[y * w..(y + 1) * w];
-            match (act, &inv) {
-                (Some(a), Some(inv)) => {
-                    let g = a.gamma[ci];
-                    for ((r, v), n) in row.iter_mut().zip(sr).zip(&inv[y * w..(y + 1) * w]) {
-                        let z = v * n * g;
-                        *r = z / (1.0 + (-z).exp());
+    dst[..c * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(ci, d)| {
+            let s = &src[ci * h * w..(ci + 1) * h * w];
+            for y in 0..h {
+                let row = &mut d[(y + p) * wp + p..(y + p) * wp + p + w];
+                let sr = &s[y * w..(y + 1) * w];
+                match (act, &inv) {
+                    (Some(a), Some(inv)) => {
+                        let g = a.gamma[ci];
+                        for ((r, v), n) in row.iter_mut().zip(sr).zip(&inv[y * w..(y + 1) * w]) {
+                            let z = v * n * g;
+                            *r = z / (1.0 + (-z).exp());
+                        }
                     }
+                    _ => row.copy_from_slice(sr),
                 }
-                _ => row.copy_from_slice(sr),
             }
-        }
-    });
+        });
 }
 
 /// Streaming causal convolution of `ctx` context frames (already activated) followed by the
@@ -121,7 +132,15 @@ pub(crate) fn conv3d_stream(
     };
     let fill = |win: &mut [f32], slot: usize, f: usize| {
         let (src, raw) = frame(f);
-        fill_padded(&mut win[slot * c * plane..], src, c, h, w, p, if raw { act } else { None });
+        fill_padded(
+            &mut win[slot * c * plane..],
+            src,
+            c,
+            h,
+            w,
+            p,
+            if raw { act } else { None },
+        );
     };
     for j in 0..kd.min(t_in) {
         fill(&mut win, j, j);
@@ -142,12 +161,24 @@ pub(crate) fn conv3d_stream(
             // columns, inside `win` (asserted); acc is [o, n] row-major.
             unsafe {
                 gemm(
-                    o, n, kk,
-                    acc.as_mut_ptr(), 1, n as isize,
+                    o,
+                    n,
+                    kk,
+                    acc.as_mut_ptr(),
+                    1,
+                    n as isize,
                     tap > 0,
-                    lhs.as_ptr(), 1, kk as isize,
-                    rhs.as_ptr(), 1, plane as isize,
-                    1.0, 1.0, false, false, false,
+                    lhs.as_ptr(),
+                    1,
+                    kk as isize,
+                    rhs.as_ptr(),
+                    1,
+                    plane as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
                     threads(),
                 );
             }

@@ -42,9 +42,15 @@ const SAT_PREFIX: &str = "model.diffusion_model.";
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: candle_core::Error },
+    Read {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
     #[error("{path}: not a PyTorch zip or safetensors file")]
     UnknownFormat { path: PathBuf },
     #[error("unknown SAT checkpoint key `{0}`")]
@@ -54,7 +60,11 @@ pub enum WeightsError {
     #[error("`{name}`: {msg}")]
     Tensor { name: String, msg: String },
     #[error("no {component} weights in {dir} (looked for {looked})")]
-    ComponentMissing { component: &'static str, dir: PathBuf, looked: String },
+    ComponentMissing {
+        component: &'static str,
+        dir: PathBuf,
+        looked: String,
+    },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -62,7 +72,10 @@ pub enum WeightsError {
 pub type Result<T> = std::result::Result<T, WeightsError>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WeightsError + '_ {
-    move |source| WeightsError::Io { path: path.to_path_buf(), source }
+    move |source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Shape and dtype of a stored tensor.
@@ -94,7 +107,10 @@ impl RawCheckpoint {
             let mut f = std::fs::File::open(path).map_err(io_err(path))?;
             f.read_exact(&mut magic).map_err(io_err(path))?;
         }
-        let read = |source| WeightsError::Read { path: path.to_path_buf(), source };
+        let read = |source| WeightsError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
         if &magic == b"PK" {
             let flat = candle_core::pickle::PthTensors::new(path, None).map_err(read)?;
             let pth = if flat.tensor_infos().is_empty() {
@@ -106,22 +122,45 @@ impl RawCheckpoint {
                 .tensor_infos()
                 .iter()
                 .map(|(k, v)| {
-                    (k.clone(), TensorMeta { shape: v.layout.dims().to_vec(), dtype: v.dtype })
+                    (
+                        k.clone(),
+                        TensorMeta {
+                            shape: v.layout.dims().to_vec(),
+                            dtype: v.dtype,
+                        },
+                    )
                 })
                 .collect();
-            Ok(Self { path: path.to_path_buf(), store: Store::Pth(pth), metas })
+            Ok(Self {
+                path: path.to_path_buf(),
+                store: Store::Pth(pth),
+                metas,
+            })
         } else {
-            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-                .map_err(|_| WeightsError::UnknownFormat { path: path.to_path_buf() })?;
+            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(
+                |_| WeightsError::UnknownFormat {
+                    path: path.to_path_buf(),
+                },
+            )?;
             let mut metas = BTreeMap::new();
             for (k, v) in st.tensors() {
                 let dtype = DType::try_from(v.dtype()).map_err(|e| WeightsError::Tensor {
                     name: k.clone(),
                     msg: format!("unsupported dtype: {e}"),
                 })?;
-                metas.insert(k, TensorMeta { shape: v.shape().to_vec(), dtype });
+                metas.insert(
+                    k,
+                    TensorMeta {
+                        shape: v.shape().to_vec(),
+                        dtype,
+                    },
+                );
             }
-            Ok(Self { path: path.to_path_buf(), store: Store::Safetensors(st), metas })
+            Ok(Self {
+                path: path.to_path_buf(),
+                store: Store::Safetensors(st),
+                metas,
+            })
         }
     }
 
@@ -135,9 +174,15 @@ impl RawCheckpoint {
 
     /// Reads one tensor in its stored dtype onto the CPU.
     pub fn load(&self, name: &str) -> Result<Tensor> {
-        let read = |source| WeightsError::Read { path: self.path.clone(), source };
+        let read = |source| WeightsError::Read {
+            path: self.path.clone(),
+            source,
+        };
         match &self.store {
-            Store::Pth(p) => p.get(name).map_err(read)?.ok_or_else(|| WeightsError::Missing(name.into())),
+            Store::Pth(p) => p
+                .get(name)
+                .map_err(read)?
+                .ok_or_else(|| WeightsError::Missing(name.into())),
             Store::Safetensors(s) => s.load(name, &Device::Cpu).map_err(read),
         }
     }
@@ -148,9 +193,16 @@ impl RawCheckpoint {
 pub enum Source {
     Direct(String),
     /// Part `index` of `parts` equal chunks along dim 0 of a fused tensor (SAT q/k/v, k/v).
-    Chunk { name: String, index: usize, parts: usize },
+    Chunk {
+        name: String,
+        index: usize,
+        parts: usize,
+    },
     /// fp8 weight times its `scale_weight` (scalar or per output channel).
-    Fp8Scaled { name: String, scale: String },
+    Fp8Scaled {
+        name: String,
+        scale: String,
+    },
 }
 
 /// The canonical name(s) of one SAT key (the official `convert.py` mapping), with how each is
@@ -190,21 +242,33 @@ pub fn sat_to_wan(key: &str) -> Result<Vec<(String, usize, usize)>> {
             };
             one(format!("{t}.{s}"))
         }
-        ["transformer", "layers", i, "attention", "dense", s] => one(format!("blocks.{i}.self_attn.o.{s}")),
+        ["transformer", "layers", i, "attention", "dense", s] => {
+            one(format!("blocks.{i}.self_attn.o.{s}"))
+        }
         ["transformer", "layers", i, "attention", "query_key_value", s] => Ok(["q", "k", "v"]
             .iter()
             .enumerate()
             .map(|(j, n)| (format!("blocks.{i}.self_attn.{n}.{s}"), j, 3))
             .collect()),
-        ["transformer", "layers", i, "cross_attention", "dense", s] => one(format!("blocks.{i}.cross_attn.o.{s}")),
-        ["transformer", "layers", i, "cross_attention", "query", s] => one(format!("blocks.{i}.cross_attn.q.{s}")),
+        ["transformer", "layers", i, "cross_attention", "dense", s] => {
+            one(format!("blocks.{i}.cross_attn.o.{s}"))
+        }
+        ["transformer", "layers", i, "cross_attention", "query", s] => {
+            one(format!("blocks.{i}.cross_attn.q.{s}"))
+        }
         ["transformer", "layers", i, "cross_attention", "key_value", s] => Ok(vec![
             (format!("blocks.{i}.cross_attn.k.{s}"), 0, 2),
             (format!("blocks.{i}.cross_attn.v.{s}"), 1, 2),
         ]),
-        ["transformer", "layers", i, "post_cross_attention_layernorm", s] => one(format!("blocks.{i}.norm3.{s}")),
-        ["transformer", "layers", i, "mlp", "dense_h_to_4h", s] => one(format!("blocks.{i}.ffn.0.{s}")),
-        ["transformer", "layers", i, "mlp", "dense_4h_to_h", s] => one(format!("blocks.{i}.ffn.2.{s}")),
+        ["transformer", "layers", i, "post_cross_attention_layernorm", s] => {
+            one(format!("blocks.{i}.norm3.{s}"))
+        }
+        ["transformer", "layers", i, "mlp", "dense_h_to_4h", s] => {
+            one(format!("blocks.{i}.ffn.0.{s}"))
+        }
+        ["transformer", "layers", i, "mlp", "dense_4h_to_h", s] => {
+            one(format!("blocks.{i}.ffn.2.{s}"))
+        }
         ["time_embed", a, s] => one(format!("time_embedding.{a}.{s}")),
         ["adaln_projection", a, s] => one(format!("time_projection.{a}.{s}")),
         ["text_embedding", a, s] => one(format!("text_embedding.{a}.{s}")),
@@ -221,22 +285,49 @@ fn wan_to_sat(canonical: &[(String, Vec<usize>)]) -> Vec<(String, Vec<String>)> 
         let p: Vec<&str> = name.split('.').collect();
         let sat = |s: &str| format!("{SAT_PREFIX}{s}");
         let entry: (String, Vec<String>) = match p.as_slice() {
-            ["blocks", i, "modulation"] => (sat(&format!("mixins.adaln_layer.adaLN_modulations.{i}")), vec![name.clone()]),
-            ["blocks", i, a, n, s] if ["q", "k", "v"].contains(n) && *a == "self_attn" => (
-                sat(&format!("transformer.layers.{i}.attention.query_key_value.{s}")),
-                ["q", "k", "v"].iter().map(|x| format!("blocks.{i}.self_attn.{x}.{s}")).collect(),
+            ["blocks", i, "modulation"] => (
+                sat(&format!("mixins.adaln_layer.adaLN_modulations.{i}")),
+                vec![name.clone()],
             ),
-            ["blocks", i, "self_attn", "o", s] => (sat(&format!("transformer.layers.{i}.attention.dense.{s}")), vec![name.clone()]),
-            ["blocks", i, "cross_attn", "q", s] => (sat(&format!("transformer.layers.{i}.cross_attention.query.{s}")), vec![name.clone()]),
+            ["blocks", i, a, n, s] if ["q", "k", "v"].contains(n) && *a == "self_attn" => (
+                sat(&format!(
+                    "transformer.layers.{i}.attention.query_key_value.{s}"
+                )),
+                ["q", "k", "v"]
+                    .iter()
+                    .map(|x| format!("blocks.{i}.self_attn.{x}.{s}"))
+                    .collect(),
+            ),
+            ["blocks", i, "self_attn", "o", s] => (
+                sat(&format!("transformer.layers.{i}.attention.dense.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "cross_attn", "q", s] => (
+                sat(&format!("transformer.layers.{i}.cross_attention.query.{s}")),
+                vec![name.clone()],
+            ),
             ["blocks", i, "cross_attn", n, s] if *n == "k" || *n == "v" => (
-                sat(&format!("transformer.layers.{i}.cross_attention.key_value.{s}")),
-                vec![format!("blocks.{i}.cross_attn.k.{s}"), format!("blocks.{i}.cross_attn.v.{s}")],
+                sat(&format!(
+                    "transformer.layers.{i}.cross_attention.key_value.{s}"
+                )),
+                vec![
+                    format!("blocks.{i}.cross_attn.k.{s}"),
+                    format!("blocks.{i}.cross_attn.v.{s}"),
+                ],
             ),
             ["blocks", i, "cross_attn", n, s] if *n == "k_img" || *n == "v_img" => (
-                sat(&format!("mixins.adaln_layer.clip_feature_key_value_list.{i}.{s}")),
-                vec![format!("blocks.{i}.cross_attn.k_img.{s}"), format!("blocks.{i}.cross_attn.v_img.{s}")],
+                sat(&format!(
+                    "mixins.adaln_layer.clip_feature_key_value_list.{i}.{s}"
+                )),
+                vec![
+                    format!("blocks.{i}.cross_attn.k_img.{s}"),
+                    format!("blocks.{i}.cross_attn.v_img.{s}"),
+                ],
             ),
-            ["blocks", i, "cross_attn", "o", s] => (sat(&format!("transformer.layers.{i}.cross_attention.dense.{s}")), vec![name.clone()]),
+            ["blocks", i, "cross_attn", "o", s] => (
+                sat(&format!("transformer.layers.{i}.cross_attention.dense.{s}")),
+                vec![name.clone()],
+            ),
             ["blocks", i, a, n, s] if n.starts_with("norm_") => {
                 let list = match (*a, *n) {
                     ("self_attn", "norm_q") => "query_layernorm_list",
@@ -245,25 +336,55 @@ fn wan_to_sat(canonical: &[(String, Vec<usize>)]) -> Vec<(String, Vec<String>)> 
                     ("cross_attn", "norm_k") => "cross_key_layernorm_list",
                     _ => "clip_feature_key_layernorm_list",
                 };
-                (sat(&format!("mixins.adaln_layer.{list}.{i}.{s}")), vec![name.clone()])
+                (
+                    sat(&format!("mixins.adaln_layer.{list}.{i}.{s}")),
+                    vec![name.clone()],
+                )
             }
-            ["blocks", i, "norm3", s] => (sat(&format!("transformer.layers.{i}.post_cross_attention_layernorm.{s}")), vec![name.clone()]),
-            ["blocks", i, "ffn", "0", s] => (sat(&format!("transformer.layers.{i}.mlp.dense_h_to_4h.{s}")), vec![name.clone()]),
-            ["blocks", i, "ffn", "2", s] => (sat(&format!("transformer.layers.{i}.mlp.dense_4h_to_h.{s}")), vec![name.clone()]),
-            ["head", "modulation"] => (sat("mixins.final_layer.adaLN_modulation"), vec![name.clone()]),
-            ["head", "head", s] => (sat(&format!("mixins.final_layer.linear.{s}")), vec![name.clone()]),
+            ["blocks", i, "norm3", s] => (
+                sat(&format!(
+                    "transformer.layers.{i}.post_cross_attention_layernorm.{s}"
+                )),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "ffn", "0", s] => (
+                sat(&format!("transformer.layers.{i}.mlp.dense_h_to_4h.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "ffn", "2", s] => (
+                sat(&format!("transformer.layers.{i}.mlp.dense_4h_to_h.{s}")),
+                vec![name.clone()],
+            ),
+            ["head", "modulation"] => (
+                sat("mixins.final_layer.adaLN_modulation"),
+                vec![name.clone()],
+            ),
+            ["head", "head", s] => (
+                sat(&format!("mixins.final_layer.linear.{s}")),
+                vec![name.clone()],
+            ),
             [pe, s] if pe.starts_with("patch_embedding") => {
                 let proj = match *pe {
                     "patch_embedding" => "proj",
                     "patch_embedding_pose" => "proj_pose",
                     _ => "proj_mask",
                 };
-                (sat(&format!("mixins.patch_embed.{proj}.{s}")), vec![name.clone()])
+                (
+                    sat(&format!("mixins.patch_embed.{proj}.{s}")),
+                    vec![name.clone()],
+                )
             }
             ["time_embedding", a, s] => (sat(&format!("time_embed.{a}.{s}")), vec![name.clone()]),
-            ["time_projection", a, s] => (sat(&format!("adaln_projection.{a}.{s}")), vec![name.clone()]),
-            ["text_embedding", a, s] => (sat(&format!("text_embedding.{a}.{s}")), vec![name.clone()]),
-            ["img_emb", "proj", a, s] => (sat(&format!("clip_proj.proj.{a}.{s}")), vec![name.clone()]),
+            ["time_projection", a, s] => (
+                sat(&format!("adaln_projection.{a}.{s}")),
+                vec![name.clone()],
+            ),
+            ["text_embedding", a, s] => {
+                (sat(&format!("text_embedding.{a}.{s}")), vec![name.clone()])
+            }
+            ["img_emb", "proj", a, s] => {
+                (sat(&format!("clip_proj.proj.{a}.{s}")), vec![name.clone()])
+            }
             _ => continue,
         };
         if seen.insert(entry.0.clone()) {
@@ -285,7 +406,10 @@ impl Checkpoint {
     pub fn open(path: &Path) -> Result<Self> {
         let raw = RawCheckpoint::open(path)?;
         let mut map = BTreeMap::new();
-        let is_sat = raw.metas.keys().any(|k| k.starts_with(&format!("{SAT_PREFIX}transformer.layers.")) || k.starts_with(&format!("{SAT_PREFIX}mixins.")));
+        let is_sat = raw.metas.keys().any(|k| {
+            k.starts_with(&format!("{SAT_PREFIX}transformer.layers."))
+                || k.starts_with(&format!("{SAT_PREFIX}mixins."))
+        });
         for (k, meta) in &raw.metas {
             if is_sat {
                 for (name, index, parts) in sat_to_wan(k)? {
@@ -294,11 +418,24 @@ impl Checkpoint {
                         shape[0] /= parts;
                     }
                     let src = if parts > 1 {
-                        Source::Chunk { name: k.clone(), index, parts }
+                        Source::Chunk {
+                            name: k.clone(),
+                            index,
+                            parts,
+                        }
                     } else {
                         Source::Direct(k.clone())
                     };
-                    map.insert(name, (src, TensorMeta { shape, dtype: meta.dtype }));
+                    map.insert(
+                        name,
+                        (
+                            src,
+                            TensorMeta {
+                                shape,
+                                dtype: meta.dtype,
+                            },
+                        ),
+                    );
                 }
                 continue;
             }
@@ -308,23 +445,46 @@ impl Checkpoint {
                 .strip_prefix(SAT_PREFIX)
                 .or_else(|| k.strip_prefix("diffusion_model."))
                 .unwrap_or(k);
-            if name == "scaled_fp8" || name.ends_with(".scale_weight") || name.ends_with(".scale_input") {
+            if name == "scaled_fp8"
+                || name.ends_with(".scale_weight")
+                || name.ends_with(".scale_input")
+            {
                 continue;
             }
             let src = if meta.dtype == DType::F8E4M3 {
                 let scale = format!("{}.scale_weight", k.strip_suffix(".weight").unwrap_or(k));
                 if raw.metas.contains_key(&scale) {
-                    Source::Fp8Scaled { name: k.clone(), scale }
+                    Source::Fp8Scaled {
+                        name: k.clone(),
+                        scale,
+                    }
                 } else {
                     Source::Direct(k.clone())
                 }
             } else {
                 Source::Direct(k.clone())
             };
-            let dtype = if matches!(src, Source::Fp8Scaled { .. }) { DType::F32 } else { meta.dtype };
-            map.insert(name.to_string(), (src, TensorMeta { shape: meta.shape.clone(), dtype }));
+            let dtype = if matches!(src, Source::Fp8Scaled { .. }) {
+                DType::F32
+            } else {
+                meta.dtype
+            };
+            map.insert(
+                name.to_string(),
+                (
+                    src,
+                    TensorMeta {
+                        shape: meta.shape.clone(),
+                        dtype,
+                    },
+                ),
+            );
         }
-        Ok(Self { raw, map, fused: Mutex::new(None) })
+        Ok(Self {
+            raw,
+            map,
+            fused: Mutex::new(None),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -346,10 +506,17 @@ impl Checkpoint {
 
     /// One canonical tensor on the CPU (fp8_scaled weights dequantised to f32).
     pub fn load(&self, name: &str) -> Result<Tensor> {
-        let (src, _) = self.map.get(name).ok_or_else(|| WeightsError::Missing(name.into()))?;
+        let (src, _) = self
+            .map
+            .get(name)
+            .ok_or_else(|| WeightsError::Missing(name.into()))?;
         match src {
             Source::Direct(k) => self.raw.load(k),
-            Source::Chunk { name: k, index, parts } => {
+            Source::Chunk {
+                name: k,
+                index,
+                parts,
+            } => {
                 let mut cache = self.fused.lock().unwrap_or_else(|e| e.into_inner());
                 let full = match cache.as_ref() {
                     Some((n, t)) if n == k => t.clone(),
@@ -395,13 +562,19 @@ impl SimpleBackend for Checkpoint {
     ) -> candle_core::Result<Tensor> {
         let t = self.get_unchecked(name, dtype, dev)?;
         if t.shape() != &s {
-            candle_core::bail!("shape mismatch for {name}: stored {:?}, expected {:?}", t.dims(), s.dims())
+            candle_core::bail!(
+                "shape mismatch for {name}: stored {:?}, expected {:?}",
+                t.dims(),
+                s.dims()
+            )
         }
         Ok(t)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.load(name).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let t = self
+            .load(name)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         t.to_dtype(dtype)?.to_device(dev)
     }
 
@@ -429,6 +602,9 @@ impl std::str::FromStr for ModelSize {
         }
     }
 }
+
+/// (component, official file, stored dtype, canonical keys with shapes).
+type ComponentSpec = (&'static str, &'static str, DType, Vec<(String, Vec<usize>)>);
 
 /// The configurations of every component for a model size.
 #[derive(Debug, Clone)]
@@ -476,14 +652,17 @@ impl Contract {
                     t5,
                     // The DiT's CLIP projection is 1280 wide whatever the config, so the tiny
                     // tower keeps the real width with 2 blocks (1 of which runs).
-                    clip: ClipVisionConfig { layers: 2, ..ClipVisionConfig::vit_h_14() },
+                    clip: ClipVisionConfig {
+                        layers: 2,
+                        ..ClipVisionConfig::vit_h_14()
+                    },
                 }
             }
         }
     }
 
     /// (component, official file, stored dtype, canonical keys with shapes).
-    fn components(&self) -> Vec<(&'static str, &'static str, DType, Vec<(String, Vec<usize>)>)> {
+    fn components(&self) -> Vec<ComponentSpec> {
         vec![
             ("dit", DIT_SAT, DType::F32, self.dit.weight_shapes()),
             ("vae", VAE_PTH, DType::F32, self.vae.expected_keys()),
@@ -513,7 +692,10 @@ pub struct ComponentReport {
 
 impl ComponentReport {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
+        self.error.is_none()
+            && self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.wrong_shape.is_empty()
     }
 }
 
@@ -540,7 +722,12 @@ impl fmt::Display for VerifyReport {
             "part", "tensors", "expected", "params", "expected", "dtypes", "status"
         )?;
         for c in &self.components {
-            let dt = c.dtypes.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",");
+            let dt = c
+                .dtypes
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             writeln!(
                 f,
                 "{:<6} {:>9} {:>9} {:>16} {:>16}  {:<22} {:<6} {}",
@@ -551,7 +738,10 @@ impl fmt::Display for VerifyReport {
                 c.expected_params,
                 dt,
                 if c.ok() { "ok" } else { "FAIL" },
-                c.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into())
+                c.file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "-".into())
             )?;
             if let Some(e) = &c.error {
                 writeln!(f, "    error: {e}")?;
@@ -569,7 +759,10 @@ impl fmt::Display for VerifyReport {
         writeln!(
             f,
             "tokenizer: {}",
-            self.tokenizer.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "MISSING".into())
+            self.tokenizer
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "MISSING".into())
         )?;
         write!(f, "overall: {}", if self.ok() { "ok" } else { "FAIL" })
     }
@@ -577,7 +770,10 @@ impl fmt::Display for VerifyReport {
 
 /// Official file of a component, else its canonical one.
 fn locate(dir: &Path, official: &str, canonical: &str) -> Option<PathBuf> {
-    [official, canonical].iter().map(|p| dir.join(p)).find(|p| p.is_file())
+    [official, canonical]
+        .iter()
+        .map(|p| dir.join(p))
+        .find(|p| p.is_file())
 }
 
 fn canonical_name(component: &str) -> &'static str {
@@ -591,10 +787,15 @@ fn canonical_name(component: &str) -> &'static str {
 
 /// The tokenizer of a folder: the official `umt5-xxl/` folder or a canonical folder's root.
 pub fn find_tokenizer(dir: &Path) -> Option<PathBuf> {
-    [T5_TOKENIZER, "google/umt5-xxl/tokenizer.json", "umt5-xxl/tokenizer/tokenizer.json", TOKENIZER_JSON]
-        .iter()
-        .map(|p| dir.join(p))
-        .find(|p| p.is_file())
+    [
+        T5_TOKENIZER,
+        "google/umt5-xxl/tokenizer.json",
+        "umt5-xxl/tokenizer/tokenizer.json",
+        TOKENIZER_JSON,
+    ]
+    .iter()
+    .map(|p| dir.join(p))
+    .find(|p| p.is_file())
 }
 
 /// Checks every component of `dir` (official or canonical layout) against the contract of the
@@ -605,7 +806,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     if let Some(p) = locate(dir, DIT_SAT, DIT_ST) {
         if let Ok(ck) = Checkpoint::open(&p) {
             let tiny = Contract::new(ModelSize::Tiny);
-            if ck.metas().any(|(n, m)| n == "patch_embedding.bias" && m.shape == vec![tiny.dit.dim]) {
+            if ck
+                .metas()
+                .any(|(n, m)| n == "patch_embedding.bias" && m.shape == vec![tiny.dit.dim])
+            {
                 size = ModelSize::Tiny;
             }
         }
@@ -617,7 +821,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 pub fn verify_with(dir: &Path, contract: &Contract) -> Result<VerifyReport> {
     let mut components = Vec::new();
     for (component, official, _, expected) in contract.components() {
-        let expected_params: u64 = expected.iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
+        let expected_params: u64 = expected
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>() as u64)
+            .sum();
         let mut rep = ComponentReport {
             component,
             file: None,
@@ -632,13 +839,19 @@ pub fn verify_with(dir: &Path, contract: &Contract) -> Result<VerifyReport> {
             error: None,
         };
         match locate(dir, official, canonical_name(component)) {
-            None => rep.error = Some(format!("not found ({official} or {})", canonical_name(component))),
+            None => {
+                rep.error = Some(format!(
+                    "not found ({official} or {})",
+                    canonical_name(component)
+                ))
+            }
             Some(p) => {
                 rep.file = Some(p.clone());
                 match Checkpoint::open(&p) {
                     Err(e) => rep.error = Some(e.to_string()),
                     Ok(ck) => {
-                        let want: BTreeMap<&str, &Vec<usize>> = expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
+                        let want: BTreeMap<&str, &Vec<usize>> =
+                            expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
                         for (name, meta) in ck.metas() {
                             rep.found_tensors += 1;
                             rep.found_params += meta.shape.iter().product::<usize>() as u64;
@@ -649,9 +862,11 @@ pub fn verify_with(dir: &Path, contract: &Contract) -> Result<VerifyReport> {
                             *rep.dtypes.entry(stored).or_default() += 1;
                             match want.get(name.as_str()) {
                                 None => rep.unexpected.push(name.clone()),
-                                Some(s) if **s != meta.shape => {
-                                    rep.wrong_shape.push((name.clone(), (*s).clone(), meta.shape.clone()))
-                                }
+                                Some(s) if **s != meta.shape => rep.wrong_shape.push((
+                                    name.clone(),
+                                    (*s).clone(),
+                                    meta.shape.clone(),
+                                )),
                                 _ => {}
                             }
                         }
@@ -666,7 +881,11 @@ pub fn verify_with(dir: &Path, contract: &Contract) -> Result<VerifyReport> {
         }
         components.push(rep);
     }
-    Ok(VerifyReport { size: contract.size, components, tokenizer: find_tokenizer(dir) })
+    Ok(VerifyReport {
+        size: contract.size,
+        components,
+        tokenizer: find_tokenizer(dir),
+    })
 }
 
 /// What [`init_random`] wrote.
@@ -689,9 +908,21 @@ fn splitmix(state: &mut u64) -> u64 {
 fn random_bytes(name: &str, shape: &[usize], dtype: DType, seed: u64) -> Vec<u8> {
     let n: usize = shape.iter().product();
     let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-    let is_gain = name.ends_with("gamma") || (shape.len() == 1 && (name.contains("norm") || name.contains("img_emb.proj.0") || name.contains("img_emb.proj.4")) && name.ends_with("weight"));
-    let a = if shape.len() <= 1 { 0.1 } else { 1.0 / (fan_in as f32).sqrt() };
-    let mut st = seed ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let is_gain = name.ends_with("gamma")
+        || (shape.len() == 1
+            && (name.contains("norm")
+                || name.contains("img_emb.proj.0")
+                || name.contains("img_emb.proj.4"))
+            && name.ends_with("weight"));
+    let a = if shape.len() <= 1 {
+        0.1
+    } else {
+        1.0 / (fan_in as f32).sqrt()
+    };
+    let mut st = seed
+        ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
     let mut out = Vec::with_capacity(n * dtype.size_in_bytes());
     for _ in 0..n {
         let u = (splitmix(&mut st) >> 40) as f32 / (1u64 << 24) as f32;
@@ -715,22 +946,43 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
     let mut files = Vec::new();
     for (component, official, dtype, keys) in contract.components() {
         let path = dir.join(official);
-        let (entries, nesting, fused): (Vec<PthEntry>, Nesting, Vec<Vec<String>>) = if component == "dit" {
-            let shapes: HashMap<&str, &Vec<usize>> = keys.iter().map(|(n, s)| (n.as_str(), s)).collect();
-            let sat = wan_to_sat(&keys);
-            let entries = sat
-                .iter()
-                .map(|(k, parts)| {
-                    let mut shape = shapes[parts[0].as_str()].clone();
-                    shape[0] *= parts.len();
-                    PthEntry { name: k.clone(), dtype, shape }
-                })
-                .collect();
-            (entries, Nesting::Under("module".into()), sat.into_iter().map(|(_, p)| p).collect())
-        } else {
-            let entries = keys.iter().map(|(n, s)| PthEntry { name: n.clone(), dtype, shape: s.clone() }).collect();
-            (entries, Nesting::Flat, keys.iter().map(|(n, _)| vec![n.clone()]).collect())
-        };
+        let (entries, nesting, fused): (Vec<PthEntry>, Nesting, Vec<Vec<String>>) =
+            if component == "dit" {
+                let shapes: HashMap<&str, &Vec<usize>> =
+                    keys.iter().map(|(n, s)| (n.as_str(), s)).collect();
+                let sat = wan_to_sat(&keys);
+                let entries = sat
+                    .iter()
+                    .map(|(k, parts)| {
+                        let mut shape = shapes[parts[0].as_str()].clone();
+                        shape[0] *= parts.len();
+                        PthEntry {
+                            name: k.clone(),
+                            dtype,
+                            shape,
+                        }
+                    })
+                    .collect();
+                (
+                    entries,
+                    Nesting::Under("module".into()),
+                    sat.into_iter().map(|(_, p)| p).collect(),
+                )
+            } else {
+                let entries = keys
+                    .iter()
+                    .map(|(n, s)| PthEntry {
+                        name: n.clone(),
+                        dtype,
+                        shape: s.clone(),
+                    })
+                    .collect();
+                (
+                    entries,
+                    Nesting::Flat,
+                    keys.iter().map(|(n, _)| vec![n.clone()]).collect(),
+                )
+            };
         write_pth(&path, &entries, &nesting, sparse, |i| {
             // A fused SAT tensor is its canonical parts concatenated along dim 0.
             let e = &entries[i];
@@ -738,7 +990,10 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
             if fused[i].len() > 1 {
                 part_shape[0] /= fused[i].len();
             }
-            Ok(fused[i].iter().flat_map(|n| random_bytes(n, &part_shape, dtype, seed)).collect())
+            Ok(fused[i]
+                .iter()
+                .flat_map(|n| random_bytes(n, &part_shape, dtype, seed))
+                .collect())
         })
         .map_err(io_err(&path))?;
         files.push(path);
@@ -749,7 +1004,11 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
     let tok = dir.join(T5_TOKENIZER);
     std::fs::write(&tok, synthetic_tokenizer_json(contract.t5.vocab_size)).map_err(io_err(&tok))?;
     files.push(tok);
-    let bytes = files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let bytes = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     Ok(InitReport { files, bytes })
 }
 
@@ -814,7 +1073,7 @@ pub fn write_safetensors_streaming(
         off += len;
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     if let Some(p) = path.parent() {
@@ -822,12 +1081,16 @@ pub fn write_safetensors_streaming(
     }
     let tmp = path.with_extension("safetensors.partial");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
-    f.write_all(&(h.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
+    f.write_all(&(h.len() as u64).to_le_bytes())
+        .map_err(io_err(&tmp))?;
     f.write_all(&h).map_err(io_err(&tmp))?;
     for (n, shape, dt) in tensors {
         let t = fetch(n)?.to_dtype(*dt)?;
         if t.dims() != shape.as_slice() {
-            return Err(WeightsError::Tensor { name: n.clone(), msg: format!("shape {:?}, header says {shape:?}", t.dims()) });
+            return Err(WeightsError::Tensor {
+                name: n.clone(),
+                msg: format!("shape {:?}, header says {shape:?}", t.dims()),
+            });
         }
         let bytes = tensor_bytes(&t)?;
         f.write_all(&bytes).map_err(io_err(&tmp))?;
@@ -841,11 +1104,26 @@ pub fn write_safetensors_streaming(
 fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let t = t.flatten_all()?;
     Ok(match t.dtype() {
-        DType::F32 => t.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F16 => t.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F32 => t
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::BF16 => t
+            .to_vec1::<half::bf16>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F16 => t
+            .to_vec1::<half::f16>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
         other => {
-            return Err(WeightsError::Tensor { name: "?".into(), msg: format!("cannot write {other:?}") })
+            return Err(WeightsError::Tensor {
+                name: "?".into(),
+                msg: format!("cannot write {other:?}"),
+            })
         }
     })
 }
@@ -876,9 +1154,15 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConvertReport> {
             });
         };
         let ck = Checkpoint::open(&path)?;
-        let dtype = if component == "vae" { DType::F32 } else { DType::BF16 };
-        let list: Vec<(String, Vec<usize>, DType)> =
-            ck.metas().map(|(n, m)| (n.clone(), m.shape.clone(), dtype)).collect();
+        let dtype = if component == "vae" {
+            DType::F32
+        } else {
+            DType::BF16
+        };
+        let list: Vec<(String, Vec<usize>, DType)> = ck
+            .metas()
+            .map(|(n, m)| (n.clone(), m.shape.clone(), dtype))
+            .collect();
         let out = dst.join(canonical);
         write_safetensors_streaming(&out, &list, |n| ck.load(n))?;
         files.push((out, list.len()));

@@ -22,7 +22,8 @@ fn clip_visual_parity() {
         eps: 1e-5,
     };
     let path = fixtures::dir().join("clip_weights.safetensors");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.unwrap();
     let clip = ClipVision::new(&cfg, vb).unwrap();
     let file = "clip_visual.safetensors";
     let t = fixtures::load(file);

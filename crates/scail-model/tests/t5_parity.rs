@@ -25,12 +25,19 @@ fn t5_encoder_parity() {
     let m = fixtures::manifest();
     let file = "t5_encoder.safetensors";
     let path = fixtures::dir().join("t5_weights.safetensors");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.unwrap();
     let enc = T5Encoder::new(&config(&m), vb).unwrap();
     let t = fixtures::load(file);
     let (ids, mask) = (&t["in.ids"], &t["in.mask"]);
     let hidden = enc.forward(ids, Some(mask)).unwrap();
-    fixtures::assert_close(&m, file, "out.hidden_states", &hidden, &t["out.hidden_states"]);
+    fixtures::assert_close(
+        &m,
+        file,
+        "out.hidden_states",
+        &hidden,
+        &t["out.hidden_states"],
+    );
     // The pipeline path: each prompt alone, unpadded, trimmed to its length.
     let seq_lens: Vec<usize> = m["config"]["t5"]["seq_lens"]
         .as_array()

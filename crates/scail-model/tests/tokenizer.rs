@@ -6,23 +6,37 @@
 use scail_model::tokenizer::{clean_prompt, html_unescape, T5Tokenizer, MAX_TOKENS};
 
 fn tok() -> T5Tokenizer {
-    T5Tokenizer::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/tokenizer.json")).unwrap()
+    T5Tokenizer::from_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/tokenizer.json"
+    ))
+    .unwrap()
 }
 
 #[test]
 fn encodes_with_eos_and_cleaning() {
     let t = tok();
     assert_eq!(t.eos_id(), 1);
-    assert_eq!(t.encode("A man dances in the rain").unwrap(), vec![4, 5, 6, 7, 8, 9, 1]);
+    assert_eq!(
+        t.encode("A man dances in the rain").unwrap(),
+        vec![4, 5, 6, 7, 8, 9, 1]
+    );
     // Whitespace runs, tabs, newlines and a doubly escaped non-breaking space collapse.
     assert_eq!(
-        t.encode("  A man\t\tdances&amp;nbsp;in\r\n the   rain  ").unwrap(),
+        t.encode("  A man\t\tdances&amp;nbsp;in\r\n the   rain  ")
+            .unwrap(),
         vec![4, 5, 6, 7, 8, 9, 1]
     );
     // Curly apostrophe is straightened, full-width letters become ASCII.
-    assert_eq!(t.encode("it\u{2019}s ｆｉｎｅ").unwrap(), vec![10, 11, 12, 1]);
+    assert_eq!(
+        t.encode("it\u{2019}s ｆｉｎｅ").unwrap(),
+        vec![10, 11, 12, 1]
+    );
     // Entities: `&amp;amp;` unescapes twice to a bare `&`.
-    assert_eq!(t.encode("fish &amp;amp; a").unwrap(), t.encode("fish & a").unwrap());
+    assert_eq!(
+        t.encode("fish &amp;amp; a").unwrap(),
+        t.encode("fish & a").unwrap()
+    );
     assert_eq!(t.encode("").unwrap(), vec![1]);
 }
 
@@ -40,7 +54,10 @@ fn truncates_to_512_keeping_eos() {
 fn cleaning_rules() {
     assert_eq!(clean_prompt("  a\u{a0}\u{3000}b\n\nc  "), "a b c");
     assert_eq!(clean_prompt("\u{201c}hi\u{201d} \u{fb01}ne"), "\"hi\" fine");
-    assert_eq!(html_unescape("&lt;b&gt; &#39;x&#x27; &bogus; & &amp &ampx"), "<b> 'x' &bogus; & & &x");
+    assert_eq!(
+        html_unescape("&lt;b&gt; &#39;x&#x27; &bogus; & &amp &ampx"),
+        "<b> 'x' &bogus; & & &x"
+    );
     assert_eq!(clean_prompt("x&amp;lt;y"), "x<y");
     // NFC: e + combining acute becomes the precomposed letter.
     assert_eq!(clean_prompt("e\u{301}"), "\u{e9}");

@@ -55,7 +55,9 @@ fn decode_peak_memory_is_flat_in_frames() {
         .into_iter()
         .map(|(n, s)| {
             let fan_in: usize = s.iter().skip(1).product::<usize>().max(1);
-            let t = (Tensor::randn(0f32, 1.0, s.as_slice(), &dev).unwrap() / (fan_in as f64).sqrt()).unwrap();
+            let t = (Tensor::randn(0f32, 1.0, s.as_slice(), &dev).unwrap()
+                / (fan_in as f64).sqrt())
+            .unwrap();
             (n, t)
         })
         .collect();
@@ -72,6 +74,12 @@ fn decode_peak_memory_is_flat_in_frames() {
     // Only the latent itself (input and its channels-first copy) may grow with the clip:
     // 16*h*w*4 bytes per latent frame, a 48th of one output frame.
     let latent_growth = 2 * 16 * h * w * 4 * (6 - 2);
-    assert!(long <= short + latent_growth + (1 << 20), "peak grows with the clip: {short} -> {long}");
-    assert!(short > frame_bytes, "measurement sees the decoder's buffers");
+    assert!(
+        long <= short + latent_growth + (1 << 20),
+        "peak grows with the clip: {short} -> {long}"
+    );
+    assert!(
+        short > frame_bytes,
+        "measurement sees the decoder's buffers"
+    );
 }
