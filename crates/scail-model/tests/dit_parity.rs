@@ -175,3 +175,74 @@ fn dit_loads_bf16_and_f16_checkpoints() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+#[test]
+fn dit_accepts_several_additional_refs() {
+    // Two additional references: the sequence grows by one reference frame of tokens, placed
+    // first, and every other token embeds exactly as with one.
+    let m = fixtures::manifest();
+    let Some(file) = dit_cases(&m).into_iter().find(|f| {
+        let d = fixtures::load(f);
+        scalar_i64(&d["in.n_additional_refs"]) > 0
+    }) else {
+        panic!("no dit case with additional references");
+    };
+    let model = load_model(
+        &m,
+        m["files"][&file]["weights"].as_str().unwrap(),
+        DType::F32,
+    );
+    let d = fixtures::load(&file);
+    let (al, am) = (
+        &d["in.additional_ref_latents"],
+        &d["in.additional_ref_masks"],
+    );
+    let n = al.dim(1).unwrap();
+    let al2 = Tensor::cat(&[al, &(al * 0.5).unwrap()], 1).unwrap();
+    let am2 = Tensor::cat(&[am, am], 1).unwrap();
+    let run = |refs: (&Tensor, &Tensor)| {
+        let inputs = DitInputs {
+            x: &d["in.x"],
+            t: scalar_i64(&d["in.t"]) as f64,
+            context: &d["in.context"],
+            clip_fea: &d["in.clip_fea"],
+            ref_latents: &d["in.ref_latents"],
+            ref_masks: &d["in.ref_masks"],
+            pose_latents: &d["in.pose_latents"],
+            driving_masks: &d["in.driving_masks"],
+            history_mask: (scalar_i64(&d["in.has_history_mask"]) != 0)
+                .then(|| &d["in.history_mask"]),
+            additional_refs: Some(refs),
+            replace: scalar_i64(&d["in.replace_flag"]) != 0,
+        };
+        let mut trace = Trace::new();
+        let v = model.forward_traced(&inputs, Some(&mut trace)).unwrap();
+        (
+            v,
+            trace.remove("tokens_embedded").unwrap().squeeze(0).unwrap(),
+        )
+    };
+    let (v1, t1) = run((al, am));
+    let (v2, t2) = run((&al2, &am2));
+    let (h, w) = (al.dim(2).unwrap(), al.dim(3).unwrap());
+    let per = n * (h / 2) * (w / 2); // tokens of the fixture's additional refs
+    let l1 = t1.dim(0).unwrap();
+    assert_eq!(t2.dim(0).unwrap(), l1 + per);
+    let same_first = fixtures::max_abs_diff(
+        &t2.narrow(0, 0, per).unwrap(),
+        &t1.narrow(0, 0, per).unwrap(),
+    );
+    let same_rest = fixtures::max_abs_diff(
+        &t2.narrow(0, 2 * per, l1 - per).unwrap(),
+        &t1.narrow(0, per, l1 - per).unwrap(),
+    );
+    assert_eq!(same_first, 0.0);
+    assert_eq!(same_rest, 0.0);
+    assert_eq!(v2.dims(), v1.dims());
+    let vals = v2.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(vals.iter().all(|x| x.is_finite()));
+    assert!(
+        fixtures::max_abs_diff(&v1, &v2) > 1e-4,
+        "second reference had no effect"
+    );
+}
