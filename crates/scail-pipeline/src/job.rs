@@ -114,13 +114,13 @@ fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool)
     let mut data = vec![0f32; 3 * t * h * w];
     for (f, img) in frames.iter().enumerate() {
         for (i, px) in img.data.chunks_exact(3).enumerate() {
-            for c in 0..3 {
+            for (c, &v) in px.iter().enumerate() {
                 let idx = if channels_first {
                     (c * t + f) * h * w + i
                 } else {
                     (f * 3 + c) * h * w + i
                 };
-                data[idx] = norm(px[c]);
+                data[idx] = norm(v);
             }
         }
     }

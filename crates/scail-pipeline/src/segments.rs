@@ -133,7 +133,7 @@ pub fn plan_segments(
     overlap: usize,
     reference: bool,
 ) -> Result<Vec<Segment>> {
-    if segment_len == 0 || (segment_len - 1) % 4 != 0 {
+    if segment_len == 0 || !(segment_len - 1).is_multiple_of(4) {
         return Err(PipelineError::Input(format!(
             "segment length {segment_len} is not 4k+1"
         )));

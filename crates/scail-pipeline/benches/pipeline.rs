@@ -1,0 +1,262 @@
+//! Pipeline benchmark on CPU: seconds per step, per segment and per job, peak memory, and the
+//! share of time in each stage, for the tiny config (a whole job from files, `init-random`
+//! weights) and a mid-size DiT (the sampling core at a larger size), each with and without
+//! classifier-free guidance as the comparison run.
+//!
+//! Run through `bench/pipeline.sh` (builds under the shared cargo lock, runs outside it).
+//! Environment: `SCAIL_MEDIA_DIR` (default ../shared/media), `BENCH_STEPS` (default 4).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
+use scail_media::encode::{EncodeOptions, Mp4Writer};
+use scail_media::frame::ImageU8;
+use scail_model::dit::{self, Dit, DitConfig};
+use scail_pipeline::job::{run_job, JobProgress, JobRequest};
+use scail_pipeline::models::{LoadOptions, Models};
+use scail_pipeline::noise::NoiseGen;
+use scail_pipeline::sampler::SolverKind;
+use scail_pipeline::{sample_video, Conditioning, Hooks, PixelInputs, SamplingOptions};
+
+fn peak_mib() -> String {
+    dit::peak_rss_bytes()
+        .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Step and segment timestamps of a job.
+struct StepTimes {
+    start: Instant,
+    steps: std::cell::RefCell<Vec<f64>>,
+}
+
+impl JobProgress for StepTimes {
+    fn progress(&self, _stage: &str, _done: u64, _total: u64, _eta: Option<f64>) {
+        self.steps
+            .borrow_mut()
+            .push(self.start.elapsed().as_secs_f64());
+    }
+}
+
+fn media_dir() -> PathBuf {
+    std::env::var("SCAIL_MEDIA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media"))
+}
+
+fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, h: usize) {
+    let t = StepTimes {
+        start: Instant::now(),
+        steps: Default::default(),
+    };
+    let req = JobRequest {
+        prompt: "a woman dancing".into(),
+        image: media_dir().join("ref_photo_woman_shore.jpg"),
+        video: media_dir().join("dance_woman_16fps.mp4"),
+        reference_mask: Some(tmp.join("ref_mask.png")),
+        driving_mask: Some(tmp.join("drv_mask.mp4")),
+        pose_video: None,
+        mode: Mode::Animation,
+        driving_type: DrivingType::EndToEnd,
+        subject_type: SubjectType::Human,
+        resolution: Resolution::R512p,
+        size: Some((w as u32, h as u32)),
+        steps,
+        guidance,
+        shift: 3.0,
+        solver: SolverKind::UniPc,
+        seed: 1,
+        color_match: false,
+        segment_len: 33,
+        segment_overlap: 5,
+        output_preprocessing: false,
+        out: tmp.join("bench.mp4"),
+        stagea_dir: None,
+    };
+    let wall = Instant::now();
+    let out = run_job(models, &req, &t).expect("job");
+    let job = wall.elapsed().as_secs_f64();
+    let st = t.steps.borrow();
+    let per_step: Vec<f64> = st.windows(2).map(|w| w[1] - w[0]).collect();
+    let mean_step = if per_step.is_empty() {
+        f64::NAN
+    } else {
+        per_step.iter().sum::<f64>() / per_step.len() as f64
+    };
+    let segments = st.len() / steps.max(1);
+    let sampling: f64 = out
+        .timings
+        .iter()
+        .filter(|(n, _)| n == "sampling_and_decode")
+        .map(|(_, s)| s)
+        .sum();
+    println!(
+        "tiny job {w}x{h}, {} frames, {segments} segment(s) of 33, {steps} steps, guidance {guidance}: {job:.2} s/job, {:.3} s/segment (sampling+decode), {mean_step:.4} s/step, peak RSS {}",
+        out.frames,
+        sampling / segments.max(1) as f64,
+        peak_mib()
+    );
+    let total: f64 = out.timings.iter().map(|(_, s)| s).sum();
+    for (n, s) in &out.timings {
+        println!("    {n:<22} {s:>8.3} s  {:>5.1}%", 100.0 * s / total);
+    }
+}
+
+#[derive(Default)]
+struct Stages {
+    current: Option<(String, Instant)>,
+    acc: Vec<(String, f64)>,
+    steps: usize,
+    segments: usize,
+}
+
+impl Stages {
+    fn close(&mut self) {
+        if let Some((n, t)) = self.current.take() {
+            let d = t.elapsed().as_secs_f64();
+            match self.acc.iter_mut().find(|(k, _)| *k == n) {
+                Some(e) => e.1 += d,
+                None => self.acc.push((n, d)),
+            }
+        }
+    }
+}
+
+impl Hooks for Stages {
+    fn stage(&mut self, name: &str) {
+        self.close();
+        self.current = Some((name.to_string(), Instant::now()));
+    }
+    fn step(&mut self, _: usize, _: usize, _: usize) {
+        self.steps += 1;
+    }
+    fn segment(&mut self, _: usize, _: usize, _: usize, _: usize) {
+        self.segments += 1;
+    }
+}
+
+/// The sampling core with a mid-size random DiT and the tiny VAE.
+fn mid_core(
+    vae: &scail_model::vae::WanVae,
+    steps: usize,
+    guidance: f64,
+    (frames, h, w): (usize, usize, usize),
+) {
+    let cfg = DitConfig {
+        dim: 512,
+        ffn_dim: 1536,
+        num_heads: 8,
+        num_layers: 8,
+        text_dim: 32,
+        freq_dim: 256,
+        ..DitConfig::fourteen_b()
+    };
+    let dev = Device::Cpu;
+    let weights = dit::random_weights(&cfg, DType::F32, &dev).unwrap();
+    let model = Dit::load(VarBuilder::from_tensors(weights, DType::F32, &dev), &cfg).unwrap();
+    let rnd = |s: &[usize]| Tensor::rand(-1f32, 1.0, s, &dev).unwrap();
+    let inputs = PixelInputs {
+        ref_image: rnd(&[3, h, w]),
+        ref_mask: Tensor::ones((3, h, w), DType::F32, &dev).unwrap(),
+        pose_video: rnd(&[frames, 3, h, w]),
+        driving_mask: Tensor::ones((3, frames, h, w), DType::F32, &dev)
+            .unwrap()
+            .affine(1.0, 0.0)
+            .unwrap(),
+    };
+    let cond = Conditioning {
+        context: rnd(&[20, 32]),
+        context_null: rnd(&[1, 32]),
+        clip_fea: rnd(&[1, 257, 1280]),
+    };
+    let opts = SamplingOptions {
+        steps,
+        guidance,
+        segment_len: 33,
+        ..SamplingOptions::default()
+    };
+    let mut st = Stages::default();
+    let wall = Instant::now();
+    sample_video(
+        &model,
+        vae,
+        &inputs,
+        &cond,
+        &opts,
+        &mut NoiseGen::new(1),
+        &mut st,
+    )
+    .unwrap();
+    st.close();
+    let job = wall.elapsed().as_secs_f64();
+    let sampling = st
+        .acc
+        .iter()
+        .find(|(n, _)| n == "sampling")
+        .map(|e| e.1)
+        .unwrap_or(0.0);
+    println!(
+        "mid DiT (dim 512, 8 layers) {w}x{h}, {frames} frames, {} segment(s), {steps} steps, guidance {guidance}: {job:.2} s/job, {:.2} s/segment, {:.3} s/step, peak RSS {}",
+        st.segments,
+        job / st.segments.max(1) as f64,
+        sampling / st.steps.max(1) as f64,
+        peak_mib()
+    );
+    for (n, s) in &st.acc {
+        println!("    {n:<22} {s:>8.3} s  {:>5.1}%", 100.0 * s / job);
+    }
+}
+
+fn main() {
+    let steps: usize = std::env::var("BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let wdir = tmp.path().join("weights");
+    std::fs::create_dir_all(&wdir).unwrap();
+    scail_model::weights::init_random(scail_model::weights::ModelSize::Tiny, &wdir, false, 1)
+        .unwrap();
+    let models = Models::load(&wdir, LoadOptions::default()).unwrap();
+    let (w, h) = (128usize, 64usize);
+    // Palette masks at the job size: subject 0 (blue) in the middle.
+    let mut rm = ImageU8::from_vec(w, h, 3, [255u8; 3].repeat(w * h));
+    let mut dm = ImageU8::from_vec(w, h, 3, vec![0u8; w * h * 3]);
+    for y in 0..h {
+        for x in w / 4..3 * w / 4 {
+            rm.data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[0, 0, 255]);
+            dm.data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[0, 0, 255]);
+        }
+    }
+    scail_media::image_io::save_png(&rm, &tmp.path().join("ref_mask.png")).unwrap();
+    let mut wr = Mp4Writer::create(
+        &tmp.path().join("drv_mask.mp4"),
+        w,
+        h,
+        &EncodeOptions {
+            crf: 0,
+            ..EncodeOptions::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..80 {
+        wr.write(&dm).unwrap();
+    }
+    wr.finish().unwrap();
+
+    println!(
+        "# scail-pipeline CPU benchmark ({} threads available)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    for g in [5.0, 1.0] {
+        tiny_job(steps, g, tmp.path(), &models, w, h);
+    }
+    for g in [5.0, 1.0] {
+        mid_core(&models.vae, steps, g, (33, 128, 256));
+    }
+}
