@@ -98,6 +98,15 @@ fn to_rgb(img: &ImageU8) -> Result<RgbImage> {
         .map_err(|e| input_err("image", e))
 }
 
+/// A palette mask at the target size: the same cover-resize and centre crop as the image or
+/// video it belongs to, but nearest-neighbour so palette colours stay exact.
+fn mask_to_target(img: &ImageU8, h: usize, w: usize) -> Result<RgbImage> {
+    let cc = resize::cover_crop(img.height, img.width, h, w);
+    let big = to_rgb(img)?.resize_nearest(cc.resize_w as u32, cc.resize_h as u32);
+    let big = ImageU8::from_vec(cc.resize_w, cc.resize_h, 3, big.data);
+    to_rgb(&big.crop(cc.top, cc.left, h, w))
+}
+
 /// HWC float image → `[C, H, W]`.
 fn hwc_to_chw(img: &ImageF32, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(
@@ -132,19 +141,26 @@ fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool)
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
-/// Decodes a video at 16 fps, every frame resized and centre-cropped to `(h, w)`.
+/// Decodes a video at 16 fps, every frame resized and centre-cropped to `(h, w)` (nearest for
+/// palette masks).
 fn decode_clip(
     path: &Path,
     h: usize,
     w: usize,
     what: &str,
+    is_mask: bool,
 ) -> Result<(Vec<RgbImage>, f64, Option<f64>)> {
     let mut frames = Vec::new();
     let mut err = None;
     let summary = decode_resampled(path, &DecodeOptions::default(), MODEL_FPS, |_, f| {
         let img = &f.image;
         let cc = resize::cover_crop(img.height, img.width, h, w);
-        match to_rgb(&resize::video_frame_resize_crop(img, &cc)) {
+        let r = if is_mask {
+            mask_to_target(img, h, w)
+        } else {
+            to_rgb(&resize::video_frame_resize_crop(img, &cc))
+        };
+        match r {
             Ok(r) => frames.push(r),
             Err(e) => err = Some(e),
         }
@@ -285,7 +301,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
     progress.log(&format!("target size {tw}x{th}"));
 
     // Driving video on the 16 fps timeline.
-    let (driving, duration_s, audio_offset) = decode_clip(&req.video, th, tw, "driving video")?;
+    let (driving, duration_s, audio_offset) =
+        decode_clip(&req.video, th, tw, "driving video", false)?;
     let n = driving.len();
     progress.log(&format!(
         "driving video: {n} frames at {MODEL_FPS} fps, {duration_s:.3} s"
@@ -322,7 +339,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         match p {
             None => Ok(None),
             Some(p) => {
-                let (frames, _, _) = decode_clip(p, th, tw, what)?;
+                // Mask videos keep exact palette colours; a pose video is resized like a video.
+                let (frames, _, _) = decode_clip(p, th, tw, what, what.contains("mask"))?;
                 Ok(Some(Clip {
                     frames,
                     fps: MODEL_FPS as f64,

@@ -476,6 +476,29 @@ mod tests {
     }
 
     #[test]
+    fn colour_matching_takes_the_first_segments_statistics() {
+        let dev = Device::Cpu;
+        let a = Tensor::rand(-0.5f32, 0.5, (3, 5, 4, 4), &dev).unwrap();
+        let b = (Tensor::rand(-0.2f32, 0.2, (3, 5, 4, 4), &dev).unwrap() + 0.3).unwrap();
+        let target = channel_stats(&a).unwrap();
+        let m = match_colors(&b, &target).unwrap();
+        let (mm, ms) = channel_stats(&m).unwrap();
+        let d = |x: &Tensor, y: &Tensor| {
+            (x - y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(d(&mm, &target.0) < 1e-4 && d(&ms, &target.1) < 1e-3);
+        // Before matching, the means were clearly apart.
+        assert!(d(&channel_stats(&b).unwrap().0, &target.0) > 0.1);
+    }
+
+    #[test]
     fn our_segments_cover_every_frame() {
         for total in [1usize, 2, 9, 12, 80, 81, 82, 157, 158, 200, 500] {
             let segs = plan_segments(total, 81, 5, false).unwrap();

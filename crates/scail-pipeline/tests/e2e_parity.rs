@@ -55,6 +55,11 @@ fn norm_u8(t: &Tensor) -> Tensor {
 }
 
 fn run(file: &str) {
+    run_with(file, None);
+}
+
+/// With `guidance`, overrides the fixture's scale (no parity then; checks the branch logic).
+fn run_with(file: &str, guidance: Option<f64>) {
     let m = fixtures::manifest();
     let e = &m["files"][file];
     let cfg = &e["e2e"];
@@ -98,6 +103,34 @@ fn run(file: &str) {
         color_match: false,
         reference_segments: true,
     };
+    if let Some(g) = guidance {
+        let opts = SamplingOptions {
+            guidance: g,
+            ..opts
+        };
+        let mut rec = Recorder::default();
+        sample_video(
+            &dit,
+            &vae,
+            &inputs,
+            &cond,
+            &opts,
+            &mut Injected(&d),
+            &mut rec,
+        )
+        .unwrap();
+        // g <= 1: only the conditional forward runs and the sampler gets it unchanged.
+        assert!(!rec.0.contains_key("seg0_noise_pred_uncond"));
+        let (c, p) = (
+            &rec.0["seg0_noise_pred_cond"],
+            &rec.0["seg0_noise_pred_cfg"],
+        );
+        assert_eq!(c.len(), opts.steps);
+        for (a, b) in c.iter().zip(p) {
+            assert_eq!(fixtures::max_abs_diff(a, b), 0.0);
+        }
+        return;
+    }
     let mut rec = Recorder::default();
     let video = sample_video(
         &dit,
@@ -162,4 +195,9 @@ fn e2e_single_segment() {
 #[test]
 fn e2e_two_segments() {
     run("e2e_two_segments.safetensors");
+}
+
+#[test]
+fn guidance_at_most_one_skips_the_unconditional_branch() {
+    run_with("e2e_single_segment.safetensors", Some(1.0));
 }
