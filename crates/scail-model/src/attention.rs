@@ -14,8 +14,9 @@ use rayon::prelude::*;
 pub const BLOCK_Q: usize = 256;
 /// Key rows per inner step of the CPU kernel: the score scratch is `BLOCK_Q × BLOCK_K` f32.
 pub const BLOCK_K: usize = 256;
-/// Query rows per chunk on non-CPU devices.
-const CHUNK_Q: usize = 1024;
+/// Score bytes one query chunk may hold on non-CPU devices (all heads): the chunk length follows
+/// from it, so 48k or 96k keys × 40 heads stay within a fixed budget.
+pub const CHUNK_SCORE_BYTES: usize = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttentionError {
@@ -89,7 +90,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let scale = 1.0 / (dims.d as f64).sqrt();
     match q.device() {
         Device::Cpu => blockwise_cpu(q, k, v, scale, &dims),
-        _ => chunked(q, k, v, scale, &dims),
+        _ => chunked(q, k, v, scale, &dims, CHUNK_SCORE_BYTES),
     }
 }
 
@@ -108,7 +109,23 @@ pub fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     Ok(p.matmul(&v)?.to_dtype(dt)?)
 }
 
-fn chunked(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, dims: &Dims) -> Result<Tensor> {
+/// Query-chunked attention with candle ops (any device): scores of one chunk of queries at a time,
+/// at most `score_bytes` (chunks of 16 to 4096 rows). The path non-CPU devices take, with
+/// [`CHUNK_SCORE_BYTES`].
+pub fn chunked_attention(q: &Tensor, k: &Tensor, v: &Tensor, score_bytes: usize) -> Result<Tensor> {
+    let dims = check(q, k, v)?;
+    chunked(q, k, v, 1.0 / (dims.d as f64).sqrt(), &dims, score_bytes)
+}
+
+fn chunked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    dims: &Dims,
+    score_bytes: usize,
+) -> Result<Tensor> {
+    let chunk = (score_bytes / (4 * dims.n.max(1) * dims.lk)).clamp(16, 4096);
     let dt = q.dtype();
     let q = q.to_dtype(DType::F32)?;
     let k = k.to_dtype(DType::F32)?;
@@ -118,7 +135,7 @@ fn chunked(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, dims: &Dims) -> Resul
     let axis = q.rank() - 2;
     let mut start = 0;
     while start < dims.lq {
-        let len = CHUNK_Q.min(dims.lq - start);
+        let len = chunk.min(dims.lq - start);
         let qc = q.narrow(axis, start, len)?;
         let s = (qc.matmul(&kt)? * scale)?;
         let p = candle_nn::ops::softmax_last_dim(&s)?;

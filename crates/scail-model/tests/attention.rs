@@ -90,6 +90,20 @@ fn half_precision_inputs_keep_their_dtype() {
 }
 
 #[test]
+fn chunked_path_matches_naive() {
+    // The candle-ops path other devices take, checked here on the CPU with a score budget of 16
+    // or 40 rows per chunk, so several chunks and a short last one run.
+    for (lq, lk, rows) in [(1, 5, 16), (17, 300, 16), (1000, 33, 40)] {
+        let q = rand_tensor(&[2, lq, 32], lq as u64, 2.0);
+        let k = rand_tensor(&[2, lk, 32], lk as u64 + 1, 2.0);
+        let v = rand_tensor(&[2, lk, 32], lk as u64 + 2, 1.0);
+        let got = attention::chunked_attention(&q, &k, &v, 4 * 2 * lk * rows).unwrap();
+        let d = max_abs_diff(&got, &naive_attention(&q, &k, &v).unwrap());
+        assert!(d < 2e-6, "lq {lq} lk {lk}: max abs diff {d:e}");
+    }
+}
+
+#[test]
 fn mismatched_shapes_are_rejected() {
     let q = rand_tensor(&[2, 10, 32], 1, 1.0);
     let k = rand_tensor(&[2, 12, 16], 2, 1.0);
