@@ -178,18 +178,21 @@ fn hpass_band<T: Sample>(
     let row_len = src.width * c;
     tb.clear();
     tb.resize(row_len * ROWS, 0.0);
-    for r in 0..ROWS {
+    let rows: [&[T]; ROWS] = std::array::from_fn(|r| {
         let yy = (y + r).min(src.height - 1);
-        let in_row = &src.data[yy * row_len..(yy + 1) * row_len];
-        for (i, v) in in_row.iter().enumerate() {
-            tb[i * ROWS + r] = v.f();
+        &src.data[yy * row_len..(yy + 1) * row_len]
+    });
+    // Sample-major: the ROWS values of one input sample are written together.
+    for (i, dst) in tb.chunks_exact_mut(ROWS).enumerate() {
+        for (d, row) in dst.iter_mut().zip(&rows) {
+            *d = row[i].f();
         }
     }
     let out_len = taps.len() * c;
     match c {
-        3 => hband_c::<3>(tb, taps, out, out_len, out_rows),
-        4 => hband_c::<4>(tb, taps, out, out_len, out_rows),
-        1 => hband_c::<1>(tb, taps, out, out_len, out_rows),
+        3 => hband::<3>(tb, taps, out, out_len, out_rows),
+        4 => hband::<4>(tb, taps, out, out_len, out_rows),
+        1 => hband::<1>(tb, taps, out, out_len, out_rows),
         _ => {
             for (ox, t) in taps.iter().enumerate() {
                 for ch in 0..c {
@@ -213,6 +216,40 @@ fn hpass_band<T: Sample>(
     }
 }
 
+/// Dispatch to an AVX2 build of the band kernel where the CPU has it (8 rows = one vector).
+/// The arithmetic is the same separate multiply and add either way (Rust never fuses them),
+/// so results do not depend on the CPU.
+fn hband<const C: usize>(
+    tb: &[f32],
+    taps: &[Taps],
+    out: &mut [f32],
+    out_len: usize,
+    out_rows: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was checked just above.
+            unsafe { hband_avx2::<C>(tb, taps, out, out_len, out_rows) };
+            return;
+        }
+    }
+    hband_c::<C>(tb, taps, out, out_len, out_rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hband_avx2<const C: usize>(
+    tb: &[f32],
+    taps: &[Taps],
+    out: &mut [f32],
+    out_len: usize,
+    out_rows: usize,
+) {
+    hband_c::<C>(tb, taps, out, out_len, out_rows)
+}
+
+#[inline(always)]
 fn hband_c<const C: usize>(
     tb: &[f32],
     taps: &[Taps],
@@ -266,7 +303,11 @@ pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> Imag
         None => (cc.top, cc.top + cc.out_h),
     };
     let mid_w = cc.out_w;
-    let mut mid = vec![0.0f32; (row_hi - row_lo) * mid_w * c];
+    // The intermediate is large (rows x output width): reuse one per thread instead of
+    // mapping and zeroing fresh pages for every video frame.
+    let mut mid = MID_SCRATCH.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    mid.clear();
+    mid.resize((row_hi - row_lo) * mid_w * c, 0.0);
     let do_rows = |rows: &mut [f32], y0: usize| {
         let row_len = mid_w * c;
         let n = rows.len() / row_len;
@@ -322,7 +363,12 @@ pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> Imag
         }
     };
     parallel_rows(&mut out, row_len, 0, &do_out);
+    MID_SCRATCH.with(|m| *m.borrow_mut() = mid);
     Image::from_vec(cc.out_w, cc.out_h, c, out)
+}
+
+thread_local! {
+    static MID_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f(rows, first_row_index)` over `buf` split into row bands on the available cores.
@@ -373,11 +419,18 @@ pub fn video_frame_resize_crop(frame: &ImageU8, cc: &CoverCrop) -> ImageU8 {
         out.width,
         out.height,
         out.channels,
-        out.data
-            .iter()
-            .map(|v| v.clamp(0.0, 255.0).round_ties_even() as u8)
-            .collect(),
+        out.data.iter().map(|&v| round_u8(v)).collect(),
     )
+}
+
+/// Clamp to [0, 255] and round half-to-even. Adding and removing 2^23 rounds a float in
+/// [0, 2^23) to an integer in the current (nearest-even) mode: the same as `round_ties_even`
+/// without a libm call per sample.
+#[inline(always)]
+fn round_u8(v: f32) -> u8 {
+    const MAGIC: f32 = 8_388_608.0;
+    let c = v.clamp(0.0, 255.0);
+    ((c + MAGIC) - MAGIC) as u8
 }
 
 /// Video normalisation of the CLI: `(x - 127.5) / 127.5` in float32.
@@ -561,6 +614,23 @@ mod tests {
         let img = ImageF32::from_vec(4, 3, 1, (0..12).map(|v| v as f32).collect());
         let cc = cover_crop(3, 4, 3, 4);
         assert_eq!(resize_aa_bicubic_crop(&img, &cc), img);
+    }
+
+    #[test]
+    fn round_u8_is_half_to_even() {
+        for i in 0..=5120 {
+            let v = -10.0 + i as f32 * 0.05;
+            assert_eq!(
+                round_u8(v),
+                v.clamp(0.0, 255.0).round_ties_even() as u8,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            (round_u8(252.5), round_u8(253.5), round_u8(0.5)),
+            (252, 254, 0)
+        );
+        assert_eq!(round_u8(f32::NAN), 0);
     }
 
     #[test]
