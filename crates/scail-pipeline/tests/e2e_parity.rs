@@ -55,11 +55,11 @@ fn norm_u8(t: &Tensor) -> Tensor {
 }
 
 fn run(file: &str) {
-    run_with(file, None);
+    run_with(file, None, DType::F32);
 }
 
 /// With `guidance`, overrides the fixture's scale (no parity then; checks the branch logic).
-fn run_with(file: &str, guidance: Option<f64>) {
+fn run_with(file: &str, guidance: Option<f64>, dtype: DType) -> Option<f64> {
     let m = fixtures::manifest();
     let e = &m["files"][file];
     let cfg = &e["e2e"];
@@ -103,6 +103,23 @@ fn run_with(file: &str, guidance: Option<f64>) {
         color_match: false,
         reference_segments: true,
     };
+    if dtype != DType::F32 {
+        let opts = SamplingOptions {
+            round_history_bf16: dtype == DType::BF16,
+            ..opts
+        };
+        let v = sample_video(
+            &dit,
+            &vae,
+            &inputs,
+            &cond,
+            &opts,
+            &mut Injected(&d),
+            &mut Recorder::default(),
+        )
+        .unwrap();
+        return Some(fixtures::max_abs_diff(&v, &d["out.video"]));
+    }
     if let Some(g) = guidance {
         let opts = SamplingOptions {
             guidance: g,
@@ -129,7 +146,7 @@ fn run_with(file: &str, guidance: Option<f64>) {
         for (a, b) in c.iter().zip(p) {
             assert_eq!(fixtures::max_abs_diff(a, b), 0.0);
         }
-        return;
+        return None;
     }
     let mut rec = Recorder::default();
     let video = sample_video(
@@ -185,6 +202,7 @@ fn run_with(file: &str, guidance: Option<f64>) {
             "history encoded once for segment 1"
         );
     }
+    None
 }
 
 #[test]
@@ -199,5 +217,17 @@ fn e2e_two_segments() {
 
 #[test]
 fn guidance_at_most_one_skips_the_unconditional_branch() {
-    run_with("e2e_single_segment.safetensors", Some(1.0));
+    run_with("e2e_single_segment.safetensors", Some(1.0), DType::F32);
+}
+
+/// bf16 weights (f32 islands) with history rounded to bf16 as the reference does on GPU: not a
+/// parity case (the fixtures are f32); prints the distance to the f32 video and bounds it loosely.
+#[test]
+fn bf16_weights_run_two_segments_close_to_f32() {
+    let d = run_with("e2e_two_segments.safetensors", None, DType::BF16).unwrap();
+    eprintln!("bf16 vs f32 reference video: max abs diff {d:e}");
+    assert!(
+        d.is_finite() && d < 0.25,
+        "bf16 video {d} away from the f32 reference (pixel range 2)"
+    );
 }
