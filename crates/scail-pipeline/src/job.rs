@@ -118,9 +118,21 @@ fn hwc_to_chw(img: &ImageF32, dev: &Device) -> Result<Tensor> {
 
 /// RGB8 frames → `[T, 3, H, W]` (or `[3, T, H, W]` with `channels_first`) with `norm`.
 fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool) -> Result<Tensor> {
+    let t = frames_u8(frames, channels_first)?;
+    let v: Vec<f32> = t
+        .flatten_all()?
+        .to_vec1::<u8>()?
+        .into_iter()
+        .map(norm)
+        .collect();
+    Ok(Tensor::from_vec(v, t.dims(), &Device::Cpu)?)
+}
+
+/// RGB8 frames → u8 `[T, 3, H, W]` (or `[3, T, H, W]`).
+fn frames_u8(frames: &[RgbImage], channels_first: bool) -> Result<Tensor> {
     let t = frames.len();
     let (w, h) = (frames[0].width as usize, frames[0].height as usize);
-    let mut data = vec![0f32; 3 * t * h * w];
+    let mut data = vec![0u8; 3 * t * h * w];
     for (f, img) in frames.iter().enumerate() {
         for (i, px) in img.data.chunks_exact(3).enumerate() {
             for (c, &v) in px.iter().enumerate() {
@@ -129,7 +141,7 @@ fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool)
                 } else {
                     (f * 3 + c) * h * w + i
                 };
-                data[idx] = norm(v);
+                data[idx] = v;
             }
         }
     }
@@ -381,8 +393,9 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
             true,
         )?
         .squeeze(1)?,
-        pose_video: frames_tensor(&stagea.driving_video, resize::normalize_video_u8, false)?,
-        driving_mask: frames_tensor(&stagea.driving_mask, resize::normalize_video_u8, true)?,
+        // Kept as u8 and normalised per segment by the sampler.
+        pose_video: frames_u8(&stagea.driving_video, false)?,
+        driving_mask: frames_u8(&stagea.driving_mask, true)?,
     };
     let cond = Conditioning {
         context: ctx[0].clone(),

@@ -62,9 +62,10 @@ pub struct PixelInputs {
     pub ref_image: Tensor,
     /// Reference mask image `[3, H, W]`.
     pub ref_mask: Tensor,
-    /// Driving ("pose") video `[T, 3, H, W]`.
+    /// Driving ("pose") video `[T, 3, H, W]`: f32 in [-1, 1], or u8 (normalised per segment
+    /// with `(x - 127.5) / 127.5`, so long videos are held at a quarter of the memory).
     pub pose_video: Tensor,
-    /// Driving mask video `[3, T, H, W]`.
+    /// Driving mask video `[3, T, H, W]`, f32 or u8 as `pose_video`.
     pub driving_mask: Tensor,
 }
 
@@ -211,6 +212,21 @@ fn take_frames(t: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tens
     Ok(Tensor::cat(&parts, axis)?)
 }
 
+/// u8 video samples → `(x - 127.5) / 127.5` in f32 (the reference's exact arithmetic, which the
+/// mask threshold depends on); f32 input is returned as is.
+fn video_to_f32(t: &Tensor) -> Result<Tensor> {
+    if t.dtype() != DType::U8 {
+        return Ok(t.to_dtype(DType::F32)?);
+    }
+    let v: Vec<f32> = t
+        .flatten_all()?
+        .to_vec1::<u8>()?
+        .into_iter()
+        .map(resize::normalize_video_u8)
+        .collect();
+    Ok(Tensor::from_vec(v, t.dims(), t.device())?)
+}
+
 /// Per-channel mean and std of a `[3, T, H, W]` video.
 fn channel_stats(v: &Tensor) -> Result<(Tensor, Tensor)> {
     let c = v.dim(0)?;
@@ -311,7 +327,7 @@ pub fn sample_video(
 
         // Pose stream: bilinear x0.5 of [T, 3, H, W], then [3, T, H/2, W/2] into the VAE.
         hooks.stage("vae_encode");
-        let pose = take_frames(&inputs.pose_video, 0, seg.start, seg.len)?;
+        let pose = video_to_f32(&take_frames(&inputs.pose_video, 0, seg.start, seg.len)?)?;
         let pose_half = from_host(&resize::half_bilinear(&to_host(&pose)?), &vdev)?
             .permute((1, 0, 2, 3))?
             .contiguous()?;
@@ -333,7 +349,7 @@ pub fn sample_video(
         )?;
         hooks.record(&p("ref_masks"), &ref_masks);
 
-        let dm = take_frames(&inputs.driving_mask, 1, seg.start, seg.len)?;
+        let dm = video_to_f32(&take_frames(&inputs.driving_mask, 1, seg.start, seg.len)?)?;
         let dm_half = resize::half_bilinear(&to_host(&dm)?);
         hooks.record(&p("driving_mask_half"), &from_host(&dm_half, &Device::Cpu)?);
         let driving_masks = from_host(&mask::compress_mask(&dm_half, 1)?, &dev)?;

@@ -83,8 +83,9 @@ fn run_with(file: &str, guidance: Option<f64>, dtype: DType) -> Option<f64> {
     let inputs = PixelInputs {
         ref_image: norm_u8(&d["in.img_u8"]),
         ref_mask: norm_u8(&d["in.ref_mask_u8"]),
-        pose_video: norm_u8(&d["in.pose_u8"]),
-        driving_mask: norm_u8(&d["in.driving_mask_u8"]),
+        // Videos go in as u8: the sampler normalises them per segment.
+        pose_video: d["in.pose_u8"].clone(),
+        driving_mask: d["in.driving_mask_u8"].clone(),
     };
     let cond = Conditioning {
         context: d["in.context"].clone(),
