@@ -269,8 +269,13 @@ impl CausalConv3d {
             candle_core::bail!("causal conv kernel {k:?}: square odd spatial kernels only");
         }
         let (weight, cpu) = if cpu {
+            // 3x3 kernels take the Winograd F(2,3) kernel (see `vae_cpu::conv3d_stream`).
             let taps = cpu_slice(&w, |s| {
-                crate::vae_cpu::arrange_taps(s, c_out, c_in, k[0], k[1])
+                if k[1] == 3 {
+                    crate::vae_cpu::arrange_wino(s, c_out, c_in, k[0])
+                } else {
+                    crate::vae_cpu::arrange_taps(s, c_out, c_in, k[0], k[1])
+                }
             })?;
             (None, Some((taps, bias.to_vec1::<f32>()?)))
         } else {

@@ -11,7 +11,8 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-/// Reorders an `[O, C, kd, k, k]` weight to `[k*k][O][kd*C]` (K index = time tap * C + c).
+/// Reorders an `[O, C, kd, k, k]` weight to `[k*k][O][kd*C]` (K index = time tap * C + c),
+/// the layout of the direct kernel (used for k = 1).
 pub(crate) fn arrange_taps(w: &[f32], o: usize, c: usize, kd: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
     for oi in 0..o {
@@ -113,6 +114,10 @@ pub(crate) fn conv3d_stream(
     (o, kd, k): (usize, usize, usize),
     residual: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
+    if k == 3 {
+        // Taps are in the Winograd layout for 3x3 kernels (`arrange_wino`).
+        return conv3d_wino(prev, x, act, (c, h, w), taps, bias, (o, kd), residual);
+    }
     let fl = c * h * w;
     let ctx = prev.len() / fl;
     let t_in = ctx + x.len() / fl;
@@ -222,6 +227,203 @@ pub(crate) fn conv3d_stream(
                         .copy_from_slice(&win[s..s + w]);
                 }
             }
+        }
+    }
+    (out, cache)
+}
+
+/// Reorders an `[O, C, kd, 3, 3]` weight for [`conv3d_wino`]: per kernel row dy, the four
+/// Winograd F(2,3) components of the 3 horizontal taps, `[3][4][O][kd*C]`.
+pub(crate) fn arrange_wino(w: &[f32], o: usize, c: usize, kd: usize) -> Vec<f32> {
+    let kk = kd * c;
+    let mut out = vec![0f32; 12 * o * kk];
+    for oi in 0..o {
+        for ci in 0..c {
+            for t in 0..kd {
+                for dy in 0..3 {
+                    let g = &w[(((oi * c + ci) * kd + t) * 3 + dy) * 3..][..3];
+                    let u = [
+                        g[0],
+                        (g[0] + g[1] + g[2]) * 0.5,
+                        (g[0] - g[1] + g[2]) * 0.5,
+                        g[2],
+                    ];
+                    for (comp, v) in u.iter().enumerate() {
+                        out[((dy * 4 + comp) * o + oi) * kk + t * c + ci] = *v;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Shares a raw pointer with rayon tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+/// [`conv3d_stream`] for 3x3 spatial kernels with Winograd F(2,3) along the width: each pair of
+/// output columns takes 4 products per kernel row instead of 6, so the GEMM work is 2/3 of the
+/// direct method. The window holds the 4 transformed input components; odd widths read an
+/// extra zero column whose output is dropped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv3d_wino(
+    prev: &[f32],
+    x: &[f32],
+    act: Option<&Activation>,
+    (c, h, w): (usize, usize, usize),
+    wtaps: &[f32],
+    bias: &[f32],
+    (o, kd): (usize, usize),
+    residual: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let fl = c * h * w;
+    let ctx = prev.len() / fl;
+    let t_in = ctx + x.len() / fl;
+    let t_out = t_in + 1 - kd;
+    let (hp, wq) = (h + 2, w.div_ceil(2));
+    let plane = hp * wq;
+    let (n, kk, ohw) = (h * wq, kd * c, h * w);
+    let cb = kd * c * plane; // one component's window
+    let mut win = vec![0f32; 4 * cb];
+    let frame = |f: usize| -> (&[f32], bool) {
+        if f < ctx {
+            (&prev[f * fl..(f + 1) * fl], false)
+        } else {
+            (&x[(f - ctx) * fl..(f - ctx + 1) * fl], true)
+        }
+    };
+    let fill = |win: &mut [f32], slot: usize, f: usize| {
+        let (src, raw) = frame(f);
+        let a = if raw { act } else { None };
+        let inv = a.map(|a| inv_norms(src, c, h * w, a.scale));
+        let ptr = SyncPtr(win.as_mut_ptr());
+        (0..c).into_par_iter().for_each(|ci| {
+            let ptr = ptr;
+            let s = &src[ci * h * w..(ci + 1) * h * w];
+            let mut row = vec![0f32; 2 * wq + 2];
+            for y in 0..h {
+                // row[1 + x] = activated input at column x; zeros around it.
+                for xx in 0..w {
+                    let v = s[y * w + xx];
+                    row[1 + xx] = match (a, &inv) {
+                        (Some(a), Some(inv)) => {
+                            let z = v * inv[y * w + xx] * a.gamma[ci];
+                            z / (1.0 + (-z).exp())
+                        }
+                        _ => v,
+                    };
+                }
+                let base = (slot * c + ci) * plane + (y + 1) * wq;
+                for j in 0..wq {
+                    let d = &row[2 * j..2 * j + 4];
+                    let v = [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]];
+                    for (comp, val) in v.iter().enumerate() {
+                        // SAFETY: (comp, slot, ci, y, j) addresses are distinct per task
+                        // (ci differs) and inside `win` (4 * cb elements).
+                        unsafe { *ptr.0.add(comp * cb + base + j) = *val };
+                    }
+                }
+            }
+        });
+    };
+    for j in 0..kd.min(t_in) {
+        fill(&mut win, j, j);
+    }
+    let mut out = vec![0f32; t_out * o * ohw];
+    let mut acc = vec![0f32; 4 * o * n];
+    for t in 0..t_out {
+        if t > 0 {
+            for comp in 0..4 {
+                win.copy_within(comp * cb + c * plane..(comp + 1) * cb, comp * cb);
+            }
+            fill(&mut win, kd - 1, t + kd - 1);
+        }
+        for comp in 0..4 {
+            let dst = &mut acc[comp * o * n..(comp + 1) * o * n];
+            for dy in 0..3 {
+                let lhs = &wtaps[(dy * 4 + comp) * o * kk..][..o * kk];
+                let rhs = &win[comp * cb + dy * wq..(comp + 1) * cb];
+                assert!((kk - 1) * plane + n <= rhs.len());
+                // SAFETY: lhs is [o, kk] row-major; rhs has kk rows `plane` apart with n
+                // contiguous columns inside this component's window (asserted); dst is [o, n].
+                unsafe {
+                    gemm(
+                        o,
+                        n,
+                        kk,
+                        dst.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        dy > 0,
+                        lhs.as_ptr(),
+                        1,
+                        kk as isize,
+                        rhs.as_ptr(),
+                        1,
+                        plane as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        threads(),
+                    );
+                }
+            }
+        }
+        let res = residual.map(|r| &r[t * o * ohw..(t + 1) * o * ohw]);
+        let acc = &acc;
+        out[t * o * ohw..(t + 1) * o * ohw]
+            .par_chunks_mut(ohw)
+            .enumerate()
+            .for_each(|(oi, dst)| {
+                let b = bias[oi];
+                let m = |comp: usize, y: usize| &acc[(comp * o + oi) * n + y * wq..][..wq];
+                for y in 0..h {
+                    let (m0, m1, m2, m3) = (m(0, y), m(1, y), m(2, y), m(3, y));
+                    let d = &mut dst[y * w..(y + 1) * w];
+                    for j in 0..wq {
+                        d[2 * j] = m0[j] + m1[j] + m2[j] + b;
+                        if 2 * j + 1 < w {
+                            d[2 * j + 1] = m1[j] - m2[j] - m3[j] + b;
+                        }
+                    }
+                    if let Some(r) = res {
+                        for (d, r) in d
+                            .iter_mut()
+                            .zip(&r[oi * ohw + y * w..oi * ohw + (y + 1) * w])
+                        {
+                            *d += r;
+                        }
+                    }
+                }
+            });
+    }
+    // Next cache: the last kd-1 input frames, activated.
+    let next_ctx = kd - 1;
+    let mut cache = vec![0f32; next_ctx * fl];
+    for j in 0..next_ctx {
+        let f = t_in - next_ctx + j;
+        let (src, raw) = frame(f);
+        let dst = &mut cache[j * fl..(j + 1) * fl];
+        match (raw, act) {
+            (true, Some(a)) => {
+                let inv = inv_norms(src, c, h * w, a.scale);
+                dst.par_chunks_mut(h * w)
+                    .zip(src.par_chunks(h * w))
+                    .enumerate()
+                    .for_each(|(ci, (d, s))| {
+                        let g = a.gamma[ci];
+                        for ((d, v), n) in d.iter_mut().zip(s).zip(&inv) {
+                            let z = v * n * g;
+                            *d = z / (1.0 + (-z).exp());
+                        }
+                    });
+            }
+            _ => dst.copy_from_slice(src),
         }
     }
     (out, cache)
