@@ -107,6 +107,23 @@ fn mask_to_target(img: &ImageU8, h: usize, w: usize) -> Result<RgbImage> {
     to_rgb(&big.crop(cc.top, cc.left, h, w))
 }
 
+/// The subject mask of an RGBA reference with real transparency, cropped like the reference
+/// (nearest on the alpha plane); None for opaque images.
+fn reference_alpha(img: &ImageU8, h: usize, w: usize) -> Result<Option<scail_stagea::Mask>> {
+    if img.channels != 4 {
+        return Ok(None);
+    }
+    let alpha: Vec<u8> = img.data.chunks_exact(4).flat_map(|p| [p[3]; 3]).collect();
+    let a = mask_to_target(&ImageU8::from_vec(img.width, img.height, 3, alpha), h, w)?;
+    let rgba: Vec<u8> = a
+        .data
+        .chunks_exact(3)
+        .flat_map(|p| [0, 0, 0, p[0]])
+        .collect();
+    scail_stagea::compose::mask_from_alpha(w as u32, h as u32, &rgba)
+        .map_err(|e| input_err("reference alpha", e))
+}
+
 /// HWC float image → `[C, H, W]`.
 fn hwc_to_chw(img: &ImageF32, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(
@@ -285,9 +302,9 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         clock = Instant::now();
     };
     // Reference and target size.
-    let img = decode_image(&req.image, &Limits::default())
-        .map_err(|e| input_err("image", e))?
-        .rgb();
+    let decoded =
+        decode_image(&req.image, &Limits::default()).map_err(|e| input_err("image", e))?;
+    let img = decoded.rgb();
     let (tw, th) = match req.size {
         Some((w, h)) => {
             if w % 32 != 0 || h % 32 != 0 || w == 0 || h == 0 {
@@ -362,7 +379,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
     };
     let inputs = StageAInputs {
         reference: ref_u8,
-        reference_alpha: None,
+        reference_alpha: reference_alpha(&decoded.image, th, tw)?,
         driving: Clip {
             frames: driving,
             fps: MODEL_FPS as f64,

@@ -309,3 +309,48 @@ fn generator_runs_a_request_and_honours_cancel() {
     let e = g.generate(&req, &Cancelled).unwrap_err();
     assert_eq!(e, scail_core::generator::GenerateError::Cancelled);
 }
+
+/// A reference with real transparency needs no reference mask: its alpha is the subject.
+#[test]
+fn transparent_reference_takes_its_mask_from_alpha() {
+    let Some((_, drv)) = inputs(["ref_photo_woman_shore.jpg", "dance_woman_16fps.mp4"]) else {
+        return;
+    };
+    let f = fixture();
+    let (w, h) = (200usize, 100usize);
+    let mut rgba = vec![0u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let p = &mut rgba[(y * w + x) * 4..(y * w + x) * 4 + 4];
+            p.copy_from_slice(&[200, 150, 100, if (50..150).contains(&x) { 255 } else { 0 }]);
+        }
+    }
+    let png = f.dir.path().join("rgba_ref.png");
+    image::save_buffer(
+        &png,
+        &rgba,
+        w as u32,
+        h as u32,
+        image::ExtendedColorType::Rgba8,
+    )
+    .unwrap();
+    let mut req = request(f, png.clone(), drv, "alpha.mp4", 2, 81);
+    req.reference_mask = None;
+    req.output_preprocessing = false;
+    run_job(&f.models, &req, &Silent).unwrap();
+    // Without alpha and without a mask or segmentation model, Stage A must refuse clearly.
+    let opaque: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
+    image::save_buffer(
+        &png,
+        &opaque,
+        w as u32,
+        h as u32,
+        image::ExtendedColorType::Rgba8,
+    )
+    .unwrap();
+    let e = run_job(&f.models, &req, &Silent).unwrap_err().to_string();
+    assert!(e.contains("preprocessing"), "{e}");
+}
