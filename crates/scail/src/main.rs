@@ -1,6 +1,11 @@
 //! `scail`: one binary for the server, the worker, one-off generation and weight management.
 
+mod bench;
+mod device;
+mod generate;
+mod probe;
 mod serve;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +25,14 @@ enum Command {
     /// Serve the fal-ai/scail-2 queue API with an in-process worker (SQLite and a local folder in
     /// --data-dir; no other service needed).
     Serve(serve::ServeArgs),
+    /// Run one job from the command line, no server, with a progress bar.
+    Generate(Box<generate::GenerateArgs>),
+    /// Print JSON facts about a video or image (container, codecs, size, rotation, fps, frames).
+    Probe(probe::ProbeArgs),
+    /// Verify, convert or create model weights.
+    Weights(weights::WeightsArgs),
+    /// Benchmarks with random weights at any size.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +46,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Generate(args) => generate::run(*args),
+        Command::Probe(args) => probe::run(args),
+        Command::Weights(args) => weights::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

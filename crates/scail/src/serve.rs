@@ -29,6 +29,20 @@ pub struct ServeArgs {
     /// the server runs and every job ends with an error saying how to get weights.
     #[arg(long, env = "SCAIL_WEIGHTS")]
     weights: Option<PathBuf>,
+    /// Folder with the Stage A models (default: WEIGHTS/stagea when it exists).
+    #[arg(long, env = "SCAIL_STAGEA_DIR")]
+    stagea_dir: Option<PathBuf>,
+    /// Where the model runs: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", env = "SCAIL_DEVICE")]
+    device: String,
+    /// Matmul weight precision: f32 or bf16 (bf16 halves memory; norms, modulation and the
+    /// residual stream stay f32). On CPU f32 is faster.
+    #[arg(long, default_value = "f32", env = "SCAIL_PRECISION")]
+    precision: String,
+    /// Render every job at WxH (multiples of 32) instead of the request's resolution: for
+    /// experiments and smoke tests with small random weights.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u32, u32)>,
     /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
     /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
     #[arg(
@@ -79,21 +93,43 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(serve(args))
 }
 
-fn generator_for(weights: Option<&PathBuf>) -> anyhow::Result<Arc<dyn Generator>> {
-    match weights {
-        None => Ok(Arc::new(NoWeightsGenerator)),
-        Some(dir) => {
-            anyhow::ensure!(dir.is_dir(), "--weights {}: no such folder", dir.display());
-            anyhow::bail!(
-                "--weights {}: this build of scail has no generation pipeline yet, so it cannot run the model; start without --weights to serve the API",
-                dir.display()
-            )
-        }
+fn generator_for(a: &ServeArgs) -> anyhow::Result<Arc<dyn Generator>> {
+    let Some(dir) = &a.weights else {
+        return Ok(Arc::new(NoWeightsGenerator));
+    };
+    anyhow::ensure!(dir.is_dir(), "--weights {}: no such folder", dir.display());
+    let opts = scail_pipeline::models::LoadOptions {
+        dtype: crate::device::parse_dtype(&a.precision)?,
+        device: crate::device::parse_device(&a.device)?,
+        // The server keeps every network loaded between jobs.
+        keep_text_encoder: true,
+    };
+    eprintln!("loading weights from {} …", dir.display());
+    let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())
+        .with_context(|| format!("loading the weights in {}", dir.display()))?;
+    Ok(Arc::new(g.with_size(a.size)))
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected WxH, e.g. 448x256")?;
+    let p = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("not a number: {v}"))
+    };
+    let (w, h) = (p(w)?, p(h)?);
+    if w == 0 || h == 0 || !w.is_multiple_of(32) || !h.is_multiple_of(32) {
+        return Err(format!(
+            "{w}x{h}: both sides must be positive multiples of 32"
+        ));
     }
+    Ok((w, h))
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let generator = generator_for(a.weights.as_ref())?;
+    let generator = generator_for(&a)?;
     let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
         anyhow::ensure!(
             s.is_finite() && s > 0.0,

@@ -1,0 +1,31 @@
+//! `--device` and `--dtype` flags shared by the model commands.
+
+use candle_core::{DType, Device};
+
+/// `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal: usize = s
+                .strip_prefix("cuda:")
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or(0);
+            Device::new_cuda(ordinal).map_err(|e| {
+                anyhow::anyhow!("--device {s}: {e} (a CUDA build is `cargo build --release -p scail --features cuda`)")
+            })
+        }
+        o => anyhow::bail!("--device {o}: expected cpu, cuda or cuda:N"),
+    }
+}
+
+/// `f32`, `bf16` or `f16`.
+pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        o => anyhow::bail!("--dtype {o}: expected f32, bf16 or f16"),
+    }
+}

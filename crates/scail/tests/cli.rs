@@ -1,0 +1,234 @@
+//! The `scail` binary end to end: help texts, probe, weights, and `serve` (SIGTERM; with tiny
+//! random weights, a request from the official JS client returns a real video).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scail"))
+}
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn serve_help_documents_every_option() {
+    let help = ok(scail().args(["serve", "--help"]));
+    for opt in [
+        "--port",
+        "--host",
+        "--data-dir",
+        "--public-url",
+        "--weights",
+        "--api-keys",
+        "--keys-file",
+        "--workers",
+        "--max-upload-mib",
+        "--max-input-mib",
+        "--max-request-mib",
+        "--fetch-timeout-s",
+        "--allow-fetch-from",
+        "--shutdown-grace-s",
+        "--device",
+        "--precision",
+    ] {
+        assert!(help.contains(opt), "serve --help lacks {opt}");
+    }
+    let top = ok(scail().arg("--help"));
+    for sub in ["serve", "generate", "probe", "weights", "bench"] {
+        assert!(top.contains(sub), "--help lacks {sub}");
+    }
+}
+
+#[test]
+fn probe_prints_json_facts_and_refuses_non_media() {
+    let v: serde_json::Value = serde_json::from_str(&ok(scail()
+        .arg("probe")
+        .arg(shared().join("media/talk_show_host_30fps_audio.mp4"))))
+    .unwrap();
+    assert_eq!(v["video"]["width"], 1920);
+    assert_eq!(v["video"]["frames"], 106);
+    assert_eq!(v["audio"]["codec"], "aac");
+    let dir = tempfile::tempdir().unwrap();
+    let txt = dir.path().join("not-a-video.mp4");
+    std::fs::write(&txt, "hello").unwrap();
+    let out = scail().arg("probe").arg(&txt).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-video.mp4"));
+}
+
+#[test]
+fn weights_init_random_then_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(scail()
+        .args(["weights", "init-random", "--config", "tiny"])
+        .arg(dir.path()));
+    let table = ok(scail().args(["weights", "verify"]).arg(dir.path()));
+    assert!(table.contains("overall: ok"), "{table}");
+    // A damaged folder fails with a table that says where.
+    std::fs::write(dir.path().join("Wan2.1_VAE.pth"), b"junk").unwrap();
+    let out = scail()
+        .args(["weights", "verify"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, extra: &[&str]) -> Served {
+    let mut child = scail()
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--api-keys",
+            "tester=k-test",
+            "--allow-fetch-from",
+            "127.0.0.1",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve prints SCAIL_LISTENING").unwrap();
+        if let Some(u) = line.strip_prefix("SCAIL_LISTENING ") {
+            break u.to_string();
+        }
+    };
+    Served { child, url }
+}
+
+#[test]
+fn serve_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = serve(dir.path(), &[]);
+    let health = reqwest_get(&format!("{}/health", s.url));
+    assert!(health.contains("\"ok\""));
+    assert!(Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn reqwest_get(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Serves the shared media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
+fn media_server() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(shared().join("media"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, url)
+}
+
+#[test]
+fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
+    if std::env::var("SCAIL_SKIP_CONFORMANCE").is_ok_and(|v| v == "1") {
+        eprintln!("SCAIL_SKIP_CONFORMANCE=1: skipped");
+        return;
+    }
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    assert!(
+        conf.join("node_modules/@fal-ai/client").exists(),
+        "run `npm install` in tests/conformance (or bash .ci/run)"
+    );
+    let w = tempfile::tempdir().unwrap();
+    ok(scail()
+        .args(["weights", "init-random", "--config", "tiny"])
+        .arg(w.path()));
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(
+        data.path(),
+        &["--weights", w.path().to_str().unwrap(), "--size", "128x96"],
+    );
+    let (mut media, media_url) = media_server();
+    let out = Command::new("node")
+        .arg("model/real_video.mjs")
+        .current_dir(&conf)
+        .env("SCAIL_BASE", &s.url)
+        .env("SCAIL_KEY", "k-test")
+        .env("SCAIL_MEDIA", &media_url)
+        .output()
+        .expect("node");
+    let _ = media.kill();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(v["video"]["content_type"], "video/mp4");
+}
