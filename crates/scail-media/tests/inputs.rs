@@ -2,6 +2,7 @@
 //! data tracks, images with EXIF/alpha/16-bit/palette, and hostile files (empty, text, no video,
 //! truncated, corrupt, absurd sizes, hours long, image bombs). Every file is generated in a
 //! temp dir at test time with the ffmpeg CLI or by hand.
+#![cfg(feature = "ffmpeg")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -674,4 +675,55 @@ fn output_frame_k_shows_driving_time_k_over_16() {
         k += 1;
     }
     assert_eq!(k, 16);
+}
+
+/// Audio mp4 cannot carry (Vorbis) is re-encoded to AAC; the output is trimmed to the video's
+/// duration although the driving audio runs longer.
+#[test]
+fn non_mp4_audio_is_reencoded_and_trimmed() {
+    use scail_media::encode::{EncodeOptions, Mp4Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let src = ffmpeg(
+        dir.path(),
+        "drive.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x64:rate=10:duration=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "libvorbis",
+        ],
+    );
+    let dec = VideoDecoder::open(&src, &small()).unwrap();
+    let audio = dec.info().audio.clone().unwrap();
+    assert_eq!(audio.codec, "vorbis");
+    let (frames, s) = scail_media::video::decode_frames(&src, &small(), 16, None).unwrap();
+    let out = dir.path().join("out.mp4");
+    let opts = EncodeOptions {
+        audio_from: Some(src.clone()),
+        audio_offset_s: audio.offset_s,
+        duration_s: Some(s.duration_s),
+        ..Default::default()
+    };
+    let mut wr = Mp4Writer::create(&out, 64, 64, &opts).unwrap();
+    for f in &frames {
+        wr.write(f).unwrap();
+    }
+    wr.finish().unwrap();
+    let p = probe(&out).unwrap();
+    let a = p.audio.expect("audio kept");
+    assert_eq!(a.codec, "aac");
+    assert!(
+        (a.duration_s.unwrap() - 1.0).abs() <= 1.0 / 16.0,
+        "{:?}",
+        a.duration_s
+    );
+    assert_eq!(p.video.frames, 16);
 }
