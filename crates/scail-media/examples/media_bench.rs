@@ -41,10 +41,11 @@ fn main() {
         cc.top
     );
 
-    let mut ours = f64::INFINITY;
-    let mut our_frames = 0u64;
-    let mut checksum = 0u64;
-    for _ in 0..repeats {
+    let vf = format!(
+        "fps={fps},scale={}:{}:flags=bicubic,crop={tw}:{th}:{}:{}",
+        cc.resize_w, cc.resize_h, cc.left, cc.top
+    );
+    let run_ours = || {
         let t = Instant::now();
         let mut n = 0u64;
         let mut sum = 0u64;
@@ -55,35 +56,9 @@ fn main() {
             Ok(())
         })
         .unwrap();
-        ours = ours.min(t.elapsed().as_secs_f64());
-        our_frames = n;
-        checksum = sum;
-    }
-
-    // Resize + crop alone on one decoded frame.
-    let first = VideoDecoder::open(&clip, &opts)
-        .unwrap()
-        .next_frame()
-        .unwrap()
-        .unwrap();
-    let t = Instant::now();
-    for _ in 0..20 {
-        std::hint::black_box(video_frame_resize_crop(&first.image, &cc));
-    }
-    let resize_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
-
-    // Decode + colour conversion alone, to split the time.
-    let t = Instant::now();
-    decode_resampled(&clip, &opts, fps, |_, _| Ok(())).unwrap();
-    let decode_only = t.elapsed().as_secs_f64();
-
-    let vf = format!(
-        "fps={fps},scale={}:{}:flags=bicubic,crop={tw}:{th}:{}:{}",
-        cc.resize_w, cc.resize_h, cc.left, cc.top
-    );
-    let mut cli = f64::INFINITY;
-    let mut cli_frames = 0usize;
-    for _ in 0..repeats {
+        (t.elapsed().as_secs_f64(), n, sum)
+    };
+    let run_cli = || {
         let t = Instant::now();
         let mut child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
@@ -103,9 +78,37 @@ fn main() {
             bytes += k;
         }
         assert!(child.wait().unwrap().success());
-        cli = cli.min(t.elapsed().as_secs_f64());
-        cli_frames = bytes / (tw * th * 3);
+        (t.elapsed().as_secs_f64(), bytes / (tw * th * 3))
+    };
+
+    // Interleaved repeats, so both see the same machine load; best of each.
+    let (mut ours, mut cli) = (f64::INFINITY, f64::INFINITY);
+    let (mut our_frames, mut checksum, mut cli_frames) = (0u64, 0u64, 0usize);
+    for _ in 0..repeats {
+        let (t, n, sum) = run_ours();
+        ours = ours.min(t);
+        (our_frames, checksum) = (n, sum);
+        let (t, n) = run_cli();
+        cli = cli.min(t);
+        cli_frames = n;
     }
+
+    // Resize + crop alone on one decoded frame.
+    let first = VideoDecoder::open(&clip, &opts)
+        .unwrap()
+        .next_frame()
+        .unwrap()
+        .unwrap();
+    let t = Instant::now();
+    for _ in 0..20 {
+        std::hint::black_box(video_frame_resize_crop(&first.image, &cc));
+    }
+    let resize_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
+
+    // Decode + colour conversion alone, to split the time.
+    let t = Instant::now();
+    decode_resampled(&clip, &opts, fps, |_, _| Ok(())).unwrap();
+    let decode_only = t.elapsed().as_secs_f64();
 
     println!(
         "scail-media: {our_frames} frames in {:.3} s ({:.1} fps)  [checksum {checksum}]",
