@@ -130,10 +130,12 @@ impl Mp4Writer {
             cmd.args(["-t", &format!("{d:.6}")]);
         }
         cmd.args(["-f", "mp4"]).arg(path);
+        // Unique per writer: several jobs in one process may write files of the same name.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let log = std::env::temp_dir().join(format!(
             "scail-encode-{}-{}.log",
             std::process::id(),
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let log_file = std::fs::File::create(&log).map_err(|source| MediaError::Io {
             path: log.clone(),
