@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use scail_media::resize::{cover_crop, video_frame_resize_crop};
-use scail_media::video::{decode_resampled, DecodeOptions, VideoDecoder};
+use scail_media::video::{decode_frames, decode_resampled, DecodeOptions, VideoDecoder};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -45,18 +45,17 @@ fn main() {
         "fps={fps},scale={}:{}:flags=bicubic,crop={tw}:{th}:{}:{}",
         cc.resize_w, cc.resize_h, cc.left, cc.top
     );
+    // The model path's entry point: decode (own thread) -> 16 fps -> resize + crop.
     let run_ours = || {
         let t = Instant::now();
-        let mut n = 0u64;
-        let mut sum = 0u64;
-        decode_resampled(&clip, &opts, fps, |_, f| {
-            let out = video_frame_resize_crop(&f.image, &cc);
-            sum = sum.wrapping_add(out.data.iter().map(|&v| v as u64).sum::<u64>());
-            n += 1;
-            Ok(())
-        })
-        .unwrap();
-        (t.elapsed().as_secs_f64(), n, sum)
+        let (frames, _) = decode_frames(&clip, &opts, fps, Some((th, tw))).unwrap();
+        let elapsed = t.elapsed().as_secs_f64();
+        let sum = frames
+            .iter()
+            .flat_map(|f| f.data.iter())
+            .map(|&v| v as u64)
+            .sum::<u64>();
+        (elapsed, frames.len() as u64, sum)
     };
     let run_cli = || {
         let t = Instant::now();

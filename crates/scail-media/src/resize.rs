@@ -32,6 +32,8 @@ pub fn oriented_target(ref_h: usize, ref_w: usize, target_hw: (usize, usize)) ->
 /// that it covers the target, and the (top, left) of the centre crop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoverCrop {
+    pub src_h: usize,
+    pub src_w: usize,
     pub resize_h: usize,
     pub resize_w: usize,
     pub top: usize,
@@ -59,6 +61,8 @@ pub fn cover_crop(src_h: usize, src_w: usize, target_h: usize, target_w: usize) 
     let resize_h = resize_h.max(target_h);
     let resize_w = resize_w.max(target_w);
     CoverCrop {
+        src_h,
+        src_w,
         resize_h,
         resize_w,
         top: (resize_h - target_h) / 2,

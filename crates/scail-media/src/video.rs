@@ -680,25 +680,41 @@ pub fn decode_resampled(
 /// Decode `path` on the `fps` timeline and return every output frame, resized and centre-
 /// cropped to `(h, w)` with the reference's uint8 video arithmetic when `target_hw` is given.
 /// Holds all output frames: meant for model-sized clips (and mask videos, which stay
-/// lossless here: decoded RGB, never re-encoded).
+/// lossless here: decoded RGB, never re-encoded). Decoding runs on its own thread, two frames
+/// ahead of the resizing.
 pub fn decode_frames(
     path: &Path,
     opts: &DecodeOptions,
     fps: u32,
     target_hw: Option<(usize, usize)>,
 ) -> Result<(Vec<ImageU8>, ResampleSummary)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<ImageU8>(2);
+    let (path_owned, opts_owned) = (path.to_path_buf(), opts.clone());
+    let worker = std::thread::spawn(move || {
+        decode_resampled(&path_owned, &opts_owned, fps, |_, f| {
+            // The receiver only hangs up when it is gone; stop quietly then.
+            let _ = tx.send(f.image.clone());
+            Ok(())
+        })
+    });
     let mut frames = Vec::new();
-    let summary = decode_resampled(path, opts, fps, |_, f| {
-        let img = match target_hw {
+    let mut cc: Option<crate::resize::CoverCrop> = None;
+    for img in rx {
+        frames.push(match target_hw {
             Some((h, w)) => {
-                let cc = crate::resize::cover_crop(f.image.height, f.image.width, h, w);
-                crate::resize::video_frame_resize_crop(&f.image, &cc)
+                let c = match cc {
+                    Some(c) if (img.height, img.width) == (c.src_h, c.src_w) => c,
+                    _ => crate::resize::cover_crop(img.height, img.width, h, w),
+                };
+                cc = Some(c);
+                crate::resize::video_frame_resize_crop(&img, &c)
             }
-            None => f.image.clone(),
-        };
-        frames.push(img);
-        Ok(())
-    })?;
+            None => img,
+        });
+    }
+    let summary = worker
+        .join()
+        .map_err(|_| MediaError::Invalid("video decode thread panicked".into()))??;
     Ok((frames, summary))
 }
 
