@@ -30,14 +30,15 @@ fn peak_mib() -> String {
 /// Step and segment timestamps of a job.
 struct StepTimes {
     start: Instant,
-    steps: std::cell::RefCell<Vec<f64>>,
+    /// (time, step index within its segment) of every finished step.
+    steps: std::cell::RefCell<Vec<(f64, u64)>>,
 }
 
 impl JobProgress for StepTimes {
-    fn progress(&self, _stage: &str, _done: u64, _total: u64, _eta: Option<f64>) {
+    fn progress(&self, _stage: &str, done: u64, _total: u64, _eta: Option<f64>) {
         self.steps
             .borrow_mut()
-            .push(self.start.elapsed().as_secs_f64());
+            .push((self.start.elapsed().as_secs_f64(), done));
     }
 }
 
@@ -80,7 +81,13 @@ fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, 
     let out = run_job(models, &req, &t).expect("job");
     let job = wall.elapsed().as_secs_f64();
     let st = t.steps.borrow();
-    let per_step: Vec<f64> = st.windows(2).map(|w| w[1] - w[0]).collect();
+    // Step-to-step intervals inside a segment only (the first step of a segment also carries
+    // that segment's VAE encode).
+    let per_step: Vec<f64> = st
+        .windows(2)
+        .filter(|w| w[1].1 > 1)
+        .map(|w| w[1].0 - w[0].0)
+        .collect();
     let mean_step = if per_step.is_empty() {
         f64::NAN
     } else {
