@@ -345,20 +345,11 @@ pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> Imag
         for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
             let oy = y0 + ry;
             match &vtaps {
-                Some(taps) => {
-                    let t = &taps[oy];
-                    let r0 = (t.start - row_lo) * row_len;
-                    let w0 = t.weights[0];
-                    for (o, v) in out_row.iter_mut().zip(&mid[r0..r0 + row_len]) {
-                        *o = v * w0;
-                    }
-                    for (j, &w) in t.weights.iter().enumerate().skip(1) {
-                        let r = (t.start + j - row_lo) * row_len;
-                        for (o, v) in out_row.iter_mut().zip(&mid[r..r + row_len]) {
-                            *o += v * w;
-                        }
-                    }
-                }
+                Some(taps) => vrow(
+                    out_row,
+                    &mid[(taps[oy].start - row_lo) * row_len..],
+                    &taps[oy].weights,
+                ),
                 None => {
                     let r = (cc.top + oy - row_lo) * row_len;
                     out_row.copy_from_slice(&mid[r..r + row_len]);
@@ -369,6 +360,39 @@ pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> Imag
     parallel_rows(&mut out, row_len, 0, &do_out);
     MID_SCRATCH.with(|m| *m.borrow_mut() = mid);
     Image::from_vec(cc.out_w, cc.out_h, c, out)
+}
+
+/// One output row of the vertical pass: `rows` holds the input rows from the first tap on.
+fn vrow(out_row: &mut [f32], rows: &[f32], weights: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was checked just above.
+            unsafe { vrow_avx2(out_row, rows, weights) };
+            return;
+        }
+    }
+    vrow_impl(out_row, rows, weights)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn vrow_avx2(out_row: &mut [f32], rows: &[f32], weights: &[f32]) {
+    vrow_impl(out_row, rows, weights)
+}
+
+#[inline(always)]
+fn vrow_impl(out_row: &mut [f32], rows: &[f32], weights: &[f32]) {
+    let n = out_row.len();
+    let w0 = weights[0];
+    for (o, v) in out_row.iter_mut().zip(&rows[..n]) {
+        *o = v * w0;
+    }
+    for (j, &w) in weights.iter().enumerate().skip(1) {
+        for (o, v) in out_row.iter_mut().zip(&rows[j * n..(j + 1) * n]) {
+            *o += v * w;
+        }
+    }
 }
 
 thread_local! {
