@@ -2,7 +2,7 @@
 # Fuzz the decode entry points. Seeds are generated with the ffmpeg CLI (nothing committed).
 #   crates/scail-media/fuzz/run.sh [SECONDS_PER_TARGET] [SEED]
 # Local runs: a few minutes per target; CI: a short seeded pass (e.g. `run.sh 30 1`).
-# Needs nightly and cargo-fuzz (`cargo install cargo-fuzz`).
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); runs on the installed toolchain.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-180}"
@@ -23,6 +23,9 @@ src=(-f lavfi -i testsrc2=size=64x64:rate=8:duration=0.5)
     gen "${src[@]}" -frames:v 1 -pix_fmt pal8 "$corpus/decode_image/d.png"
     head -c 600 /dev/urandom > "$corpus/mask_compress/r"
 }
+# The sanitizer flags are nightly-only; RUSTC_BOOTSTRAP lets the one installed toolchain take them.
+export RUSTC_BOOTSTRAP=1
+fuzz=(cargo fuzz)
 for t in decode_image decode_video mask_compress; do
-    cargo +nightly fuzz run "$t" "$corpus/$t" -- -max_total_time="$secs" -seed="$seed" -rss_limit_mb=2048
+    "${fuzz[@]}" run "$t" "$corpus/$t" -- -max_total_time="$secs" -seed="$seed" -rss_limit_mb=2048
 done
