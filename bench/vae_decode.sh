@@ -13,8 +13,8 @@ bin=$(flock /tmp/scail-cargo.lock cargo bench -p scail-model --bench vae_decode 
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and "vae_decode" in m["target"]["name"]: print(m["executable"])' | tail -1)
-ours=$("$bin" "$@" | tee /dev/stderr | tail -1)
-theirs=$("$PYTHON" bench/vae_decode_torch.py "$@" | tee /dev/stderr | tail -1)
+out=$("$bin" "$@"); echo "$out"; ours=$(echo "$out" | tail -1)
+out=$("$PYTHON" bench/vae_decode_torch.py "$@"); echo "$out"; theirs=$(echo "$out" | tail -1)
 "$PYTHON" - "$ours" "$theirs" <<'PY'
 import json, sys
 o, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])

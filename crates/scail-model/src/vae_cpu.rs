@@ -264,6 +264,16 @@ struct SyncPtr(*mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
+impl SyncPtr {
+    /// Element `i` (a method, so closures capture the whole `Send` wrapper).
+    ///
+    /// # Safety
+    /// `i` must be inside the allocation and no other task may access that element.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        unsafe { self.0.add(i) }
+    }
+}
+
 /// [`conv3d_stream`] for 3x3 spatial kernels with Winograd F(2,3) along the width: each pair of
 /// output columns takes 4 products per kernel row instead of 6, so the GEMM work is 2/3 of the
 /// direct method. The window holds the 4 transformed input components; odd widths read an
@@ -301,7 +311,6 @@ pub(crate) fn conv3d_wino(
         let inv = a.map(|a| inv_norms(src, c, h * w, a.scale));
         let ptr = SyncPtr(win.as_mut_ptr());
         (0..c).into_par_iter().for_each(|ci| {
-            let ptr = ptr;
             let s = &src[ci * h * w..(ci + 1) * h * w];
             let mut row = vec![0f32; 2 * wq + 2];
             for y in 0..h {
@@ -323,7 +332,7 @@ pub(crate) fn conv3d_wino(
                     for (comp, val) in v.iter().enumerate() {
                         // SAFETY: (comp, slot, ci, y, j) addresses are distinct per task
                         // (ci differs) and inside `win` (4 * cb elements).
-                        unsafe { *ptr.0.add(comp * cb + base + j) = *val };
+                        unsafe { *ptr.at(comp * cb + base + j) = *val };
                     }
                 }
             }
