@@ -96,13 +96,14 @@ fn parse_resolution(s: &str) -> Result<Resolution, String> {
     serde_json::from_value(serde_json::Value::String(s.into()))
         .map_err(|_| format!("`{s}`: 512p or 704p"))
 }
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
+/// `WxH` with both sides positive multiples of 32.
+pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("`{s}`: expected WxH"))?;
     let w: u32 = w.parse().map_err(|_| format!("`{s}`: bad width"))?;
     let h: u32 = h.parse().map_err(|_| format!("`{s}`: bad height"))?;
-    if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 {
+    if w == 0 || h == 0 || !w.is_multiple_of(32) || !h.is_multiple_of(32) {
         return Err(format!(
             "`{s}`: both sides must be positive multiples of 32"
         ));

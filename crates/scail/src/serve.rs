@@ -41,7 +41,7 @@ pub struct ServeArgs {
     precision: String,
     /// Render every job at WxH (multiples of 32) instead of the request's resolution: for
     /// experiments and smoke tests with small random weights.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = crate::generate::parse_size)]
     size: Option<(u32, u32)>,
     /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
     /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
@@ -108,24 +108,6 @@ fn generator_for(a: &ServeArgs) -> anyhow::Result<Arc<dyn Generator>> {
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())
         .with_context(|| format!("loading the weights in {}", dir.display()))?;
     Ok(Arc::new(g.with_size(a.size)))
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or("expected WxH, e.g. 448x256")?;
-    let p = |v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("not a number: {v}"))
-    };
-    let (w, h) = (p(w)?, p(h)?);
-    if w == 0 || h == 0 || !w.is_multiple_of(32) || !h.is_multiple_of(32) {
-        return Err(format!(
-            "{w}x{h}: both sides must be positive multiples of 32"
-        ));
-    }
-    Ok((w, h))
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
