@@ -1,7 +1,8 @@
 //! The SCAIL-2 diffusion transformer (`SCAIL2Model`, Wan 2.1 I2V with a 3-stream
 //! "reference | video | pose" token sequence), loaded by the official Wan-layout key names.
 //!
-//! Batch size 1: tokens are `[L, dim]`. Precision follows the reference under bf16 autocast:
+//! Tokens are `[B, L, dim]`: B = 1 for [`Dit::forward`], or B branches that differ only in the
+//! text context for [`Dit::forward_batch`] (classifier-free guidance in one pass). Precision follows the reference under bf16 autocast:
 //! Linear layers (patch embeddings, attention projections, FFN, text and CLIP embeddings) run in
 //! the weight dtype, while the time embedding, the modulation, all norms, the residual stream,
 //! RoPE (f64 tables rounded to f32), the softmax and the head stay in f32. With f32 weights the
@@ -14,7 +15,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use crate::attention::{self, merge_heads, split_heads};
+use crate::attention::{self, split_heads};
 use crate::rope::{self, ScailRope};
 
 /// Width of the CLIP features `img_emb` projects: hard-coded 1280 in the reference.
@@ -232,10 +233,16 @@ impl Lin {
         Ok(Self { w, b })
     }
 
+    /// `x` `[.., in]` → `[.., out]`: leading axes are flattened into the matmul's rows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let xd = x.to_dtype(self.w.dtype())?;
+        let dims = x.dims();
+        let inp = dims[dims.len() - 1];
+        let rows = x.elem_count() / inp.max(1);
+        let xd = x.to_dtype(self.w.dtype())?.reshape((rows, inp))?;
         let y = xd.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
-        Ok(y.to_dtype(DType::F32)?)
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank >= 1") = self.w.dim(0)?;
+        Ok(y.to_dtype(DType::F32)?.reshape(out)?)
     }
 }
 
@@ -286,9 +293,9 @@ struct Block {
 
 /// Everything a block needs that is shared across blocks of one forward.
 struct Shared<'a> {
-    e0: &'a Tensor, // [6, dim] f32
-    ctx_text: &'a Tensor,
-    ctx_img: &'a Tensor,
+    e0: &'a Tensor,       // [6, dim] f32
+    ctx_text: &'a Tensor, // [B, text_len, dim]: one text context per branch
+    ctx_img: &'a Tensor,  // [N, dim]: shared by all branches
     cos: &'a Tensor,
     sin: &'a Tensor,
     ones: &'a Tensor,
@@ -352,39 +359,46 @@ impl Block {
         let q = rms(&sa.q.forward(&h)?, &sa.norm_q, eps)?;
         let k = rms(&sa.k.forward(&h)?, &sa.norm_k, eps)?;
         let v = sa.v.forward(&h)?;
-        let q = split_heads(&q, heads)?.unsqueeze(0)?;
-        let k = split_heads(&k, heads)?.unsqueeze(0)?;
+        let q = split_heads_b(&q, heads)?;
+        let k = split_heads_b(&k, heads)?;
         if let Some(t) = trace.as_deref_mut() {
             t.insert("block0_q_prerope_head0".into(), q.i((.., 0))?);
         }
-        let q = rope::apply(&q, s.cos, s.sin)?.squeeze(0)?;
-        let k = rope::apply(&k, s.cos, s.sin)?.squeeze(0)?;
+        let q = rope::apply(&q, s.cos, s.sin)?;
+        let k = rope::apply(&k, s.cos, s.sin)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.insert("block0_q_rope_head0".into(), q.i(0..1)?);
-            t.insert("block0_k_rope_head0".into(), k.i(0..1)?);
+            t.insert("block0_q_rope_head0".into(), q.i((.., 0))?);
+            t.insert("block0_k_rope_head0".into(), k.i((.., 0))?);
         }
-        let v = split_heads(&v, heads)?;
+        let v = split_heads_b(&v, heads)?;
         let a = attend(&q, &k, &v, &sa.o)?;
-        let y = sa.o.forward(&merge_heads(&a)?)?;
+        let y = sa.o.forward(&merge_heads_b(&a)?)?;
         if let Some(t) = trace {
-            t.insert("block0_selfattn_out".into(), y.unsqueeze(0)?);
+            t.insert("block0_selfattn_out".into(), y.clone());
         }
         let x = (x + y.broadcast_mul(&g1)?)?;
 
         // Cross-attention on the affine norm3 output, no modulation: text + image attention.
         let ca = &self.cross_attn;
         let h = layer_norm(&x, &self.norm3_w, &self.norm3_b, eps)?;
-        let q = split_heads(&rms(&ca.q.forward(&h)?, &ca.norm_q, eps)?, heads)?;
-        let kt = split_heads(&rms(&ca.k.forward(s.ctx_text)?, &ca.norm_k, eps)?, heads)?;
-        let vt = split_heads(&ca.v.forward(s.ctx_text)?, heads)?;
-        let ki = split_heads(
+        let q = split_heads_b(&rms(&ca.q.forward(&h)?, &ca.norm_q, eps)?, heads)?;
+        let kt = split_heads_b(&rms(&ca.k.forward(s.ctx_text)?, &ca.norm_k, eps)?, heads)?;
+        let vt = split_heads_b(&ca.v.forward(s.ctx_text)?, heads)?;
+        // The image keys/values are the same for every branch: projected once, then repeated.
+        let b = x.dim(0)?;
+        let per_branch = |t: Tensor| -> Result<Tensor> {
+            let mut shape = vec![b];
+            shape.extend_from_slice(t.dims());
+            Ok(t.unsqueeze(0)?.broadcast_as(shape)?.contiguous()?)
+        };
+        let ki = per_branch(split_heads(
             &rms(&ca.k_img.forward(s.ctx_img)?, &ca.norm_k_img, eps)?,
             heads,
-        )?;
-        let vi = split_heads(&ca.v_img.forward(s.ctx_img)?, heads)?;
+        )?)?;
+        let vi = per_branch(split_heads(&ca.v_img.forward(s.ctx_img)?, heads)?)?;
         let text = attend(&q, &kt, &vt, &ca.o)?;
         let img = attend(&q, &ki, &vi, &ca.o)?;
-        let y = ca.o.forward(&merge_heads(&(text + img)?)?)?;
+        let y = ca.o.forward(&merge_heads_b(&(text + img)?)?)?;
         let x = (x + y)?;
 
         // FFN on the modulated plain LayerNorm.
@@ -438,6 +452,20 @@ fn gelu_tanh_impl(v: &mut [f32]) {
         let z = C * (*x + 0.044_715 * *x * *x * *x);
         *x /= 1.0 + attention::exp_f32(-2.0 * z);
     }
+}
+
+/// `[B, L, heads·head_dim]` → `[B, heads, L, head_dim]`.
+fn split_heads_b(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, l, w) = x.dims3()?;
+    Ok(x.reshape((b, l, heads, w / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+/// Inverse of [`split_heads_b`].
+fn merge_heads_b(x: &Tensor) -> Result<Tensor> {
+    let (b, h, l, d) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?)
 }
 
 /// `x * (1 + scale) + shift` with row-vector scale/shift, f32.
@@ -605,7 +633,53 @@ impl Dit {
     }
 
     /// [`Dit::forward`] that also records the reference's intermediates into `trace`.
-    pub fn forward_traced(&self, inp: &DitInputs, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+    pub fn forward_traced(&self, inp: &DitInputs, trace: Option<&mut Trace>) -> Result<Tensor> {
+        let mut out = self.forward_impl(inp, &[inp.context], trace)?;
+        Ok(out.remove(0))
+    }
+
+    /// One pass over `contexts.len()` branches that share every input of `inp` except the text
+    /// context (`inp.context` is ignored): e.g. `[context, context_null]` for classifier-free
+    /// guidance. The branches run as one batch through the blocks, attention and head (the
+    /// patch/time/image embeddings and image keys are computed once); returns one velocity
+    /// `[out_dim, T, h, w]` per context, in order, each equal to [`Dit::forward`] with that context.
+    pub fn forward_batch(&self, inp: &DitInputs, contexts: &[&Tensor]) -> Result<Vec<Tensor>> {
+        if contexts.is_empty() {
+            return Err(DitError::Input {
+                name: "contexts",
+                expected: "at least one text context".into(),
+                got: vec![0],
+            });
+        }
+        self.forward_impl(inp, contexts, None)
+    }
+
+    /// Tokens of one branch of `inp` (reference, video and pose streams plus additional refs).
+    pub fn seq_len(&self, inp: &DitInputs) -> Result<usize> {
+        let [pt, ph, pw] = self.cfg.patch_size;
+        let (_, t, h, w) = inp.x.dims4()?;
+        let n_add = inp.additional_refs.map_or(Ok(0), |(l, _)| l.dim(1))? / pt;
+        let per = (h / ph) * (w / pw);
+        Ok((1 + n_add + t / pt) * per + (t / pt) * (h / 2 / ph) * (w / 2 / pw))
+    }
+
+    /// Estimated peak activation memory in bytes of a forward of `batch` branches of `inp`
+    /// (f32 block intermediates: residual, norms, q/k/v and their head copies, attention output,
+    /// the FFN hidden layer and its activation), excluding weights. Used to decide whether the
+    /// guidance branches fit in one batch.
+    pub fn activation_bytes(&self, inp: &DitInputs, batch: usize) -> Result<u64> {
+        let l = self.seq_len(inp)? as u64;
+        let (d, f) = (self.cfg.dim as u64, self.cfg.ffn_dim as u64);
+        let ctx = (self.cfg.text_len as u64) * (self.cfg.text_dim as u64 + 4 * d);
+        Ok(batch as u64 * 4 * (l * (10 * d + 2 * f) + ctx))
+    }
+
+    fn forward_impl(
+        &self,
+        inp: &DitInputs,
+        contexts: &[&Tensor],
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Vec<Tensor>> {
         let cfg = &self.cfg;
         let dev = &self.device;
         let f32_in = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.to_device(dev)?) };
@@ -706,10 +780,18 @@ impl Dit {
         }
         segs.push(main);
         segs.push(pz);
-        let mut tokens = Tensor::cat(&segs, 0)?;
+        let tokens = Tensor::cat(&segs, 0)?.unsqueeze(0)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.insert("tokens_embedded".into(), tokens.unsqueeze(0)?);
+            t.insert("tokens_embedded".into(), tokens.clone());
         }
+        // The branches start from the same tokens: embedded once, repeated along the batch.
+        let batch = contexts.len();
+        let (seq, dim) = (tokens.dim(1)?, tokens.dim(2)?);
+        let mut tokens = if batch == 1 {
+            tokens
+        } else {
+            tokens.broadcast_as((batch, seq, dim))?.contiguous()?
+        };
 
         // Time embedding (f64 sinusoid, then f32) and the six-way projection.
         let e = self.time_embedding(inp.t)?;
@@ -720,21 +802,27 @@ impl Dit {
         }
 
         // Context: text zero-padded to text_len before the projection; CLIP through img_emb.
-        let ctx = f32_in(inp.context)?;
-        let (lt, td) = ctx.dims2()?;
-        expect("context", &ctx, &[lt, cfg.text_dim], td == cfg.text_dim)?;
-        if lt > cfg.text_len {
-            return Err(DitError::TextTooLong {
-                got: lt,
-                text_len: cfg.text_len,
-            });
-        }
-        let ctx = if lt < cfg.text_len {
-            let pad = Tensor::zeros((cfg.text_len - lt, td), DType::F32, dev)?;
-            Tensor::cat(&[ctx, pad], 0)?
-        } else {
-            ctx
-        };
+        let padded = contexts
+            .iter()
+            .map(|c| {
+                let ctx = f32_in(c)?;
+                let (lt, td) = ctx.dims2()?;
+                expect("context", &ctx, &[lt, cfg.text_dim], td == cfg.text_dim)?;
+                if lt > cfg.text_len {
+                    return Err(DitError::TextTooLong {
+                        got: lt,
+                        text_len: cfg.text_len,
+                    });
+                }
+                if lt < cfg.text_len {
+                    let pad = Tensor::zeros((cfg.text_len - lt, td), DType::F32, dev)?;
+                    Ok(Tensor::cat(&[ctx, pad], 0)?)
+                } else {
+                    Ok(ctx)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ctx = Tensor::stack(&padded, 0)?; // [B, text_len, text_dim]
         let ctx_text = self
             .text2
             .forward(&gelu_tanh(&self.text0.forward(&ctx)?)?)?;
@@ -748,7 +836,7 @@ impl Dit {
         expect("clip_fea", &clip, &[nclip, CLIP_DIM], cd == CLIP_DIM)?;
         let ctx_img = self.img_emb(&clip)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.insert("context_text_embedded".into(), ctx_text.unsqueeze(0)?);
+            t.insert("context_text_embedded".into(), ctx_text.clone());
             t.insert("context_clip_embedded".into(), ctx_img.unsqueeze(0)?);
         }
 
@@ -758,7 +846,7 @@ impl Dit {
             n_additional_refs: n_add,
             replace: inp.replace,
         };
-        debug_assert_eq!(rope.seq_len(), tokens.dim(0)?);
+        debug_assert_eq!(rope.seq_len(), seq);
         let (cos, sin) = rope.tables(DType::F32, dev)?;
         let shared = Shared {
             e0: &e0,
@@ -773,7 +861,7 @@ impl Dit {
             let tr = if i == 0 { trace.as_deref_mut() } else { None };
             tokens = b.forward(&tokens, &shared, cfg, tr)?;
             if let Some(t) = trace.as_deref_mut() {
-                t.insert(format!("block{i}_out"), tokens.unsqueeze(0)?);
+                t.insert(format!("block{i}_out"), tokens.clone());
             }
         }
 
@@ -786,10 +874,15 @@ impl Dit {
         )?;
         let out = self.head.forward(&h)?;
         if let Some(t) = trace {
-            t.insert("head_out".into(), out.unsqueeze(0)?);
+            t.insert("head_out".into(), out.clone());
         }
         let offset = (n_add + 1) * gh * gw;
-        unpatchify(&out.narrow(0, offset, gt * gh * gw)?, (gt, gh, gw), cfg)
+        (0..batch)
+            .map(|b| {
+                let video = out.i(b)?.narrow(0, offset, gt * gh * gw)?;
+                unpatchify(&video, (gt, gh, gw), cfg)
+            })
+            .collect()
     }
 
     /// `time_embedding(sinusoid(t))` → `[1, dim]`, f32.
