@@ -424,13 +424,16 @@ fn standin_segmentation_through_generate_gives_timed_stage_a_videos() {
             }
         }
     }
+    // The stand-in graphs split frames into bright and dark regions (two subjects here, as
+    // in the reference, or generate would have refused); how much each covers depends on
+    // the content, so only their presence is checked.
     let total = masks.len() * W * H;
     assert!(
-        blue > total / 100 && red > total / 100,
+        blue > 0 && red > 0 && blue + red > total / 100,
         "blue {blue}, red {red} of {total}"
     );
     assert!(
         blue + red + black > total * 8 / 10,
-        "too many unclear pixels"
+        "too many unclear pixels: blue {blue}, red {red}, black {black} of {total}"
     );
 }
