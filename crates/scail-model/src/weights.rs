@@ -1159,10 +1159,18 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConvertReport> {
         } else {
             DType::BF16
         };
-        let list: Vec<(String, Vec<usize>, DType)> = ck
+        let mut list: Vec<(String, Vec<usize>, DType)> = ck
             .metas()
             .map(|(n, m)| (n.clone(), m.shape.clone(), dtype))
             .collect();
+        // Parts cut from one fused SAT tensor (q/k/v, k/v) go one after the other, so each
+        // fused tensor is read once.
+        let key = |n: &str| match ck.source(n) {
+            Some(Source::Chunk { name, index, .. }) => (name.clone(), *index),
+            Some(Source::Direct(k)) | Some(Source::Fp8Scaled { name: k, .. }) => (k.clone(), 0),
+            None => (n.to_string(), 0),
+        };
+        list.sort_by_cached_key(|(n, _, _)| key(n));
         let out = dst.join(canonical);
         write_safetensors_streaming(&out, &list, |n| ck.load(n))?;
         files.push((out, list.len()));
