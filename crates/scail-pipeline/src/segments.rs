@@ -36,6 +36,18 @@ pub struct SamplingOptions {
     /// `true`: the reference's segment rule (tail frames dropped, 4k+1 truncation);
     /// `false`: every frame covered (last segment padded with its last frame, output trimmed).
     pub reference_segments: bool,
+    /// Activation memory (bytes, [`Dit::activation_bytes`]) the conditional and unconditional
+    /// branches may use together: when guidance is on and both fit, they run as one batch of
+    /// two; otherwise as two forwards. 0 always runs two forwards.
+    pub guidance_batch_bytes: u64,
+}
+
+/// Default [`SamplingOptions::guidance_batch_bytes`]: 8 GiB of activations.
+pub const DEFAULT_GUIDANCE_BATCH_BYTES: u64 = 8 << 30;
+
+/// Whether the sampling loop runs the guidance branches of `inp` as one batch under `opts`.
+pub fn batched_guidance(dit: &Dit, inp: &DitInputs, opts: &SamplingOptions) -> Result<bool> {
+    Ok(opts.guidance > 1.0 && dit.activation_bytes(inp, 2)? <= opts.guidance_batch_bytes)
 }
 
 impl Default for SamplingOptions {
@@ -51,6 +63,7 @@ impl Default for SamplingOptions {
             round_history_bf16: false,
             color_match: false,
             reference_segments: false,
+            guidance_batch_bytes: DEFAULT_GUIDANCE_BATCH_BYTES,
         }
     }
 }
@@ -397,20 +410,33 @@ pub fn sample_video(
                 additional_refs: None,
                 replace: opts.replace,
             };
-            let cond_v = dit.forward(&cond_in)?.to_dtype(DType::F32)?;
+            let (cond_v, unc) = if batched_guidance(dit, &cond_in, opts)? {
+                let mut both = dit.forward_batch(&cond_in, &[&context, &context_null])?;
+                let unc = both.pop().expect("two branches").to_dtype(DType::F32)?;
+                (
+                    both.pop().expect("two branches").to_dtype(DType::F32)?,
+                    Some(unc),
+                )
+            } else {
+                (dit.forward(&cond_in)?.to_dtype(DType::F32)?, None)
+            };
             hooks.record(&p("noise_pred_cond"), &cond_v);
             let pred = if opts.guidance <= 1.0 {
                 cond_v
             } else {
-                if hooks.cancelled() {
-                    return Err(PipelineError::Cancelled);
-                }
-                let unc = dit
-                    .forward(&DitInputs {
-                        context: &context_null,
-                        ..cond_in
-                    })?
-                    .to_dtype(DType::F32)?;
+                let unc = match unc {
+                    Some(u) => u,
+                    None => {
+                        if hooks.cancelled() {
+                            return Err(PipelineError::Cancelled);
+                        }
+                        dit.forward(&DitInputs {
+                            context: &context_null,
+                            ..cond_in
+                        })?
+                        .to_dtype(DType::F32)?
+                    }
+                };
                 hooks.record(&p("noise_pred_uncond"), &unc);
                 (&unc + (cond_v - &unc)?.affine(opts.guidance, 0.0)?)?
             };

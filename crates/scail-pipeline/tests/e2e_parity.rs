@@ -2,15 +2,17 @@
 //! VAE, precomputed text/CLIP features, injected noise). Every recorded per-step model input,
 //! conditional / unconditional / guided prediction, data prediction and latent, the history
 //! latents, the final latents and the decoded video must be within the manifest's tolerances.
+//! Both guidance modes are checked: two forwards per step, and both branches as one batch.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use scail_model::dit::{Dit, DitConfig};
+use scail_model::dit::{Dit, DitConfig, DitInputs};
 use scail_model::fixtures;
 use scail_model::vae::{VaeConfig, WanVae};
 use scail_pipeline::sampler::SolverKind;
+use scail_pipeline::segments::{batched_guidance, DEFAULT_GUIDANCE_BATCH_BYTES};
 use scail_pipeline::{
     sample_video, Conditioning, Hooks, NoiseSource, PixelInputs, SamplingOptions,
 };
@@ -54,12 +56,21 @@ fn norm_u8(t: &Tensor) -> Tensor {
     Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap()
 }
 
-fn run(file: &str) {
-    run_with(file, None, DType::F32);
+/// Guidance budgets: 0 forces two forwards per step, `u64::MAX` one batch of both branches.
+const TWO_FORWARDS: u64 = 0;
+const ONE_BATCH: u64 = u64::MAX;
+
+fn run(file: &str, guidance_batch_bytes: u64) {
+    run_with(file, None, DType::F32, guidance_batch_bytes);
 }
 
 /// With `guidance`, overrides the fixture's scale (no parity then; checks the branch logic).
-fn run_with(file: &str, guidance: Option<f64>, dtype: DType) -> Option<f64> {
+fn run_with(
+    file: &str,
+    guidance: Option<f64>,
+    dtype: DType,
+    guidance_batch_bytes: u64,
+) -> Option<f64> {
     let m = fixtures::manifest();
     let e = &m["files"][file];
     let cfg = &e["e2e"];
@@ -103,6 +114,7 @@ fn run_with(file: &str, guidance: Option<f64>, dtype: DType) -> Option<f64> {
         round_history_bf16: false,
         color_match: false,
         reference_segments: true,
+        guidance_batch_bytes,
     };
     if dtype != DType::F32 {
         let opts = SamplingOptions {
@@ -208,24 +220,95 @@ fn run_with(file: &str, guidance: Option<f64>, dtype: DType) -> Option<f64> {
 
 #[test]
 fn e2e_single_segment() {
-    run("e2e_single_segment.safetensors");
+    run("e2e_single_segment.safetensors", TWO_FORWARDS);
 }
 
 #[test]
 fn e2e_two_segments() {
-    run("e2e_two_segments.safetensors");
+    run("e2e_two_segments.safetensors", TWO_FORWARDS);
+}
+
+#[test]
+fn e2e_single_segment_batched_guidance() {
+    run("e2e_single_segment.safetensors", ONE_BATCH);
+}
+
+#[test]
+fn e2e_two_segments_batched_guidance() {
+    run("e2e_two_segments.safetensors", ONE_BATCH);
 }
 
 #[test]
 fn guidance_at_most_one_skips_the_unconditional_branch() {
-    run_with("e2e_single_segment.safetensors", Some(1.0), DType::F32);
+    for budget in [TWO_FORWARDS, ONE_BATCH] {
+        run_with(
+            "e2e_single_segment.safetensors",
+            Some(1.0),
+            DType::F32,
+            budget,
+        );
+    }
+}
+
+/// The batch runs exactly when guidance is on and the estimate of two branches fits the budget
+/// (inputs of the first `dit_*` fixture case on the e2e DiT, which shares its config).
+#[test]
+fn guidance_batch_follows_the_memory_budget() {
+    let m = fixtures::manifest();
+    let e = &m["files"]["e2e_single_segment.safetensors"];
+    let dit_w = fixtures::dir().join(e["weights"][0].as_str().unwrap());
+    let dit = Dit::from_safetensors(
+        &[dit_w],
+        &DitConfig::from_manifest(&m).unwrap(),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut cases: Vec<&String> = m["files"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e["kind"] == "dit")
+        .map(|(k, _)| k)
+        .collect();
+    cases.sort();
+    let d = fixtures::load(cases[0]);
+    let inp = DitInputs {
+        x: &d["in.x"],
+        t: 500.0,
+        context: &d["in.context"],
+        clip_fea: &d["in.clip_fea"],
+        ref_latents: &d["in.ref_latents"],
+        ref_masks: &d["in.ref_masks"],
+        pose_latents: &d["in.pose_latents"],
+        driving_masks: &d["in.driving_masks"],
+        history_mask: None,
+        additional_refs: None,
+        replace: false,
+    };
+    let need = dit.activation_bytes(&inp, 2).unwrap();
+    let opts = |guidance: f64, budget: u64| SamplingOptions {
+        guidance,
+        guidance_batch_bytes: budget,
+        ..SamplingOptions::default()
+    };
+    assert!(batched_guidance(&dit, &inp, &opts(5.0, need)).unwrap());
+    assert!(!batched_guidance(&dit, &inp, &opts(5.0, need - 1)).unwrap());
+    assert!(!batched_guidance(&dit, &inp, &opts(5.0, 0)).unwrap());
+    assert!(!batched_guidance(&dit, &inp, &opts(1.0, u64::MAX)).unwrap());
 }
 
 /// bf16 weights (f32 islands) with history rounded to bf16 as the reference does on GPU: not a
 /// parity case (the fixtures are f32); prints the distance to the f32 video and bounds it loosely.
 #[test]
 fn bf16_weights_run_two_segments_close_to_f32() {
-    let d = run_with("e2e_two_segments.safetensors", None, DType::BF16).unwrap();
+    let d = run_with(
+        "e2e_two_segments.safetensors",
+        None,
+        DType::BF16,
+        DEFAULT_GUIDANCE_BATCH_BYTES,
+    )
+    .unwrap();
     eprintln!("bf16 vs f32 reference video: max abs diff {d:e}");
     assert!(
         d.is_finite() && d < 0.05,
