@@ -19,8 +19,10 @@ const W: usize = 64;
 const H: usize = 32;
 const SRC_W: usize = 128;
 const SRC_H: usize = 64;
-/// Length of the built clip: 16 output frames at 16 fps.
+/// Length of the built clip with user masks (16 output frames at 16 fps); the stand-in
+/// runs segment every frame through 1008-pixel graphs, so they take half of it.
 const CLIP_S: f64 = 1.0;
+const STANDIN_CLIP_S: f64 = 0.5;
 
 const BLUE: [u8; 3] = [0, 0, 255];
 const RED: [u8; 3] = [255, 0, 0];
@@ -106,11 +108,12 @@ struct Inputs {
     weights: PathBuf,
     video: PathBuf,
     image: PathBuf,
+    seconds: f64,
 }
 
 /// Tiny random weights (with the Stage A stand-ins) and the two-person clip with its first
 /// frame as the reference image. None (printed) without ffmpeg or the shared clips.
-fn inputs(test: &str) -> Option<Inputs> {
+fn inputs(test: &str, seconds: f64) -> Option<Inputs> {
     if !have_ffmpeg() {
         eprintln!("skipping {test}: no ffmpeg");
         return None;
@@ -131,7 +134,7 @@ fn inputs(test: &str) -> Option<Inputs> {
         .arg(&weights));
     let video = dir.path().join("two_people.mp4");
     let half = format!("scale={}:{},setsar=1", SRC_W / 2, SRC_H);
-    let t = CLIP_S.to_string();
+    let t = seconds.to_string();
     let (success, _, log) = run(Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-t", &t, "-i"])
         .arg(&a)
@@ -161,6 +164,7 @@ fn inputs(test: &str) -> Option<Inputs> {
         weights,
         video,
         image,
+        seconds,
     })
 }
 
@@ -205,11 +209,12 @@ fn generate(inp: &Inputs, out: &Path, extra: &[&std::ffi::OsStr]) -> Command {
 
 /// DESIGN.md "Frame timing": 16 fps, ceil(duration * 16) frames, the driving video's duration
 /// within one output frame, at the model size.
-fn check_timing(video: &Path, driving: &Path) -> u64 {
+fn check_timing(video: &Path, inp: &Inputs) -> u64 {
+    let driving = &inp.video;
     let o = scail_media::probe(video).unwrap();
     let d = scail_media::probe(driving).unwrap();
     let want = (d.video.duration_s * 16.0 - 1e-6).ceil() as u64;
-    assert_eq!(want, (CLIP_S * 16.0) as u64, "driving clip duration");
+    assert_eq!(want, (inp.seconds * 16.0) as u64, "driving clip duration");
     assert_eq!(o.video.frames, want, "frames of {}", video.display());
     assert!((o.video.fps - 16.0).abs() < 1e-6, "fps {}", o.video.fps);
     assert_eq!((o.video.width as usize, o.video.height as usize), (W, H));
@@ -248,7 +253,9 @@ fn classify(p: &[u8]) -> Option<[u8; 3]> {
 #[test]
 fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     let test = "user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned";
-    let Some(inp) = inputs(test) else { return };
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
     let d = inp.dir.path();
     // Animation: reference mask on white, driving masks on black.
     let ref_mask = d.join("ref_mask.png");
@@ -274,12 +281,12 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
             .expect("a JSON summary line"),
     )
     .unwrap();
-    let frames = check_timing(&out, &inp.video);
+    let frames = check_timing(&out, &inp);
     assert_eq!(v["frames"], frames);
     let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
     let pre_video = PathBuf::from(v["preprocessing_video"].as_str().unwrap());
-    check_timing(&mask_video, &inp.video);
-    check_timing(&pre_video, &inp.video);
+    check_timing(&mask_video, &inp);
+    check_timing(&pre_video, &inp);
 
     // The returned mask video is yuv420p H.264 (crf 18): lossy, so colours are checked at
     // least 3 target pixels away from region boundaries, where every pixel must be exact
@@ -329,7 +336,9 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
 #[test]
 fn mismatched_subject_counts_in_user_masks_are_refused_by_name() {
     let test = "mismatched_subject_counts_in_user_masks_are_refused_by_name";
-    let Some(inp) = inputs(test) else { return };
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
     let d = inp.dir.path();
     // The reference mask has only the blue subject; the driving masks have blue and red.
     let ref_mask = d.join("ref_mask_one.png");
@@ -377,18 +386,20 @@ fn standin_segmentation_through_generate_gives_timed_stage_a_videos() {
     if !ort_or_skip(test) {
         return;
     }
-    let Some(inp) = inputs(test) else { return };
+    let Some(inp) = inputs(test, STANDIN_CLIP_S) else {
+        return;
+    };
     let out = inp.dir.path().join("seg.mp4");
     // No masks: both the reference and every driving frame go through the stand-in SAM3
     // graphs that `init-random` wrote into WEIGHTS/stagea.
     let stdout = ok(&mut generate(&inp, &out, &[]));
     let v: serde_json::Value =
         serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
-    let frames = check_timing(&out, &inp.video);
+    let frames = check_timing(&out, &inp);
     let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
     let pre_video = PathBuf::from(v["preprocessing_video"].as_str().unwrap());
     for p in [&mask_video, &pre_video] {
-        assert_eq!(check_timing(p, &inp.video), frames);
+        assert_eq!(check_timing(p, &inp), frames);
     }
     let masks = decode(&mask_video);
     let pre = decode(&pre_video);
@@ -436,4 +447,83 @@ fn standin_segmentation_through_generate_gives_timed_stage_a_videos() {
         blue + red + black > total * 8 / 10,
         "too many unclear pixels: blue {blue}, red {red}, black {black} of {total}"
     );
+}
+
+#[test]
+fn standin_pose_through_generate_renders_a_timed_skeleton_video() {
+    let test = "standin_pose_through_generate_renders_a_timed_skeleton_video";
+    if !ort_or_skip(test) {
+        return;
+    }
+    let Some(inp) = inputs(test, STANDIN_CLIP_S) else {
+        return;
+    };
+    let out = inp.dir.path().join("pose.mp4");
+    // Segmentation by the stand-in SAM3, then the stand-in DWPose inside each subject's box.
+    let stdout = ok(&mut generate(
+        &inp,
+        &out,
+        &["--driving-type".as_ref(), "pose".as_ref()],
+    ));
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let frames = check_timing(&out, &inp);
+    let pre_video = PathBuf::from(v["preprocessing_video"].as_str().unwrap());
+    let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
+    assert_eq!(check_timing(&pre_video, &inp), frames);
+    assert_eq!(check_timing(&mask_video, &inp), frames);
+    // A skeleton on black: mostly black, some coloured limbs or joints in every frame.
+    for (t, f) in decode(&pre_video).iter().enumerate() {
+        let lit = f
+            .data
+            .chunks_exact(3)
+            .filter(|p| p.iter().any(|&v| v > 60))
+            .count();
+        assert!(lit > 0, "frame {t}: no skeleton drawn");
+        assert!(
+            lit < W * H * 3 / 4,
+            "frame {t}: {lit} lit pixels, not on black"
+        );
+    }
+}
+
+#[test]
+fn pose_driving_for_animals_is_refused_even_with_user_inputs() {
+    let test = "pose_driving_for_animals_is_refused_even_with_user_inputs";
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
+    let d = inp.dir.path();
+    let ref_mask = d.join("ref_mask.png");
+    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
+    let drv_mask = d.join("drv_mask.mp4");
+    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    // Masks and a pose video supplied: no model is loaded, the refusal is about the request.
+    let pose = media_dir().join("pose_dwpose_skeleton_30fps.mp4");
+    let out = d.join("animal.mp4");
+    let (success, _, all) = run(&mut generate(
+        &inp,
+        &out,
+        &[
+            "--subject-type".as_ref(),
+            "animal".as_ref(),
+            "--driving-type".as_ref(),
+            "pose".as_ref(),
+            "--reference-mask".as_ref(),
+            ref_mask.as_os_str(),
+            "--driving-mask".as_ref(),
+            drv_mask.as_os_str(),
+            "--pose-video".as_ref(),
+            pose.as_os_str(),
+        ],
+    ));
+    assert!(
+        !success,
+        "pose driving for an animal must be refused:\n{all}"
+    );
+    assert!(
+        all.contains("driving_type=pose is not available for subject_type=animal"),
+        "{all}"
+    );
+    assert!(!out.exists());
 }
