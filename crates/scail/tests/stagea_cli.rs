@@ -92,12 +92,23 @@ fn boundary_distance(x: usize, y: usize) -> usize {
 /// A source-size frame painted from target-space colours (each target pixel is 2x2 source
 /// pixels), `background` where the target colour is black.
 fn source_mask(background: [u8; 3], colour: impl Fn(usize, usize) -> [u8; 3]) -> ImageU8 {
-    let mut img = ImageU8::new(SRC_W, SRC_H, 3);
-    for y in 0..SRC_H {
-        for x in 0..SRC_W {
-            let c = colour(x / 2, y / 2);
+    mask_image(SRC_W, SRC_H, background, colour)
+}
+
+/// A `w` x `h` mask of the target-space colours (pixel (x, y) shows target pixel
+/// (x * W / w, y * H / h)), `background` where the target colour is black.
+fn mask_image(
+    w: usize,
+    h: usize,
+    background: [u8; 3],
+    colour: impl Fn(usize, usize) -> [u8; 3],
+) -> ImageU8 {
+    let mut img = ImageU8::new(w, h, 3);
+    for y in 0..h {
+        for x in 0..w {
+            let c = colour(x * W / w, y * H / h);
             let c = if c == BLACK { background } else { c };
-            img.data[(y * SRC_W + x) * 3..(y * SRC_W + x) * 3 + 3].copy_from_slice(&c);
+            img.data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&c);
         }
     }
     img
@@ -168,10 +179,15 @@ fn inputs(test: &str, seconds: f64) -> Option<Inputs> {
     })
 }
 
-/// A lossless (RGB H.264, qp 0) palette mask video at the clip's size and rate.
+/// A lossless (RGB H.264, qp 0) palette mask video at 16 fps.
 fn write_mask_video(path: &Path, frame: &ImageU8, frames: usize) {
+    write_mask_video_at(path, frame, frames, 16);
+}
+
+fn write_mask_video_at(path: &Path, frame: &ImageU8, frames: usize, fps: u32) {
     let opts = EncodeOptions {
         lossless_rgb: true,
+        fps,
         ..EncodeOptions::default()
     };
     let mut wr = Mp4Writer::create(path, frame.width, frame.height, &opts).unwrap();
@@ -250,6 +266,37 @@ fn classify(p: &[u8]) -> Option<[u8; 3]> {
     Some(c)
 }
 
+/// The returned mask video is yuv420p H.264 (crf 18): lossy, so colours are checked at least
+/// 3 target pixels away from region boundaries, where every pixel must be exact in class;
+/// within 2 pixels only a clear palette class or an unclear blend is allowed.
+fn check_mask_video(mask_video: &Path, frames: u64) {
+    let masks = decode(mask_video);
+    assert_eq!(masks.len() as u64, frames);
+    let mut checked = 0usize;
+    for (t, m) in masks.iter().enumerate() {
+        assert_eq!((m.width, m.height), (W, H));
+        for y in 0..H {
+            for x in 0..W {
+                let got = classify(m.pixel(x, y));
+                let want = expected_colour(x, y);
+                if boundary_distance(x, y) >= 3 {
+                    assert_eq!(got, Some(want), "frame {t} ({x},{y}): {:?}", m.pixel(x, y));
+                    checked += 1;
+                } else if let Some(c) = got {
+                    assert!(
+                        [BLUE, RED, BLACK].contains(&c),
+                        "frame {t} ({x},{y}): {c:?} is not a palette colour or black"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= masks.len() * W * H / 2,
+        "{checked} pixels checked"
+    );
+}
+
 #[test]
 fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     let test = "user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned";
@@ -288,34 +335,7 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     check_timing(&mask_video, &inp);
     check_timing(&pre_video, &inp);
 
-    // The returned mask video is yuv420p H.264 (crf 18): lossy, so colours are checked at
-    // least 3 target pixels away from region boundaries, where every pixel must be exact
-    // in class; within 2 pixels only a clear palette class or an unclear blend is allowed.
-    let masks = decode(&mask_video);
-    assert_eq!(masks.len() as u64, frames);
-    let mut checked = 0usize;
-    for (t, m) in masks.iter().enumerate() {
-        assert_eq!((m.width, m.height), (W, H));
-        for y in 0..H {
-            for x in 0..W {
-                let got = classify(m.pixel(x, y));
-                let want = expected_colour(x, y);
-                if boundary_distance(x, y) >= 3 {
-                    assert_eq!(got, Some(want), "frame {t} ({x},{y}): {:?}", m.pixel(x, y));
-                    checked += 1;
-                } else if let Some(c) = got {
-                    assert!(
-                        [BLUE, RED, BLACK].contains(&c),
-                        "frame {t} ({x},{y}): {c:?} is not a palette colour or black"
-                    );
-                }
-            }
-        }
-    }
-    assert!(
-        checked >= masks.len() * W * H / 2,
-        "{checked} pixels checked"
-    );
+    check_mask_video(&mask_video, frames);
 
     // The masked driving video is black away from both subjects (same codec tolerance).
     for (t, f) in decode(&pre_video).iter().enumerate() {
@@ -526,4 +546,55 @@ fn pose_driving_for_animals_is_refused_even_with_user_inputs() {
         "{all}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused() {
+    let test = "user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused";
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
+    let d = inp.dir.path();
+    // A quarter-size reference mask and a half-size driving mask at 8 fps: nearest
+    // resampling in space and time keeps the palette colours.
+    let ref_mask = d.join("ref_mask_small.png");
+    scail_media::image_io::save_png(&mask_image(32, 16, WHITE, expected_colour), &ref_mask)
+        .unwrap();
+    let drv_frame = mask_image(SRC_W / 4, SRC_H / 4, BLACK, expected_colour);
+    let drv_mask = d.join("drv_mask_8fps.mp4");
+    write_mask_video_at(&drv_mask, &drv_frame, 8, 8);
+    let out = d.join("resampled.mp4");
+    let args = |m: &Path| {
+        [
+            "--reference-mask".as_ref(),
+            ref_mask.as_os_str(),
+            "--driving-mask".as_ref(),
+            m.as_os_str(),
+        ]
+        .map(|a: &std::ffi::OsStr| a.to_os_string())
+    };
+    let a = args(&drv_mask);
+    let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let stdout = ok(&mut generate(&inp, &out, &refs));
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let frames = check_timing(&out, &inp);
+    let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
+    assert_eq!(check_timing(&mask_video, &inp), frames);
+    check_mask_video(&mask_video, frames);
+
+    // Half a second of masks for a one-second clip: refused with both durations.
+    let short = d.join("drv_mask_short.mp4");
+    write_mask_video_at(&short, &drv_frame, 4, 8);
+    let a = args(&short);
+    let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let out2 = d.join("short.mp4");
+    let (success, _, all) = run(&mut generate(&inp, &out2, &refs));
+    assert!(!success, "a too-short mask video must be refused:\n{all}");
+    assert!(
+        all.contains("driving mask video has 8 frames covering 0.500 s")
+            && all.contains("needs 1.000 s"),
+        "{all}"
+    );
+    assert!(!out2.exists());
 }
