@@ -598,3 +598,33 @@ fn user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused() {
     );
     assert!(!out2.exists());
 }
+
+#[test]
+#[ignore = "job.rs (run_job) loads the Stage A models before StageAConfig::validate, so \
+            without ONNX Runtime the refusal reads as a missing-library error; run with \
+            --ignored once validate comes first"]
+fn pose_driving_for_animals_is_refused_before_any_model_is_loaded() {
+    let test = "pose_driving_for_animals_is_refused_before_any_model_is_loaded";
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
+    let out = inp.dir.path().join("animal.mp4");
+    // No masks (segmentation would be needed) and no ONNX Runtime to be found.
+    let (success, _, all) = run(generate(
+        &inp,
+        &out,
+        &[
+            "--subject-type".as_ref(),
+            "animal".as_ref(),
+            "--driving-type".as_ref(),
+            "pose".as_ref(),
+        ],
+    )
+    .env_remove("ORT_DYLIB_PATH")
+    .env_remove("VIRTUAL_ENV"));
+    assert!(!success, "{all}");
+    assert!(
+        all.contains("driving_type=pose is not available for subject_type=animal"),
+        "{all}"
+    );
+}
