@@ -185,14 +185,18 @@ fn write_mask_video(path: &Path, frame: &ImageU8, frames: usize) {
 }
 
 fn write_mask_video_at(path: &Path, frame: &ImageU8, frames: usize, fps: u32) {
+    write_mask_frames(path, &vec![frame; frames], fps);
+}
+
+fn write_mask_frames(path: &Path, frames: &[&ImageU8], fps: u32) {
     let opts = EncodeOptions {
         lossless_rgb: true,
         fps,
         ..EncodeOptions::default()
     };
-    let mut wr = Mp4Writer::create(path, frame.width, frame.height, &opts).unwrap();
-    for _ in 0..frames {
-        wr.write(frame).unwrap();
+    let mut wr = Mp4Writer::create(path, frames[0].width, frames[0].height, &opts).unwrap();
+    for f in frames {
+        wr.write(f).unwrap();
     }
     wr.finish().unwrap();
 }
@@ -269,7 +273,11 @@ fn classify(p: &[u8]) -> Option<[u8; 3]> {
 /// The returned mask video is yuv420p H.264 (crf 18): lossy, so colours are checked at least
 /// 3 target pixels away from region boundaries, where every pixel must be exact in class;
 /// within 2 pixels only a clear palette class or an unclear blend is allowed.
-fn check_mask_video(mask_video: &Path, frames: u64) {
+fn check_mask_video(
+    mask_video: &Path,
+    frames: u64,
+    expected: impl Fn(usize, usize, usize) -> [u8; 3],
+) {
     let masks = decode(mask_video);
     assert_eq!(masks.len() as u64, frames);
     let mut checked = 0usize;
@@ -278,7 +286,7 @@ fn check_mask_video(mask_video: &Path, frames: u64) {
         for y in 0..H {
             for x in 0..W {
                 let got = classify(m.pixel(x, y));
-                let want = expected_colour(x, y);
+                let want = expected(t, x, y);
                 if boundary_distance(x, y) >= 3 {
                     assert_eq!(got, Some(want), "frame {t} ({x},{y}): {:?}", m.pixel(x, y));
                     checked += 1;
@@ -335,7 +343,7 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     check_timing(&mask_video, &inp);
     check_timing(&pre_video, &inp);
 
-    check_mask_video(&mask_video, frames);
+    check_mask_video(&mask_video, frames, |_, x, y| expected_colour(x, y));
 
     // The masked driving video is black away from both subjects (same codec tolerance).
     for (t, f) in decode(&pre_video).iter().enumerate() {
@@ -561,8 +569,23 @@ fn user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused() {
     scail_media::image_io::save_png(&mask_image(32, 16, WHITE, expected_colour), &ref_mask)
         .unwrap();
     let drv_frame = mask_image(SRC_W / 4, SRC_H / 4, BLACK, expected_colour);
+    // The red subject enters at mask frame 4 (0.5 s): output frame k shows driving time
+    // k/16 s, i.e. mask frame floor(k / 2) (ties go to the earlier frame), so red appears
+    // from output frame 8 on.
+    let no_red = |x, y| match expected_colour(x, y) {
+        RED => BLACK,
+        c => c,
+    };
+    let drv_early = mask_image(SRC_W / 4, SRC_H / 4, BLACK, no_red);
     let drv_mask = d.join("drv_mask_8fps.mp4");
-    write_mask_video_at(&drv_mask, &drv_frame, 8, 8);
+    write_mask_frames(
+        &drv_mask,
+        &[
+            &drv_early, &drv_early, &drv_early, &drv_early, &drv_frame, &drv_frame, &drv_frame,
+            &drv_frame,
+        ],
+        8,
+    );
     let out = d.join("resampled.mp4");
     let args = |m: &Path| {
         [
@@ -581,7 +604,13 @@ fn user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused() {
     let frames = check_timing(&out, &inp);
     let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
     assert_eq!(check_timing(&mask_video, &inp), frames);
-    check_mask_video(&mask_video, frames);
+    check_mask_video(&mask_video, frames, |t, x, y| {
+        if t < 8 {
+            no_red(x, y)
+        } else {
+            expected_colour(x, y)
+        }
+    });
 
     // Half a second of masks for a one-second clip: refused with both durations.
     let short = d.join("drv_mask_short.mp4");
