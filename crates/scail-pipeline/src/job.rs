@@ -301,6 +301,22 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         timings.push((name.to_string(), clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
+    // Stage A settings, checked before any decoding or model loading (animal + pose is refused).
+    let mode = match req.mode {
+        Mode::Animation => scail_stagea::Mode::Animation,
+        Mode::Replacement => scail_stagea::Mode::Replacement,
+    };
+    let dt = match req.driving_type {
+        DrivingType::EndToEnd => sa::DrivingType::EndToEnd,
+        DrivingType::Pose => sa::DrivingType::Pose,
+    };
+    let st = match req.subject_type {
+        SubjectType::Human => sa::SubjectType::Human,
+        SubjectType::Animal => sa::SubjectType::Animal,
+    };
+    let cfg = StageAConfig::new(mode, dt, st);
+    cfg.validate()
+        .map_err(|e| PipelineError::Input(format!("preprocessing: {e}")))?;
     // Reference and target size.
     let decoded =
         decode_image(&req.image, &Limits::default()).map_err(|e| input_err("image", e))?;
@@ -342,25 +358,15 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
     if progress.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let mode = match req.mode {
-        Mode::Animation => scail_stagea::Mode::Animation,
-        Mode::Replacement => scail_stagea::Mode::Replacement,
-    };
-    let dt = match req.driving_type {
-        DrivingType::EndToEnd => sa::DrivingType::EndToEnd,
-        DrivingType::Pose => sa::DrivingType::Pose,
-    };
-    let st = match req.subject_type {
-        SubjectType::Human => sa::SubjectType::Human,
-        SubjectType::Animal => sa::SubjectType::Animal,
-    };
-    let cfg = StageAConfig::new(mode, dt, st);
     let mut sa_models = stagea_models(req, &cfg)?;
+    // The reference mask is cover-cropped exactly like the reference image it describes.
     let reference_mask = match &req.reference_mask {
-        Some(p) => Some(to_rgb(
+        Some(p) => Some(mask_to_target(
             &decode_image(p, &Limits::default())
                 .map_err(|e| input_err("reference mask", e))?
                 .rgb(),
+            th,
+            tw,
         )?),
         None => None,
     };

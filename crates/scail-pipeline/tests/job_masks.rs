@@ -46,9 +46,6 @@ fn video(path: &Path, frame: &ImageU8, frames: usize, lossless: bool) {
 }
 
 #[test]
-#[ignore = "job.rs (run_job, `let reference_mask = ...`) stretches the reference mask to the \
-            model size instead of cover-cropping it like the reference image; run with \
-            --ignored once it goes through mask_to_target"]
 fn reference_mask_is_cropped_like_the_reference_image() {
     if !have_ffmpeg() {
         eprintln!("skipping: no ffmpeg");

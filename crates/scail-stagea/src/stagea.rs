@@ -225,7 +225,10 @@ fn fit_mask_image(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 pub fn tracks_from_mask_video(frames: &[RgbImage]) -> SubjectTracks {
     let decoded: Vec<Vec<Option<Mask>>> = frames.iter().map(decode_palette_mask).collect();
     let n_sub = decoded.iter().map(Vec::len).max().unwrap_or(0);
+    // Palette slots empty in every frame are no subject (the reference mask drops them too,
+    // so a red-only pair of masks counts one subject on both sides).
     let subjects = (0..n_sub)
+        .filter(|&i| decoded.iter().any(|d| matches!(d.get(i), Some(Some(_)))))
         .map(|i| SubjectTrack {
             masks: decoded
                 .iter()

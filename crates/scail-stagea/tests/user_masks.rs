@@ -70,9 +70,6 @@ fn two_user_subjects_keep_their_colours_and_backgrounds() {
 }
 
 #[test]
-#[ignore = "stagea.rs: the reference mask's palette slots are compacted (`.flatten()`) but \
-            tracks_from_mask_video keeps empty slots, so red-only masks count 1 vs 2; run with \
-            --ignored once both sides count subjects the same way"]
 fn one_red_subject_in_both_masks_is_one_subject() {
     let cfg = StageAConfig::new(Mode::Animation, DrivingType::EndToEnd, SubjectType::Human);
     let reference = block(WHITE, PALETTE[1], 10, 30);

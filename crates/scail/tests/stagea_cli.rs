@@ -629,9 +629,6 @@ fn user_masks_of_another_size_and_rate_are_resampled_and_short_ones_refused() {
 }
 
 #[test]
-#[ignore = "job.rs (run_job) loads the Stage A models before StageAConfig::validate, so \
-            without ONNX Runtime the refusal reads as a missing-library error; run with \
-            --ignored once validate comes first"]
 fn pose_driving_for_animals_is_refused_before_any_model_is_loaded() {
     let test = "pose_driving_for_animals_is_refused_before_any_model_is_loaded";
     let Some(inp) = inputs(test, CLIP_S) else {
