@@ -10,6 +10,8 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::blas::{self, Mat, Threads};
+
 /// Query rows per task of the CPU kernel.
 pub const BLOCK_Q: usize = 256;
 /// Key rows per inner step of the CPU kernel: the score scratch is `BLOCK_Q × BLOCK_K` f32.
@@ -169,7 +171,7 @@ fn f32_contiguous(t: &Tensor) -> Result<Tensor> {
 }
 
 /// The f32 elements of a contiguous CPU tensor, borrowed from its storage.
-fn cpu_slice<'a>(storage: &'a candle_core::Storage, t: &Tensor) -> Result<&'a [f32]> {
+pub(crate) fn cpu_slice<'a>(storage: &'a candle_core::Storage, t: &Tensor) -> Result<&'a [f32]> {
     let candle_core::Storage::Cpu(cpu) = storage else {
         return Err(candle_core::Error::Msg("blockwise attention needs CPU tensors".into()).into());
     };
@@ -189,21 +191,24 @@ fn blockwise_f32(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Ve
     if lq == 0 {
         return out;
     }
-    out.par_chunks_mut(lq * dv)
-        .enumerate()
-        .for_each(|(h, out_h)| {
-            let qh = &q[h * lq * d..(h + 1) * lq * d];
-            let kh = &k[h * lk * d..(h + 1) * lk * d];
-            let vh = &v[h * lk * dv..(h + 1) * lk * dv];
-            out_h
-                .par_chunks_mut(BLOCK_Q * dv)
-                .enumerate()
-                .for_each(|(qb, o)| {
-                    let q0 = qb * BLOCK_Q;
-                    let bq = o.len() / dv;
-                    query_block(&qh[q0 * d..(q0 + bq) * d], kh, vh, o, (d, dv), scale);
-                });
-        });
+    // Each task runs its block products on its own thread (OpenBLAS's pool stays idle).
+    blas::single_threaded(|| {
+        out.par_chunks_mut(lq * dv)
+            .enumerate()
+            .for_each(|(h, out_h)| {
+                let qh = &q[h * lq * d..(h + 1) * lq * d];
+                let kh = &k[h * lk * d..(h + 1) * lk * d];
+                let vh = &v[h * lk * dv..(h + 1) * lk * dv];
+                out_h
+                    .par_chunks_mut(BLOCK_Q * dv)
+                    .enumerate()
+                    .for_each(|(qb, o)| {
+                        let q0 = qb * BLOCK_Q;
+                        let bq = o.len() / dv;
+                        query_block(&qh[q0 * d..(q0 + bq) * d], kh, vh, o, (d, dv), scale);
+                    });
+            });
+    });
     out
 }
 
@@ -226,56 +231,45 @@ fn query_block(
     while k0 < lk {
         let bk = BLOCK_K.min(lk - k0);
         let s = &mut s[..bq * bk];
-        // SAFETY: every pointer/stride pair addresses inside its slice: q is bq×d row-major,
-        // the key block is bk×d row-major read as its transpose (d×bk), s is bq×bk row-major.
-        unsafe {
-            gemm::gemm(
-                bq,
-                bk,
-                d,
-                s.as_mut_ptr(),
-                1,
-                bk as isize,
-                false,
-                q.as_ptr(),
-                1,
-                d as isize,
-                k[k0 * d..].as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        // Scores: q (bq×d) times the key block (bk×d) transposed.
+        blas::sgemm(
+            (bq, bk, d),
+            scale,
+            Mat {
+                data: q,
+                ld: d,
+                trans: false,
+            },
+            Mat {
+                data: &k[k0 * d..(k0 + bk) * d],
+                ld: d,
+                trans: true,
+            },
+            0.0,
+            s,
+            bk,
+            Threads::One,
+        );
         online_softmax_step(s, bk, &mut m, &mut l, o, dv);
-        // SAFETY: o is bq×dv row-major, s is bq×bk, the value block is bk×dv row-major.
-        unsafe {
-            gemm::gemm(
-                bq,
-                dv,
-                bk,
-                o.as_mut_ptr(),
-                1,
-                dv as isize,
-                true,
-                s.as_ptr(),
-                1,
-                bk as isize,
-                v[k0 * dv..].as_ptr(),
-                1,
-                dv as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        // o += p (bq×bk) times the value block (bk×dv).
+        blas::sgemm(
+            (bq, dv, bk),
+            1.0,
+            Mat {
+                data: s,
+                ld: bk,
+                trans: false,
+            },
+            Mat {
+                data: &v[k0 * dv..(k0 + bk) * dv],
+                ld: dv,
+                trans: false,
+            },
+            1.0,
+            o,
+            dv,
+            Threads::One,
+        );
         k0 += bk;
     }
     for i in 0..bq {

@@ -16,6 +16,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use crate::attention::{self, split_heads};
+use crate::blas::{self, Mat, Threads};
 use crate::rope::{self, ScailRope};
 
 /// Width of the CLIP features `img_emb` projects: hard-coded 1280 in the reference.
@@ -235,6 +236,10 @@ impl Lin {
 
     /// `x` `[.., in]` → `[.., out]`: leading axes are flattened into the matmul's rows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Without OpenBLAS, candle's own matmul (the gemm crate) is as fast as a direct call.
+        if cfg!(feature = "openblas") && self.w.dtype() == DType::F32 && x.device().is_cpu() {
+            return self.forward_cpu_f32(x);
+        }
         let dims = x.dims();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
@@ -243,6 +248,52 @@ impl Lin {
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank >= 1") = self.w.dim(0)?;
         Ok(y.to_dtype(DType::F32)?.reshape(out)?)
+    }
+}
+
+impl Lin {
+    /// f32 CPU path: one [`blas::sgemm`] straight from the weight's storage, reading it
+    /// transposed in place and accumulating onto rows pre-filled with the bias.
+    fn forward_cpu_f32(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (out_dim, inp) = self.w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let w = self.w.contiguous()?;
+        let b = self.b.to_dtype(DType::F32)?.contiguous()?;
+        let mut y = Vec::with_capacity(rows * out_dim);
+        {
+            let (xs, _) = x.storage_and_layout();
+            let (ws, _) = w.storage_and_layout();
+            let (bs, _) = b.storage_and_layout();
+            let xv = attention::cpu_slice(&xs, &x)?;
+            let wv = attention::cpu_slice(&ws, &w)?;
+            let bv = attention::cpu_slice(&bs, &b)?;
+            for _ in 0..rows {
+                y.extend_from_slice(bv);
+            }
+            blas::sgemm(
+                (rows, out_dim, inp),
+                1.0,
+                Mat {
+                    data: xv,
+                    ld: inp,
+                    trans: false,
+                },
+                Mat {
+                    data: wv,
+                    ld: inp,
+                    trans: true,
+                },
+                1.0,
+                &mut y,
+                out_dim,
+                Threads::Many,
+            );
+        }
+        let mut shape = dims;
+        *shape.last_mut().expect("rank >= 1") = out_dim;
+        Ok(Tensor::from_vec(y, shape, x.device())?)
     }
 }
 

@@ -2,6 +2,7 @@
 //! plus checkpoint loading. Numerics are pinned by the fixtures in `../shared/fixtures`.
 
 pub mod attention;
+pub mod blas;
 pub mod clip;
 pub mod dit;
 pub mod fixtures;

@@ -1,0 +1,236 @@
+//! f32 matrix products for the CPU forward. Row-major everywhere.
+//!
+//! With the `openblas` feature the products go to the system OpenBLAS (`cblas_sgemm`), whose
+//! AVX-512 kernels run the DiT's linear layers and attention blocks well ahead of the `gemm`
+//! crate's AVX2 ones (about 1.8× on the attention kernel); without it, to the `gemm` crate.
+//! OpenBLAS has its own thread pool: [`single_threaded`] limits it to one thread while rayon
+//! already parallelises over tasks (the attention kernel), so the two never oversubscribe.
+
+/// A row-major matrix operand: `rows × cols` logical shape, read transposed when `trans`.
+#[derive(Clone, Copy)]
+pub struct Mat<'a> {
+    pub data: &'a [f32],
+    /// Elements between consecutive rows of the stored (untransposed) matrix.
+    pub ld: usize,
+    pub trans: bool,
+}
+
+/// `c = alpha · op(a) · op(b) + beta · c` with `op(a)` `m × k`, `op(b)` `k × n`, `c` `m × n`
+/// (row stride `ldc`).
+///
+/// # Panics
+/// When a slice is too short for its shape and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: Mat,
+    b: Mat,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    threads: Threads,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let need = |rows: usize, cols: usize, ld: usize| {
+        if rows == 0 {
+            0
+        } else {
+            (rows - 1) * ld + cols
+        }
+    };
+    let (ar, ac) = if a.trans { (k, m) } else { (m, k) };
+    let (br, bc) = if b.trans { (n, k) } else { (k, n) };
+    assert!(
+        a.ld >= ac && a.data.len() >= need(ar, ac, a.ld),
+        "sgemm: a too short"
+    );
+    assert!(
+        b.ld >= bc && b.data.len() >= need(br, bc, b.ld),
+        "sgemm: b too short"
+    );
+    assert!(ldc >= n && c.len() >= need(m, n, ldc), "sgemm: c too short");
+    imp::sgemm((m, n, k), alpha, a, b, beta, c, ldc, threads);
+}
+
+/// Whether one product may use several threads (large layer matmuls) or must stay on the
+/// calling thread (inside a rayon task).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Threads {
+    Many,
+    One,
+}
+
+/// Which backend [`sgemm`] uses, for benchmark output.
+pub fn backend() -> &'static str {
+    imp::NAME
+}
+
+#[cfg(feature = "openblas")]
+mod imp {
+    use super::{Mat, Threads};
+    use std::os::raw::c_int;
+    use std::sync::Mutex;
+
+    pub const NAME: &str = "openblas";
+    const ROW_MAJOR: c_int = 101;
+    const NO_TRANS: c_int = 111;
+    const TRANS: c_int = 112;
+
+    #[link(name = "openblas")]
+    extern "C" {
+        fn cblas_sgemm(
+            order: c_int,
+            ta: c_int,
+            tb: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f32,
+            a: *const f32,
+            lda: c_int,
+            b: *const f32,
+            ldb: c_int,
+            beta: f32,
+            c: *mut f32,
+            ldc: c_int,
+        );
+        fn openblas_set_num_threads(n: c_int);
+        fn openblas_get_num_threads() -> c_int;
+    }
+
+    /// Open single-threaded sections and the thread count OpenBLAS had before the first.
+    static SECTIONS: Mutex<(usize, c_int)> = Mutex::new((0, 0));
+
+    pub fn enter_single() {
+        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0 == 0 {
+            // SAFETY: plain accessors of the library's global thread count.
+            s.1 = unsafe { openblas_get_num_threads() };
+            unsafe { openblas_set_num_threads(1) };
+        }
+        s.0 += 1;
+    }
+
+    pub fn leave_single() {
+        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 -= 1;
+        if s.0 == 0 {
+            // SAFETY: as above.
+            unsafe { openblas_set_num_threads(s.1.max(1)) };
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm(
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: Mat,
+        b: Mat,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+        _threads: Threads,
+    ) {
+        let t = |x: bool| if x { TRANS } else { NO_TRANS };
+        let i = |x: usize| c_int::try_from(x).expect("sgemm dimension exceeds i32");
+        // SAFETY: the caller checked every slice against its shape and stride.
+        unsafe {
+            cblas_sgemm(
+                ROW_MAJOR,
+                t(a.trans),
+                t(b.trans),
+                i(m),
+                i(n),
+                i(k),
+                alpha,
+                a.data.as_ptr(),
+                i(a.ld),
+                b.data.as_ptr(),
+                i(b.ld),
+                beta,
+                c.as_mut_ptr(),
+                i(ldc),
+            )
+        }
+    }
+}
+
+#[cfg(not(feature = "openblas"))]
+mod imp {
+    pub const NAME: &str = "gemm";
+    pub(crate) use super::gemm_crate as sgemm;
+
+    pub fn enter_single() {}
+    pub fn leave_single() {}
+}
+
+#[cfg_attr(feature = "openblas", allow(dead_code))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_crate(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: Mat,
+    b: Mat,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    threads: Threads,
+) {
+    // Row-major element (r, col) of a stored matrix sits at r·ld + col.
+    let strides = |m: &Mat| {
+        if m.trans {
+            (1isize, m.ld as isize)
+        } else {
+            (m.ld as isize, 1isize)
+        }
+    };
+    let (a_rs, a_cs) = strides(&a);
+    let (b_rs, b_cs) = strides(&b);
+    let par = match threads {
+        Threads::One => gemm::Parallelism::None,
+        Threads::Many => gemm::Parallelism::Rayon(0),
+    };
+    // SAFETY: the caller checked every slice against its shape and stride; gemm reads
+    // dst only when beta != 0 (read_dst).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Runs `f` with OpenBLAS limited to one thread (nothing to do without the feature): for code
+/// that calls [`sgemm`] with [`Threads::One`] from several rayon tasks at once. Nested and
+/// concurrent sections are counted; the previous count comes back when the last one ends.
+pub fn single_threaded<R>(f: impl FnOnce() -> R) -> R {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            imp::leave_single();
+        }
+    }
+    imp::enter_single();
+    let _guard = Guard;
+    f()
+}
