@@ -18,6 +18,20 @@ enum WeightsWhat {
         /// The weights folder.
         dir: PathBuf,
     },
+    /// Download the official SCAIL-2 files and the Stage A models from the Hugging Face hub (or
+    /// a mirror in its URL layout: HF_ENDPOINT), resuming partial files and checking every
+    /// checksum. HF_TOKEN is sent for gated repositories.
+    Fetch {
+        /// Destination folder (the weights folder `serve --weights` and `generate` take).
+        #[arg(long)]
+        dest: PathBuf,
+        /// Also fetch the optional LoRAs (about 1.2 GB each).
+        #[arg(long)]
+        with_loras: bool,
+        /// Skip the Stage A models (segmentation and pose); masks must then be supplied.
+        #[arg(long)]
+        no_stagea: bool,
+    },
     /// Official layout (or fp16 / fp8_scaled safetensors) to canonical bf16 safetensors, streaming.
     Convert { src: PathBuf, dst: PathBuf },
     /// Random weights in the official layout plus a tokenizer, for tests, smoke runs and benchmarks.
@@ -67,6 +81,11 @@ pub fn run(a: WeightsArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+        WeightsWhat::Fetch {
+            dest,
+            with_loras,
+            no_stagea,
+        } => fetch(&dest, with_loras, no_stagea)?,
         WeightsWhat::Convert { src, dst } => {
             let r = scail_model::weights::convert(&src, &dst)?;
             for (f, n) in r.files {
@@ -91,6 +110,82 @@ pub fn run(a: WeightsArgs) -> anyhow::Result<()> {
                 }
             }
             println!("{} bytes (apparent)", r.bytes);
+        }
+    }
+    Ok(())
+}
+
+fn progress_printer() -> scail_model::hub::ProgressFn {
+    use std::io::Write;
+    std::sync::Arc::new(|path: &str, done: u64, total: u64| {
+        let pct = if total > 0 {
+            100.0 * done as f64 / total as f64
+        } else {
+            100.0
+        };
+        eprint!(
+            "\r{path}: {:.1}/{:.1} MiB ({pct:.0}%)   ",
+            done as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        );
+        if done >= total {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    })
+}
+
+fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::Result<()> {
+    use scail_model::hub::{fetch, FetchOptions};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut main = FetchOptions::scail2(dest);
+    if with_loras {
+        main.include.push("model/bias-aware-dpo-lora.pt".into());
+        main.include.push("model/relighting-lora.pt".into());
+    }
+    main.progress = Some(progress_printer());
+    let r = rt.block_on(fetch(&main))?;
+    println!(
+        "{}: {} downloaded, {} already present",
+        main.repo,
+        r.downloaded.len(),
+        r.skipped.len()
+    );
+    if no_stagea {
+        return Ok(());
+    }
+    // Stage A files come from their own repositories; each lands under stagea/.hub/<repo>/ and
+    // is linked under the name scail looks for, so a rerun resumes instead of downloading again.
+    let stagea = dest.join("stagea");
+    let mut repos: Vec<&str> = scail_stagea::weights::STAGEA_FILES
+        .iter()
+        .map(|f| f.repo)
+        .collect();
+    repos.dedup();
+    for repo in repos {
+        let files: Vec<_> = scail_stagea::weights::STAGEA_FILES
+            .iter()
+            .filter(|f| f.repo == repo)
+            .collect();
+        let cache = stagea.join(".hub").join(repo.replace('/', "--"));
+        let mut opts = FetchOptions::scail2(&cache);
+        opts.repo = repo.to_string();
+        opts.include = files.iter().map(|f| f.path.to_string()).collect();
+        opts.progress = Some(progress_printer());
+        let r = rt.block_on(fetch(&opts))?;
+        println!(
+            "{repo}: {} downloaded, {} already present",
+            r.downloaded.len(),
+            r.skipped.len()
+        );
+        for f in files {
+            let target = cache.join(f.path);
+            let link = stagea.join(f.local_name);
+            if target.exists() && !link.exists() {
+                std::os::unix::fs::symlink(target.strip_prefix(&stagea).unwrap_or(&target), &link)?;
+            }
         }
     }
     Ok(())

@@ -222,6 +222,7 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
         .output()
         .expect("node");
     let _ = media.kill();
+    let _ = media.wait();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -231,4 +232,72 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
     let v: serde_json::Value =
         serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     assert_eq!(v["video"]["content_type"], "video/mp4");
+}
+
+/// `weights fetch` against a local stand-in of the hub (tests/support/fake_hub.py) holding the
+/// official repository (tiny random weights in its layout) and the Stage A repositories; the
+/// fetched folder verifies, and a second run downloads nothing.
+#[test]
+fn weights_fetch_from_a_hub_mirror_then_verify() {
+    let src = tempfile::tempdir().unwrap();
+    ok(scail()
+        .args(["weights", "init-random", "--config", "tiny"])
+        .arg(src.path()));
+    let hub = tempfile::tempdir().unwrap();
+    let official = hub.path().join("zai-org/SCAIL-2");
+    std::fs::create_dir_all(official.parent().unwrap()).unwrap();
+    std::fs::rename(src.path().join("stagea"), hub.path().join("stagea-local")).unwrap();
+    std::fs::rename(src.path(), &official).unwrap_or_else(|_| {
+        ok(Command::new("cp").arg("-r").arg(src.path()).arg(&official));
+    });
+    for f in scail_stagea::weights::STAGEA_FILES {
+        let from = hub.path().join("stagea-local").join(f.local_name);
+        if from.exists() {
+            let to = hub.path().join(f.repo).join(f.path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/fake_hub.py");
+    let mut server = Command::new("python3")
+        .arg(script)
+        .arg(hub.path())
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let first = ok(scail()
+        .args(["weights", "fetch", "--dest"])
+        .arg(dest.path())
+        .env("HF_ENDPOINT", &endpoint));
+    let second = ok(scail()
+        .args(["weights", "fetch", "--dest"])
+        .arg(dest.path())
+        .env("HF_ENDPOINT", &endpoint));
+    let _ = server.kill();
+    // The official repository's six files: DiT, its `latest` pointer, VAE, umT5, tokenizer, CLIP.
+    assert!(first.contains("zai-org/SCAIL-2: 6 downloaded"), "{first}");
+    assert!(second.contains("zai-org/SCAIL-2: 0 downloaded"), "{second}");
+    assert!(dest.path().join("stagea/dw-ll_ucoco_384.onnx").exists());
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        let table = ok(scail().args(["weights", "verify"]).arg(dest.path()));
+        assert!(
+            table.contains("overall: ok") && table.contains("stagea  ok"),
+            "{table}"
+        );
+    } else {
+        eprintln!("ORT_DYLIB_PATH unset: Stage A signatures not verified");
+    }
 }
