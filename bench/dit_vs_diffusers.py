@@ -9,8 +9,10 @@ float32 with the same number of threads.
 
 Build our side first (under the shared cargo lock), then run this outside the lock:
     CARGO_TARGET_DIR=/var/cache/scail/target flock /tmp/scail-cargo.lock \
-        cargo build -p scail-model --bench dit_forward
+        cargo build -p scail-model --features openblas --bench dit_forward
     /var/cache/scail/venv/bin/python bench/dit_vs_diffusers.py
+(`--features openblas` needs Debian's libopenblas-dev; without it our matmuls use the gemm
+crate. `--rust-bin` picks a specific build, e.g. to compare both.)
 
 Prints seconds per forward, tokens/s and peak RSS of both, and the ratio (diffusers / ours:
 above 1 means ours is faster).
@@ -48,7 +50,8 @@ def run_ours(a, threads):
         "--ffn", str(a.ffn), "--frames", str(a.frames), "--height", str(a.height),
         "--width", str(a.width), "--forwards", str(a.forwards), "--dtype", "f32",
     ]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    # OpenBLAS (with the `openblas` feature) has its own pool: same thread count as rayon's.
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     lines = out.strip().splitlines()
     print(lines[0])

@@ -70,8 +70,8 @@ fn main() {
         .map(|b| b as f64 / 1e9)
         .unwrap_or(f64::NAN);
     println!(
-        "scail dit forward: dim {} heads {} layers {} ffn {} tokens {} {:?}: {:.3} s/forward (best {:.3}), {:.0} tokens/s, peak {:.2} GB",
-        cfg.dim, cfg.num_heads, cfg.num_layers, cfg.ffn_dim, r.tokens, dtype,
+        "scail dit forward ({} matmuls): dim {} heads {} layers {} ffn {} tokens {} {:?}: {:.3} s/forward (best {:.3}), {:.0} tokens/s, peak {:.2} GB",
+        scail_model::blas::backend(), cfg.dim, cfg.num_heads, cfg.num_layers, cfg.ffn_dim, r.tokens, dtype,
         r.seconds_per_forward, r.best_seconds_per_forward, r.tokens_per_second, peak_gb
     );
     println!("{}", serde_json::to_string(&r).expect("json"));
