@@ -89,6 +89,16 @@ fn weights_init_random_then_verify() {
     assert!(!out.status.success());
 }
 
+/// Kills and reaps a helper process when the test ends, however it ends.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Served {
     child: std::process::Child,
     url: String,
@@ -163,7 +173,7 @@ fn reqwest_get(url: &str) -> String {
 }
 
 /// Serves the shared media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
-fn media_server() -> (std::process::Child, String) {
+fn media_server() -> (Reap, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -181,6 +191,7 @@ fn media_server() -> (std::process::Child, String) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reap)
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
@@ -212,7 +223,7 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
         data.path(),
         &["--weights", w.path().to_str().unwrap(), "--size", "128x96"],
     );
-    let (mut media, media_url) = media_server();
+    let (media, media_url) = media_server();
     let out = Command::new("node")
         .arg("model/real_video.mjs")
         .current_dir(&conf)
@@ -221,8 +232,7 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
         .env("SCAIL_MEDIA", &media_url)
         .output()
         .expect("node");
-    let _ = media.kill();
-    let _ = media.wait();
+    drop(media);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -264,11 +274,12 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
         .unwrap()
         .port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/fake_hub.py");
-    let mut server = Command::new("python3")
+    let _server = Command::new("python3")
         .arg(script)
         .arg(hub.path())
         .arg(port.to_string())
         .spawn()
+        .map(Reap)
         .unwrap();
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -286,7 +297,6 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
         .args(["weights", "fetch", "--dest"])
         .arg(dest.path())
         .env("HF_ENDPOINT", &endpoint));
-    let _ = server.kill();
     // The official repository's six files: DiT, its `latest` pointer, VAE, umT5, tokenizer, CLIP.
     assert!(first.contains("zai-org/SCAIL-2: 6 downloaded"), "{first}");
     assert!(second.contains("zai-org/SCAIL-2: 0 downloaded"), "{second}");
