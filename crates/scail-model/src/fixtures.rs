@@ -77,10 +77,19 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Asserts `max|got - want| <= atol` from the manifest (or exact equality where it says exact).
-pub fn assert_close(manifest: &serde_json::Value, file: &str, name: &str, got: &Tensor, want: &Tensor) {
+pub fn assert_close(
+    manifest: &serde_json::Value,
+    file: &str,
+    name: &str,
+    got: &Tensor,
+    want: &Tensor,
+) {
     let d = max_abs_diff(got, want);
     match atol(manifest, file, name) {
         Some(tol) => assert!(d <= tol, "{file} {name}: max abs diff {d:e} > atol {tol:e}"),
-        None => assert!(d == 0.0, "{file} {name}: must match exactly, max abs diff {d:e}"),
+        None => assert!(
+            d == 0.0,
+            "{file} {name}: must match exactly, max abs diff {d:e}"
+        ),
     }
 }
