@@ -41,6 +41,23 @@ fn main() {
         cc.top
     );
 
+    // `media_bench CLIP W H N resize`: only the resize of the first frame, N times (for CPU
+    // profiling with perf stat).
+    if args.get(5).map(String::as_str) == Some("resize") {
+        let first = VideoDecoder::open(&clip, &opts)
+            .unwrap()
+            .next_frame()
+            .unwrap()
+            .unwrap();
+        let t = Instant::now();
+        for _ in 0..repeats {
+            std::hint::black_box(video_frame_resize_crop(&first.image, &cc));
+        }
+        let ms = t.elapsed().as_secs_f64() * 1000.0 / repeats as f64;
+        println!("resize+crop {ms:.2} ms/frame over {repeats}");
+        return;
+    }
+
     let vf = format!(
         "fps={fps},scale={}:{}:flags=bicubic,crop={tw}:{th}:{}:{}",
         cc.resize_w, cc.resize_h, cc.left, cc.top

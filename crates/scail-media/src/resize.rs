@@ -147,12 +147,44 @@ fn aa_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
 /// directly equals resizing its float copy.
 pub trait Sample: Copy + Send + Sync {
     fn f(self) -> f32;
+
+    /// Write the band `rows` sample-major into `tb`: `tb[i * ROWS + r] = rows[r][i]`, for the
+    /// first `tb.len() / ROWS` samples of each row. Only value conversion, so any faster
+    /// layout change gives the same floats.
+    fn transpose_band(rows: &[&[Self]; ROWS], tb: &mut [f32]) {
+        for (i, dst) in tb.chunks_exact_mut(ROWS).enumerate() {
+            for (d, row) in dst.iter_mut().zip(rows) {
+                *d = row[i].f();
+            }
+        }
+    }
 }
 
 impl Sample for u8 {
     #[inline(always)]
     fn f(self) -> f32 {
         self as f32
+    }
+
+    fn transpose_band(rows: &[&[u8]; ROWS], tb: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 support was checked just above.
+                let done = unsafe { transpose_u8_avx2(rows, tb) };
+                for i in done..tb.len() / ROWS {
+                    for (r, row) in rows.iter().enumerate() {
+                        tb[i * ROWS + r] = row[i] as f32;
+                    }
+                }
+                return;
+            }
+        }
+        for (i, dst) in tb.chunks_exact_mut(ROWS).enumerate() {
+            for (d, row) in dst.iter_mut().zip(rows) {
+                *d = row[i] as f32;
+            }
+        }
     }
 }
 
@@ -161,6 +193,32 @@ impl Sample for f32 {
     fn f(self) -> f32 {
         self
     }
+}
+
+/// 8x8 blocks of the u8 band widened to f32 and transposed in registers (the scalar loop is a
+/// strided gather per sample). Returns how many samples per row it handled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_u8_avx2(rows: &[&[u8]; ROWS], tb: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = tb.len() / ROWS;
+    let blocks = n / 8;
+    for b in 0..blocks {
+        let i = b * 8;
+        let v: [__m256; 8] = std::array::from_fn(|r| {
+            let row = &rows[r][i..i + 8];
+            // SAFETY: `row` holds 8 bytes, read unaligned.
+            let bytes = unsafe { _mm_loadl_epi64(row.as_ptr() as *const __m128i) };
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes))
+        });
+        let cols = transpose8(v);
+        let dst = &mut tb[i * ROWS..(i + 8) * ROWS];
+        for (k, c) in cols.iter().enumerate() {
+            // SAFETY: `dst` holds 8 * ROWS floats; unaligned store of 8.
+            unsafe { _mm256_storeu_ps(dst[k * ROWS..].as_mut_ptr(), *c) };
+        }
+    }
+    blocks * 8
 }
 
 /// Rows the horizontal pass handles together.
@@ -175,28 +233,29 @@ fn hpass_band<T: Sample>(
     y: usize,
     taps: &[Taps],
     tb: &mut Vec<f32>,
+    ot: &mut Vec<f32>,
     out: &mut [f32],
     out_rows: usize,
 ) {
     let c = src.channels;
     let row_len = src.width * c;
-    tb.clear();
+    // Every element is overwritten below: no clearing (it was a large memset per band).
     tb.resize(row_len * ROWS, 0.0);
     let rows: [&[T]; ROWS] = std::array::from_fn(|r| {
         let yy = (y + r).min(src.height - 1);
         &src.data[yy * row_len..(yy + 1) * row_len]
     });
-    // Sample-major: the ROWS values of one input sample are written together.
-    for (i, dst) in tb.chunks_exact_mut(ROWS).enumerate() {
-        for (d, row) in dst.iter_mut().zip(&rows) {
-            *d = row[i].f();
-        }
-    }
+    T::transpose_band(&rows, tb);
     let out_len = taps.len() * c;
+    let mut hb = |f: fn(&[f32], &[Taps], &mut [f32])| {
+        ot.resize(out_len * ROWS, 0.0);
+        f(tb, taps, ot);
+        untranspose(ot, out, out_len, out_rows);
+    };
     match c {
-        3 => hband::<3>(tb, taps, out, out_len, out_rows),
-        4 => hband::<4>(tb, taps, out, out_len, out_rows),
-        1 => hband::<1>(tb, taps, out, out_len, out_rows),
+        3 => hb(hband::<3>),
+        4 => hb(hband::<4>),
+        1 => hb(hband::<1>),
         _ => {
             for (ox, t) in taps.iter().enumerate() {
                 for ch in 0..c {
@@ -223,44 +282,98 @@ fn hpass_band<T: Sample>(
 /// Dispatch to an AVX2 build of the band kernel where the CPU has it (8 rows = one vector).
 /// The arithmetic is the same separate multiply and add either way (Rust never fuses them),
 /// so results do not depend on the CPU.
-fn hband<const C: usize>(
-    tb: &[f32],
-    taps: &[Taps],
-    out: &mut [f32],
-    out_len: usize,
-    out_rows: usize,
-) {
+fn hband<const C: usize>(tb: &[f32], taps: &[Taps], ot: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 support was checked just above.
-            unsafe { hband_avx2::<C>(tb, taps, out, out_len, out_rows) };
+            unsafe { hband_avx2::<C>(tb, taps, ot) };
             return;
         }
     }
-    hband_c::<C>(tb, taps, out, out_len, out_rows)
+    hband_c::<C>(tb, taps, ot)
+}
+
+/// Sample-major band `ot` (`ot[i * ROWS + r]`) back to `out_rows` rows of `out_len` samples.
+fn untranspose(ot: &[f32], out: &mut [f32], out_len: usize, out_rows: usize) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was checked just above.
+            done = unsafe { untranspose_avx2(ot, out, out_len, out_rows) };
+        }
+    }
+    for i in done..out_len {
+        for r in 0..out_rows {
+            out[r * out_len + i] = ot[i * ROWS + r];
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn hband_avx2<const C: usize>(
-    tb: &[f32],
-    taps: &[Taps],
-    out: &mut [f32],
-    out_len: usize,
-    out_rows: usize,
-) {
-    hband_c::<C>(tb, taps, out, out_len, out_rows)
+unsafe fn untranspose_avx2(ot: &[f32], out: &mut [f32], out_len: usize, out_rows: usize) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = out_len / 8;
+    for b in 0..blocks {
+        let i = b * 8;
+        let src = &ot[i * ROWS..(i + 8) * ROWS];
+        // SAFETY: `src` holds 8 * ROWS floats, read unaligned.
+        let v: [__m256; 8] =
+            std::array::from_fn(|k| unsafe { _mm256_loadu_ps(src[k * ROWS..].as_ptr()) });
+        let rows = transpose8(v);
+        for (r, row) in rows.iter().enumerate().take(out_rows) {
+            let dst = &mut out[r * out_len + i..r * out_len + i + 8];
+            // SAFETY: `dst` holds 8 floats; unaligned store.
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), *row) };
+        }
+    }
+    blocks * 8
+}
+
+/// 8x8 float transpose in registers: result k holds element k of every input.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose8(v: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(v[0], v[1]);
+    let t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    let t2 = _mm256_unpacklo_ps(v[2], v[3]);
+    let t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    let t4 = _mm256_unpacklo_ps(v[4], v[5]);
+    let t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    let t6 = _mm256_unpacklo_ps(v[6], v[7]);
+    let t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hband_avx2<const C: usize>(tb: &[f32], taps: &[Taps], ot: &mut [f32]) {
+    hband_c::<C>(tb, taps, ot)
 }
 
 #[inline(always)]
-fn hband_c<const C: usize>(
-    tb: &[f32],
-    taps: &[Taps],
-    out: &mut [f32],
-    out_len: usize,
-    out_rows: usize,
-) {
+fn hband_c<const C: usize>(tb: &[f32], taps: &[Taps], ot: &mut [f32]) {
     for (ox, t) in taps.iter().enumerate() {
         let span = &tb[t.start * C * ROWS..(t.start + t.weights.len()) * C * ROWS];
         let mut acc = [[0.0f32; ROWS]; C];
@@ -278,11 +391,134 @@ fn hband_c<const C: usize>(
                 }
             }
         }
-        for r in 0..out_rows {
-            for ch in 0..C {
-                out[r * out_len + ox * C + ch] = acc[ch][r];
-            }
+        // Sample-major like the input band: one vector store per channel; `untranspose`
+        // turns the band back into rows.
+        for (ch, a) in acc.iter().enumerate() {
+            ot[(ox * C + ch) * ROWS..(ox * C + ch + 1) * ROWS].copy_from_slice(a);
         }
+    }
+}
+
+/// The cover resize + crop of one source size, planned once: the tap tables of both passes
+/// (restricted to the kept window) and the reusable intermediate buffer. Resizing many frames
+/// of a clip through one `FrameResizer` gives the same results as the one-shot functions.
+pub struct FrameResizer {
+    cc: CoverCrop,
+    htaps: Option<Vec<Taps>>,
+    vtaps: Option<Vec<Taps>>,
+    row_lo: usize,
+    row_hi: usize,
+    mid: Vec<f32>,
+}
+
+impl FrameResizer {
+    pub fn new(cc: &CoverCrop) -> Self {
+        // Horizontal pass first (PyTorch's order), only on the rows the vertical pass reads.
+        let htaps = (cc.resize_w != cc.src_w)
+            .then(|| aa_taps(cc.src_w, cc.resize_w)[cc.left..cc.left + cc.out_w].to_vec());
+        let vtaps = (cc.resize_h != cc.src_h)
+            .then(|| aa_taps(cc.src_h, cc.resize_h)[cc.top..cc.top + cc.out_h].to_vec());
+        let (row_lo, row_hi) = match &vtaps {
+            Some(v) => (
+                v.iter().map(|t| t.start).min().unwrap_or(0),
+                v.iter()
+                    .map(|t| t.start + t.weights.len())
+                    .max()
+                    .unwrap_or(0),
+            ),
+            None => (cc.top, cc.top + cc.out_h),
+        };
+        FrameResizer {
+            cc: *cc,
+            htaps,
+            vtaps,
+            row_lo,
+            row_hi,
+            mid: Vec::new(),
+        }
+    }
+
+    pub fn cover_crop(&self) -> &CoverCrop {
+        &self.cc
+    }
+
+    /// The video-frame arithmetic of [`video_frame_resize_crop`] (float resize, clamp, round
+    /// half-to-even), written straight into the uint8 output row by row.
+    pub fn resize_u8(&mut self, frame: &ImageU8) -> ImageU8 {
+        self.run(frame, &|out: &mut [u8], row: &[f32]| round_row(out, row))
+    }
+
+    /// [`resize_aa_bicubic_crop`] with the planned tables.
+    pub fn resize_f32<T: Sample>(&mut self, src: &Image<T>) -> ImageF32 {
+        self.run(src, &|out: &mut [f32], row: &[f32]| {
+            out.copy_from_slice(row)
+        })
+    }
+
+    fn run<T: Sample, U, S>(&mut self, src: &Image<T>, store: &S) -> Image<U>
+    where
+        U: Copy + Default + Send,
+        S: Fn(&mut [U], &[f32]) + Sync,
+    {
+        let cc = &self.cc;
+        assert_eq!(
+            (src.height, src.width),
+            (cc.src_h, cc.src_w),
+            "frame size differs from the planned resize"
+        );
+        let c = src.channels;
+        let (row_lo, row_hi) = (self.row_lo, self.row_hi);
+        let row_len = cc.out_w * c;
+        // Every element is overwritten by the horizontal pass: only grow, never clear.
+        let mut mid = std::mem::take(&mut self.mid);
+        mid.resize((row_hi - row_lo) * row_len, 0.0);
+        let htaps = &self.htaps;
+        let do_rows = |rows: &mut [f32], y0: usize| match htaps {
+            Some(taps) => {
+                let (mut tb, mut ot) = (Vec::new(), Vec::new());
+                for (b, band) in rows.chunks_mut(ROWS * row_len).enumerate() {
+                    let k = band.len() / row_len;
+                    hpass_band(src, y0 + b * ROWS, taps, &mut tb, &mut ot, band, k);
+                }
+            }
+            None => {
+                for (ry, out) in rows.chunks_exact_mut(row_len).enumerate() {
+                    let y = y0 + ry;
+                    let in_row = &src.data[(y * src.width + cc.left) * c..][..row_len];
+                    for (o, v) in out.iter_mut().zip(in_row) {
+                        *o = v.f();
+                    }
+                }
+            }
+        };
+        parallel_rows(&mut mid, row_len, row_lo, &do_rows);
+
+        let mut out = vec![U::default(); cc.out_h * row_len];
+        let vtaps = &self.vtaps;
+        let mid_ref = &mid;
+        let do_out = |rows: &mut [U], y0: usize| {
+            let mut scratch = vec![0.0f32; row_len];
+            for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
+                let oy = y0 + ry;
+                match vtaps {
+                    Some(taps) => {
+                        vrow(
+                            &mut scratch,
+                            &mid_ref[(taps[oy].start - row_lo) * row_len..],
+                            &taps[oy].weights,
+                        );
+                        store(out_row, &scratch);
+                    }
+                    None => {
+                        let r = (cc.top + oy - row_lo) * row_len;
+                        store(out_row, &mid_ref[r..r + row_len]);
+                    }
+                }
+            }
+        };
+        parallel_rows(&mut out, row_len, 0, &do_out);
+        self.mid = mid;
+        Image::from_vec(cc.out_w, cc.out_h, c, out)
     }
 }
 
@@ -290,76 +526,12 @@ fn hband_c<const C: usize>(
 /// window `[top, top+out_h) x [left, left+out_w)`: every output sample is computed on its own,
 /// so skipping the cropped-away ones changes nothing. Values are not clamped.
 pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> ImageF32 {
-    let c = src.channels;
-    // Horizontal pass first (PyTorch's order), only on the rows the vertical pass reads.
-    let htaps: Option<Vec<Taps>> = (cc.resize_w != src.width)
-        .then(|| aa_taps(src.width, cc.resize_w)[cc.left..cc.left + cc.out_w].to_vec());
-    let vtaps: Option<Vec<Taps>> = (cc.resize_h != src.height)
-        .then(|| aa_taps(src.height, cc.resize_h)[cc.top..cc.top + cc.out_h].to_vec());
-    let (row_lo, row_hi) = match &vtaps {
-        Some(v) => (
-            v.iter().map(|t| t.start).min().unwrap_or(0),
-            v.iter()
-                .map(|t| t.start + t.weights.len())
-                .max()
-                .unwrap_or(0),
-        ),
-        None => (cc.top, cc.top + cc.out_h),
+    let cc = CoverCrop {
+        src_h: src.height,
+        src_w: src.width,
+        ..*cc
     };
-    let mid_w = cc.out_w;
-    // The intermediate is large (rows x output width): reuse one per thread instead of
-    // mapping and zeroing fresh pages for every video frame.
-    let mut mid = MID_SCRATCH.with(|m| std::mem::take(&mut *m.borrow_mut()));
-    mid.clear();
-    mid.resize((row_hi - row_lo) * mid_w * c, 0.0);
-    let do_rows = |rows: &mut [f32], y0: usize| {
-        let row_len = mid_w * c;
-        let n = rows.len() / row_len;
-        match &htaps {
-            Some(taps) => {
-                let mut tb = Vec::new();
-                for (b, band) in rows.chunks_mut(ROWS * row_len).enumerate() {
-                    let k = band.len() / row_len;
-                    hpass_band(src, y0 + b * ROWS, taps, &mut tb, band, k);
-                }
-            }
-            None => {
-                for ry in 0..n {
-                    let y = y0 + ry;
-                    let in_row = &src.data[(y * src.width + cc.left) * c..][..row_len];
-                    for (o, v) in rows[ry * row_len..(ry + 1) * row_len]
-                        .iter_mut()
-                        .zip(in_row)
-                    {
-                        *o = v.f();
-                    }
-                }
-            }
-        }
-    };
-    parallel_rows(&mut mid, mid_w * c, row_lo, &do_rows);
-
-    let row_len = mid_w * c;
-    let mut out = vec![0.0f32; cc.out_h * row_len];
-    let do_out = |rows: &mut [f32], y0: usize| {
-        for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
-            let oy = y0 + ry;
-            match &vtaps {
-                Some(taps) => vrow(
-                    out_row,
-                    &mid[(taps[oy].start - row_lo) * row_len..],
-                    &taps[oy].weights,
-                ),
-                None => {
-                    let r = (cc.top + oy - row_lo) * row_len;
-                    out_row.copy_from_slice(&mid[r..r + row_len]);
-                }
-            }
-        }
-    };
-    parallel_rows(&mut out, row_len, 0, &do_out);
-    MID_SCRATCH.with(|m| *m.borrow_mut() = mid);
-    Image::from_vec(cc.out_w, cc.out_h, c, out)
+    with_scratch(FrameResizer::new(&cc), |r| r.resize_f32(src))
 }
 
 /// One output row of the vertical pass: `rows` holds the input rows from the first tap on.
@@ -395,14 +567,63 @@ fn vrow_impl(out_row: &mut [f32], rows: &[f32], weights: &[f32]) {
     }
 }
 
-thread_local! {
-    static MID_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// [`round_u8`] over a row, built for AVX2 where present (the clamp and the 2^23 trick
+/// vectorise; results are the same).
+fn round_row(out: &mut [u8], row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was checked just above.
+            unsafe { round_row_avx2(out, row) };
+            return;
+        }
+    }
+    round_row_impl(out, row)
+}
+
+/// 32 samples at a time: max/min against 0 and 255 (a NaN becomes 0, as in `round_u8`), the
+/// same 2^23 rounding, then packed to bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn round_row_avx2(out: &mut [u8], row: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = out.len().min(row.len());
+    let blocks = n / 32;
+    let zero = _mm256_setzero_ps();
+    let max = _mm256_set1_ps(255.0);
+    let magic = _mm256_set1_ps(8_388_608.0);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for b in 0..blocks {
+        let src = &row[b * 32..b * 32 + 32];
+        let q: [__m256i; 4] = std::array::from_fn(|k| {
+            // SAFETY: `src` holds 32 floats, read unaligned.
+            let v = unsafe { _mm256_loadu_ps(src[k * 8..].as_ptr()) };
+            // `max_ps(v, 0)` returns 0 when v is NaN.
+            let c = _mm256_min_ps(_mm256_max_ps(v, zero), max);
+            _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(c, magic), magic))
+        });
+        let ab = _mm256_packus_epi32(q[0], q[1]);
+        let cd = _mm256_packus_epi32(q[2], q[3]);
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        let dst = &mut out[b * 32..b * 32 + 32];
+        // SAFETY: `dst` holds 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, bytes) };
+    }
+    round_row_impl(&mut out[blocks * 32..n], &row[blocks * 32..n])
+}
+
+#[inline(always)]
+fn round_row_impl(out: &mut [u8], row: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = round_u8(v);
+    }
 }
 
 /// Runs `f(rows, first_row_index)` over `buf` split into row bands on the available cores.
-fn parallel_rows<F>(buf: &mut [f32], row_len: usize, row0: usize, f: &F)
+fn parallel_rows<U, F>(buf: &mut [U], row_len: usize, row0: usize, f: &F)
 where
-    F: Fn(&mut [f32], usize) + Sync,
+    U: Send,
+    F: Fn(&mut [U], usize) + Sync,
 {
     let rows = buf.len() / row_len.max(1);
     let threads = std::thread::available_parallelism()
@@ -440,15 +661,28 @@ pub fn reference_image_to_model(img: &ImageU8, target_h: usize, target_w: usize)
 }
 
 /// The video-frame path: uint8 frame resized through float32 (torchvision), clamped to
-/// [0, 255] and rounded half-to-even back to uint8, then centre-cropped.
+/// [0, 255] and rounded half-to-even back to uint8, then centre-cropped. For many frames of
+/// one size, a [`FrameResizer`] plans once.
 pub fn video_frame_resize_crop(frame: &ImageU8, cc: &CoverCrop) -> ImageU8 {
-    let out = resize_aa_bicubic_crop(frame, cc);
-    Image::from_vec(
-        out.width,
-        out.height,
-        out.channels,
-        out.data.iter().map(|&v| round_u8(v)).collect(),
-    )
+    let cc = CoverCrop {
+        src_h: frame.height,
+        src_w: frame.width,
+        ..*cc
+    };
+    with_scratch(FrameResizer::new(&cc), |r| r.resize_u8(frame))
+}
+
+thread_local! {
+    static MID_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One-shot calls borrow this thread's intermediate buffer: a fresh one would be mapped and
+/// zeroed for every frame.
+fn with_scratch<R>(mut r: FrameResizer, f: impl FnOnce(&mut FrameResizer) -> R) -> R {
+    r.mid = MID_SCRATCH.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let out = f(&mut r);
+    MID_SCRATCH.with(|m| *m.borrow_mut() = std::mem::take(&mut r.mid));
+    out
 }
 
 /// Clamp to [0, 255] and round half-to-even. Adding and removing 2^23 rounds a float in
@@ -659,6 +893,78 @@ mod tests {
             (252, 254, 0)
         );
         assert_eq!(round_u8(f32::NAN), 0);
+    }
+
+    /// A deterministic pseudo-random u8 image (xorshift), no fixture needed.
+    fn noise_image(w: usize, h: usize, c: usize, seed: u32) -> ImageU8 {
+        let mut x = seed | 1;
+        let data = (0..w * h * c)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect();
+        ImageU8::from_vec(w, h, c, data)
+    }
+
+    #[test]
+    fn vector_rounding_matches_scalar() {
+        // Ties, out-of-range, NaN, infinities, -0, and a length that leaves a scalar tail.
+        let mut row: Vec<f32> = (0..=1300).map(|i| -20.0 + i as f32 * 0.25).collect();
+        row.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            254.5,
+            253.5,
+        ]);
+        let mut out = vec![0u8; row.len()];
+        round_row(&mut out, &row);
+        for (o, v) in out.iter().zip(&row) {
+            assert_eq!(*o, round_u8(*v), "{v}");
+        }
+    }
+
+    #[test]
+    fn vector_transpose_matches_scalar() {
+        // 37 pixels x 3 channels: 13 whole blocks of 8 samples and a tail.
+        let img = noise_image(37, ROWS, 3, 7);
+        let len = 37 * 3;
+        let rows: [&[u8]; ROWS] = std::array::from_fn(|r| &img.data[r * len..(r + 1) * len]);
+        let mut fast = vec![0.0f32; len * ROWS];
+        u8::transpose_band(&rows, &mut fast);
+        for i in 0..len {
+            for r in 0..ROWS {
+                assert_eq!(fast[i * ROWS + r], rows[r][i] as f32);
+            }
+        }
+        let mut back = vec![0.0f32; len * 5];
+        untranspose(&fast, &mut back, len, 5);
+        for r in 0..5 {
+            for i in 0..len {
+                assert_eq!(back[r * len + i], rows[r][i] as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn planned_resizer_matches_one_shot_paths() {
+        // Odd sizes (taps that end at the border, partial bands) and a reused plan.
+        let cc = cover_crop(133, 301, 64, 96);
+        let mut plan = FrameResizer::new(&cc);
+        for seed in [3, 11] {
+            let img = noise_image(301, 133, 3, seed);
+            let via_f32 = resize_aa_bicubic_crop(&img.to_f32(), &cc);
+            let want: Vec<u8> = via_f32.data.iter().map(|&v| round_u8(v)).collect();
+            let got = plan.resize_u8(&img);
+            assert_eq!((got.width, got.height), (96, 64));
+            assert_eq!(got.data, want);
+            assert_eq!(video_frame_resize_crop(&img, &cc), got);
+            assert_eq!(resize_aa_bicubic_crop(&img, &cc), via_f32);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! stream is a specific error. Limits are checked before frame buffers exist.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use ff::format::Pixel;
 use ff::software::scaling;
@@ -639,13 +639,24 @@ pub fn decode_resampled(
     fps: u32,
     mut sink: impl FnMut(u64, &VideoFrame) -> Result<()>,
 ) -> Result<ResampleSummary> {
+    decode_resampled_shared(path, opts, fps, |k, f| sink(k, f))
+}
+
+/// [`decode_resampled`] handing out the shared frame, so a sink can keep or pass it on
+/// without copying the pixels (a repeated frame is the same allocation).
+fn decode_resampled_shared(
+    path: &Path,
+    opts: &DecodeOptions,
+    fps: u32,
+    mut sink: impl FnMut(u64, &Arc<VideoFrame>) -> Result<()>,
+) -> Result<ResampleSummary> {
     let mut dec = VideoDecoder::open(path, opts)?;
-    let mut rs: FpsResampler<std::rc::Rc<VideoFrame>> = FpsResampler::new(fps);
+    let mut rs: FpsResampler<Arc<VideoFrame>> = FpsResampler::new(fps);
     let mut k = 0u64;
     let mut err: Option<MediaError> = None;
     while let Some(f) = dec.next_frame()? {
         let pts = f.pts_s;
-        rs.push(pts, std::rc::Rc::new(f), |fr| {
+        rs.push(pts, Arc::new(f), |fr| {
             if err.is_none() {
                 if let Err(e) = sink(k, &fr) {
                     err = Some(e);
@@ -688,28 +699,33 @@ pub fn decode_frames(
     fps: u32,
     target_hw: Option<(usize, usize)>,
 ) -> Result<(Vec<ImageU8>, ResampleSummary)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<ImageU8>(2);
+    // Frames cross the thread shared, not copied (a full-size RGB frame is megabytes).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<VideoFrame>>(2);
     let (path_owned, opts_owned) = (path.to_path_buf(), opts.clone());
     let worker = std::thread::spawn(move || {
-        decode_resampled(&path_owned, &opts_owned, fps, |_, f| {
+        decode_resampled_shared(&path_owned, &opts_owned, fps, |_, f| {
             // The receiver only hangs up when it is gone; stop quietly then.
-            let _ = tx.send(f.image.clone());
+            let _ = tx.send(Arc::clone(f));
             Ok(())
         })
     });
     let mut frames = Vec::new();
-    let mut cc: Option<crate::resize::CoverCrop> = None;
-    for img in rx {
+    // Planned once per source size: tap tables and the intermediate buffer are reused.
+    let mut resizer: Option<crate::resize::FrameResizer> = None;
+    for f in rx {
+        let img = &f.image;
         frames.push(match target_hw {
             Some((h, w)) => {
-                let c = match cc {
-                    Some(c) if (img.height, img.width) == (c.src_h, c.src_w) => c,
-                    _ => crate::resize::cover_crop(img.height, img.width, h, w),
-                };
-                cc = Some(c);
-                crate::resize::video_frame_resize_crop(&img, &c)
+                let fresh = !matches!(&resizer,
+                    Some(r) if (img.height, img.width) == (r.cover_crop().src_h, r.cover_crop().src_w));
+                if fresh {
+                    let cc = crate::resize::cover_crop(img.height, img.width, h, w);
+                    resizer = Some(crate::resize::FrameResizer::new(&cc));
+                }
+                resizer.as_mut().expect("planned above").resize_u8(img)
             }
-            None => img,
+            // The last holder takes the pixels without a copy.
+            None => Arc::try_unwrap(f).map(|v| v.image).unwrap_or_else(|a| a.image.clone()),
         });
     }
     let summary = worker
