@@ -406,9 +406,7 @@ pub struct FrameResizer {
     cc: CoverCrop,
     htaps: Option<Vec<Taps>>,
     vtaps: Option<Vec<Taps>>,
-    row_lo: usize,
     row_hi: usize,
-    mid: Vec<f32>,
 }
 
 impl FrameResizer {
@@ -418,23 +416,20 @@ impl FrameResizer {
             .then(|| aa_taps(cc.src_w, cc.resize_w)[cc.left..cc.left + cc.out_w].to_vec());
         let vtaps = (cc.resize_h != cc.src_h)
             .then(|| aa_taps(cc.src_h, cc.resize_h)[cc.top..cc.top + cc.out_h].to_vec());
-        let (row_lo, row_hi) = match &vtaps {
-            Some(v) => (
-                v.iter().map(|t| t.start).min().unwrap_or(0),
-                v.iter()
-                    .map(|t| t.start + t.weights.len())
-                    .max()
-                    .unwrap_or(0),
-            ),
-            None => (cc.top, cc.top + cc.out_h),
+        // The end of the rows any output reads.
+        let row_hi = match &vtaps {
+            Some(v) => v
+                .iter()
+                .map(|t| t.start + t.weights.len())
+                .max()
+                .unwrap_or(0),
+            None => cc.top + cc.out_h,
         };
         FrameResizer {
             cc: *cc,
             htaps,
             vtaps,
-            row_lo,
             row_hi,
-            mid: Vec::new(),
         }
     }
 
@@ -466,59 +461,72 @@ impl FrameResizer {
             (cc.src_h, cc.src_w),
             "frame size differs from the planned resize"
         );
-        let c = src.channels;
-        let (row_lo, row_hi) = (self.row_lo, self.row_hi);
-        let row_len = cc.out_w * c;
-        // Every element is overwritten by the horizontal pass: only grow, never clear.
-        let mut mid = std::mem::take(&mut self.mid);
-        mid.resize((row_hi - row_lo) * row_len, 0.0);
-        let htaps = &self.htaps;
-        let do_rows = |rows: &mut [f32], y0: usize| match htaps {
-            Some(taps) => {
-                let (mut tb, mut ot) = (Vec::new(), Vec::new());
-                for (b, band) in rows.chunks_mut(ROWS * row_len).enumerate() {
-                    let k = band.len() / row_len;
-                    hpass_band(src, y0 + b * ROWS, taps, &mut tb, &mut ot, band, k);
-                }
-            }
-            None => {
-                for (ry, out) in rows.chunks_exact_mut(row_len).enumerate() {
-                    let y = y0 + ry;
-                    let in_row = &src.data[(y * src.width + cc.left) * c..][..row_len];
-                    for (o, v) in out.iter_mut().zip(in_row) {
-                        *o = v.f();
-                    }
-                }
-            }
-        };
-        parallel_rows(&mut mid, row_len, row_lo, &do_rows);
-
+        let row_len = cc.out_w * src.channels;
         let mut out = vec![U::default(); cc.out_h * row_len];
-        let vtaps = &self.vtaps;
-        let mid_ref = &mid;
-        let do_out = |rows: &mut [U], y0: usize| {
-            let mut scratch = vec![0.0f32; row_len];
-            for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
-                let oy = y0 + ry;
-                match vtaps {
-                    Some(taps) => {
-                        vrow(
-                            &mut scratch,
-                            &mid_ref[(taps[oy].start - row_lo) * row_len..],
-                            &taps[oy].weights,
-                        );
-                        store(out_row, &scratch);
-                    }
+        let this = &*self;
+        let do_out = |rows: &mut [U], y0: usize| this.out_band(src, rows, y0, store);
+        parallel_rows(&mut out, row_len, 0, &do_out);
+        Image::from_vec(cc.out_w, cc.out_h, src.channels, out)
+    }
+
+    /// Output rows `y0..` of `rows`. The horizontal pass runs just ahead of the vertical one
+    /// over a sliding window of intermediate rows, so they are read back from cache rather
+    /// than memory. Each intermediate row is the same whichever band computes it.
+    fn out_band<T: Sample, U, S>(&self, src: &Image<T>, rows: &mut [U], y0: usize, store: &S)
+    where
+        S: Fn(&mut [U], &[f32]),
+    {
+        let cc = &self.cc;
+        let c = src.channels;
+        let row_len = cc.out_w * c;
+        let (mut tb, mut ot) = (Vec::new(), Vec::new());
+        let mut scratch = vec![0.0f32; row_len];
+        let mut win: Vec<f32> = Vec::new();
+        let (mut wlo, mut whi) = (0usize, 0usize);
+        for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
+            let oy = y0 + ry;
+            let (lo, hi) = match &self.vtaps {
+                Some(t) => (t[oy].start, t[oy].start + t[oy].weights.len()),
+                None => (cc.top + oy, cc.top + oy + 1),
+            };
+            if lo < wlo || lo >= whi {
+                win.clear();
+                (wlo, whi) = (lo, lo);
+            } else if lo - wlo >= 2 * ROWS {
+                // Tap starts never decrease: rows below `lo` are done. Dropped in batches so
+                // the kept rows move rarely.
+                win.drain(..(lo - wlo) * row_len);
+                wlo = lo;
+            }
+            while whi < hi {
+                // Whole bands ahead (the kernel computes 8 rows anyway), within the rows any
+                // output reads.
+                let k = ROWS.min(self.row_hi - whi);
+                let at = win.len();
+                win.resize(at + k * row_len, 0.0);
+                let dst = &mut win[at..];
+                match &self.htaps {
+                    Some(taps) => hpass_band(src, whi, taps, &mut tb, &mut ot, dst, k),
                     None => {
-                        let r = (cc.top + oy - row_lo) * row_len;
-                        store(out_row, &mid_ref[r..r + row_len]);
+                        for (r, d) in dst.chunks_exact_mut(row_len).enumerate() {
+                            let in_row = &src.data[((whi + r) * src.width + cc.left) * c..];
+                            for (o, v) in d.iter_mut().zip(&in_row[..row_len]) {
+                                *o = v.f();
+                            }
+                        }
                     }
                 }
+                whi += k;
             }
-        };
-        parallel_rows(&mut out, row_len, 0, &do_out);
-        self.mid = mid;
-        Image::from_vec(cc.out_w, cc.out_h, c, out)
+            let base = &win[(lo - wlo) * row_len..];
+            match &self.vtaps {
+                Some(t) => {
+                    vrow(&mut scratch, base, &t[oy].weights);
+                    store(out_row, &scratch);
+                }
+                None => store(out_row, &base[..row_len]),
+            }
+        }
     }
 }
 
@@ -531,7 +539,7 @@ pub fn resize_aa_bicubic_crop<T: Sample>(src: &Image<T>, cc: &CoverCrop) -> Imag
         src_w: src.width,
         ..*cc
     };
-    with_scratch(FrameResizer::new(&cc), |r| r.resize_f32(src))
+    FrameResizer::new(&cc).resize_f32(src)
 }
 
 /// One output row of the vertical pass: `rows` holds the input rows from the first tap on.
@@ -669,20 +677,7 @@ pub fn video_frame_resize_crop(frame: &ImageU8, cc: &CoverCrop) -> ImageU8 {
         src_w: frame.width,
         ..*cc
     };
-    with_scratch(FrameResizer::new(&cc), |r| r.resize_u8(frame))
-}
-
-thread_local! {
-    static MID_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One-shot calls borrow this thread's intermediate buffer: a fresh one would be mapped and
-/// zeroed for every frame.
-fn with_scratch<R>(mut r: FrameResizer, f: impl FnOnce(&mut FrameResizer) -> R) -> R {
-    r.mid = MID_SCRATCH.with(|m| std::mem::take(&mut *m.borrow_mut()));
-    let out = f(&mut r);
-    MID_SCRATCH.with(|m| *m.borrow_mut() = std::mem::take(&mut r.mid));
-    out
+    FrameResizer::new(&cc).resize_u8(frame)
 }
 
 /// Clamp to [0, 255] and round half-to-even. Adding and removing 2^23 rounds a float in
@@ -947,6 +942,54 @@ mod tests {
             for i in 0..len {
                 assert_eq!(back[r * len + i], rows[r][i] as f32);
             }
+        }
+    }
+
+    /// The two passes written plainly (whole intermediate, one sample at a time, taps summed
+    /// in order): what the banded, windowed, threaded kernels must reproduce bit for bit.
+    fn naive_resize(img: &ImageU8, cc: &CoverCrop) -> Vec<f32> {
+        let c = img.channels;
+        let ht = aa_taps(img.width, cc.resize_w);
+        let vt = aa_taps(img.height, cc.resize_h);
+        let mut mid = vec![0.0f32; img.height * cc.resize_w * c];
+        for y in 0..img.height {
+            for (ox, t) in ht.iter().enumerate() {
+                for ch in 0..c {
+                    let mut acc = img.pixel(t.start, y)[ch] as f32 * t.weights[0];
+                    for (j, &w) in t.weights.iter().enumerate().skip(1) {
+                        acc += img.pixel(t.start + j, y)[ch] as f32 * w;
+                    }
+                    mid[(y * cc.resize_w + ox) * c + ch] = acc;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for t in &vt[cc.top..cc.top + cc.out_h] {
+            for ox in cc.left..cc.left + cc.out_w {
+                for ch in 0..c {
+                    let at = |y: usize| mid[(y * cc.resize_w + ox) * c + ch];
+                    let mut acc = at(t.start) * t.weights[0];
+                    for (j, &w) in t.weights.iter().enumerate().skip(1) {
+                        acc += at(t.start + j) * w;
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fast_resize_matches_plain_passes() {
+        // Large enough for the two-thread split; a wide and a tall source (crop on each axis).
+        for (w, h, tw, th) in [(517, 391, 180, 128), (203, 421, 96, 160)] {
+            let img = noise_image(w, h, 3, 5);
+            let cc = cover_crop(h, w, th, tw);
+            let want = naive_resize(&img, &cc);
+            assert_eq!(resize_aa_bicubic_crop(&img, &cc).data, want, "{w}x{h}");
+            let got = FrameResizer::new(&cc).resize_u8(&img);
+            let rounded: Vec<u8> = want.iter().map(|&v| round_u8(v)).collect();
+            assert_eq!(got.data, rounded, "{w}x{h}");
         }
     }
 
