@@ -183,19 +183,26 @@ fn split_endpoint(path: &str) -> Option<(String, Vec<&str>)> {
     ))
 }
 
-fn check_endpoint(endpoint: &str) -> Result<(), ApiError> {
-    if endpoint == scail_core::ENDPOINT_ID {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+/// The path segments after the endpoint id, when the path names the endpoint this server serves.
+fn served_endpoint(path: &str) -> Result<Vec<&str>, ApiError> {
+    let (endpoint, rest) = split_endpoint(path).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no endpoint in the path",
+        )
+    })?;
+    if endpoint != scail_core::ENDPOINT_ID {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
                 "Application '{endpoint}' not found: this server serves {}",
                 scail_core::ENDPOINT_ID
             ),
-        ))
+        ));
     }
+    Ok(rest)
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
@@ -214,14 +221,7 @@ async fn queue(
     body: Bytes,
 ) -> ApiResult {
     let who = owner(&st, &headers)?;
-    let (endpoint, rest) = split_endpoint(&path).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no endpoint in the path",
-        )
-    })?;
-    check_endpoint(&endpoint)?;
+    let rest = served_endpoint(&path)?;
     match (method.clone(), rest.as_slice()) {
         (Method::POST, r) if r.first() != Some(&"requests") => {
             let job = submit(&st, &who, &q, &headers, &body).await?;
@@ -457,21 +457,10 @@ async fn cancel(st: &AppState, who: &str, id: &str) -> ApiResult {
                     body,
                     inference_time: None,
                 };
-                let webhook_body;
-                let hook = match &job.webhook_url {
-                    Some(u) => {
-                        webhook_body = crate::worker::webhook_payload(&job, &outcome).to_string();
-                        Some((u.as_str(), job.owner.as_str(), webhook_body.as_str()))
-                    }
-                    None => None,
-                };
-                if st.store.complete(id, &outcome, hook).await? {
+                if crate::worker::finish(st, &job, &outcome).await? {
                     st.store
                         .add_log(id, "WARN", "cancelled while queued")
                         .await?;
-                    if hook.is_some() {
-                        st.webhook_notify.notify_one();
-                    }
                 }
             } else if let Some(r) = st.running.lock().unwrap().get(id) {
                 let _ = r.stop.compare_exchange(
@@ -531,14 +520,7 @@ async fn run_sync(
     body: Bytes,
 ) -> ApiResult {
     let who = owner(&st, &headers)?;
-    let (endpoint, _) = split_endpoint(&path).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no endpoint in the path",
-        )
-    })?;
-    check_endpoint(&endpoint)?;
+    served_endpoint(&path)?;
     let job = submit(&st, &who, &q, &headers, &body).await?;
     loop {
         let j = st

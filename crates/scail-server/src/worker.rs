@@ -239,19 +239,27 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
         }
         Outcome::Err { message, .. } => store.add_log(&id, "ERROR", message).await?,
     }
-    let webhook_body;
-    let webhook = match &job.webhook_url {
-        Some(url) => {
-            webhook_body = webhook_payload(&job, &outcome).to_string();
-            Some((url.as_str(), job.owner.as_str(), webhook_body.as_str()))
-        }
-        None => None,
-    };
-    store.complete(&id, &outcome, webhook).await?;
-    if webhook.is_some() {
+    finish(state, &job, &outcome).await?;
+    Ok(())
+}
+
+/// Records how a job ended and, in the same transaction, queues its webhook. Returns false when
+/// the job had already finished.
+pub async fn finish(state: &AppState, job: &Job, outcome: &Outcome) -> Result<bool, sqlx::Error> {
+    let body = job
+        .webhook_url
+        .as_ref()
+        .map(|_| webhook_payload(job, outcome).to_string());
+    let hook = job
+        .webhook_url
+        .as_deref()
+        .zip(body.as_deref())
+        .map(|(url, body)| (url, job.owner.as_str(), body));
+    let changed = state.store.complete(&job.id, outcome, hook).await?;
+    if changed && hook.is_some() {
         state.webhook_notify.notify_one();
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// The body POSTed to `fal_webhook` (spec/api.md §5).
