@@ -97,6 +97,15 @@ fn main() {
         (t.elapsed().as_secs_f64(), bytes / (tw * th * 3))
     };
 
+    // `media_bench CLIP W H N ours`: only our pipeline, N times (for profiling).
+    if args.get(5).map(String::as_str) == Some("ours") {
+        let best = (0..repeats)
+            .map(|_| run_ours().0)
+            .fold(f64::INFINITY, f64::min);
+        println!("scail-media: best {best:.3} s over {repeats}");
+        return;
+    }
+
     // Interleaved repeats, so both see the same machine load; best of each.
     let (mut ours, mut cli) = (f64::INFINITY, f64::INFINITY);
     let (mut our_frames, mut checksum, mut cli_frames) = (0u64, 0u64, 0usize);

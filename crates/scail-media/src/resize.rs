@@ -407,6 +407,17 @@ pub struct FrameResizer {
     htaps: Option<Vec<Taps>>,
     vtaps: Option<Vec<Taps>>,
     row_hi: usize,
+    /// Per-band working buffers kept between frames (fresh ones are mapped and zeroed by the
+    /// kernel for every frame).
+    scratch: std::sync::Mutex<Vec<Scratch>>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    tb: Vec<f32>,
+    ot: Vec<f32>,
+    win: Vec<f32>,
+    row: Vec<f32>,
 }
 
 impl FrameResizer {
@@ -430,6 +441,7 @@ impl FrameResizer {
             htaps,
             vtaps,
             row_hi,
+            scratch: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -479,9 +491,21 @@ impl FrameResizer {
         let cc = &self.cc;
         let c = src.channels;
         let row_len = cc.out_w * c;
-        let (mut tb, mut ot) = (Vec::new(), Vec::new());
-        let mut scratch = vec![0.0f32; row_len];
-        let mut win: Vec<f32> = Vec::new();
+        let mut sc = self
+            .scratch
+            .lock()
+            .map(|mut v| v.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Scratch {
+            tb,
+            ot,
+            win,
+            row: scratch,
+        } = &mut sc;
+        scratch.resize(row_len, 0.0);
+        win.clear();
         let (mut wlo, mut whi) = (0usize, 0usize);
         for (ry, out_row) in rows.chunks_exact_mut(row_len).enumerate() {
             let oy = y0 + ry;
@@ -506,7 +530,7 @@ impl FrameResizer {
                 win.resize(at + k * row_len, 0.0);
                 let dst = &mut win[at..];
                 match &self.htaps {
-                    Some(taps) => hpass_band(src, whi, taps, &mut tb, &mut ot, dst, k),
+                    Some(taps) => hpass_band(src, whi, taps, tb, ot, dst, k),
                     None => {
                         for (r, d) in dst.chunks_exact_mut(row_len).enumerate() {
                             let in_row = &src.data[((whi + r) * src.width + cc.left) * c..];
@@ -521,11 +545,14 @@ impl FrameResizer {
             let base = &win[(lo - wlo) * row_len..];
             match &self.vtaps {
                 Some(t) => {
-                    vrow(&mut scratch, base, &t[oy].weights);
-                    store(out_row, &scratch);
+                    vrow(scratch, base, &t[oy].weights);
+                    store(out_row, scratch);
                 }
                 None => store(out_row, &base[..row_len]),
             }
+        }
+        if let Ok(mut v) = self.scratch.lock() {
+            v.push(sc);
         }
     }
 }
