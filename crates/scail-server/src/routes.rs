@@ -796,54 +796,49 @@ fn header_str<'a>(headers: &'a HeaderMap, k: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-async fn cdn_upload(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
-    let who = cdn_owner(&st, &headers)?;
-    let ct = header_str(&headers, "content-type")
+/// Registers a file for a CDN upload call from its headers: (id, stored name, content type).
+async fn create_cdn_file(
+    st: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, String, String), ApiError> {
+    let who = cdn_owner(st, headers)?;
+    let ct = header_str(headers, "content-type")
         .unwrap_or("application/octet-stream")
         .to_string();
-    let name = header_str(&headers, "x-fal-file-name")
-        .unwrap_or("upload.bin")
-        .to_string();
+    let name = header_str(headers, "x-fal-file-name").unwrap_or("upload.bin");
     let id = st
         .storage
-        .create(&who, &name, &ct)
+        .create(&who, name, &ct)
         .await
         .map_err(ApiError::internal)?;
-    st.storage
+    let row = st
+        .storage
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .expect("just created");
+    Ok((id, row.name, ct))
+}
+
+async fn cdn_upload(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
+    let (id, name, ct) = create_cdn_file(&st, &headers).await?;
+    let size = st
+        .storage
         .put(&id, body.into_data_stream(), st.config.max_upload_bytes)
         .await
         .map_err(storage_error)?;
-    let row = st
-        .storage
-        .get(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .expect("exists");
-    Ok(axum::Json(json!({"access_url": st.storage.url(&id, &row.name), "content_type": ct, "file_name": row.name, "file_size": row.size})).into_response())
+    Ok(axum::Json(
+        json!({"access_url": st.storage.url(&id, &name), "content_type": ct,
+        "file_name": name, "file_size": size}),
+    )
+    .into_response())
 }
 
 async fn cdn_multipart_create(State(st): St, headers: HeaderMap) -> ApiResult {
-    let who = cdn_owner(&st, &headers)?;
-    let ct = header_str(&headers, "content-type")
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    let name = header_str(&headers, "x-fal-file-name")
-        .unwrap_or("upload.bin")
-        .to_string();
-    let id = st
-        .storage
-        .create(&who, &name, &ct)
-        .await
-        .map_err(ApiError::internal)?;
-    let row = st
-        .storage
-        .get(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .expect("exists");
+    let (id, name, _) = create_cdn_file(&st, &headers).await?;
     let upload_id = st.signer.sign("multipart", &id, expiry(&st));
     Ok(
-        axum::Json(json!({"access_url": st.storage.url(&id, &row.name), "uploadId": upload_id}))
+        axum::Json(json!({"access_url": st.storage.url(&id, &name), "uploadId": upload_id}))
             .into_response(),
     )
 }
