@@ -225,7 +225,14 @@ pub struct VideoDecoder {
     done: bool,
     end_s: f64,
     decode_errors: u64,
+    /// Spent frame buffers handed back by a consumer: reusing them spares mapping and zeroing
+    /// fresh pages for every frame.
+    pool: Option<FramePool>,
 }
+
+/// Frame buffers returned for reuse (bounded: a few frames in flight at most).
+pub(crate) type FramePool = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+const POOL_MAX: usize = 4;
 
 impl VideoDecoder {
     pub fn open(path: &Path, opts: &DecodeOptions) -> Result<Self> {
@@ -378,6 +385,7 @@ impl VideoDecoder {
             done: false,
             end_s: 0.0,
             decode_errors: 0,
+            pool: None,
         })
     }
 
@@ -586,7 +594,13 @@ impl VideoDecoder {
         let stride = self.rgb.stride(0);
         let data = self.rgb.data(0);
         let (w, h) = (ow as usize, oh as usize);
-        let mut buf = Vec::with_capacity(w * h * 3);
+        let mut buf = self
+            .pool
+            .as_ref()
+            .and_then(|p| p.lock().ok()?.pop())
+            .unwrap_or_default();
+        buf.clear();
+        buf.reserve(w * h * 3);
         for y in 0..h {
             buf.extend_from_slice(&data[y * stride..y * stride + w * 3]);
         }
@@ -639,7 +653,7 @@ pub fn decode_resampled(
     fps: u32,
     mut sink: impl FnMut(u64, &VideoFrame) -> Result<()>,
 ) -> Result<ResampleSummary> {
-    decode_resampled_shared(path, opts, fps, |k, f| sink(k, f))
+    decode_resampled_shared(path, opts, fps, None, |k, f| sink(k, f))
 }
 
 /// [`decode_resampled`] handing out the shared frame, so a sink can keep or pass it on
@@ -648,9 +662,11 @@ fn decode_resampled_shared(
     path: &Path,
     opts: &DecodeOptions,
     fps: u32,
+    pool: Option<FramePool>,
     mut sink: impl FnMut(u64, &Arc<VideoFrame>) -> Result<()>,
 ) -> Result<ResampleSummary> {
     let mut dec = VideoDecoder::open(path, opts)?;
+    dec.pool = pool;
     let mut rs: FpsResampler<Arc<VideoFrame>> = FpsResampler::new(fps);
     let mut k = 0u64;
     let mut err: Option<MediaError> = None;
@@ -702,15 +718,17 @@ pub fn decode_frames(
     // Frames cross the thread shared, not copied (a full-size RGB frame is megabytes).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<VideoFrame>>(2);
     let (path_owned, opts_owned) = (path.to_path_buf(), opts.clone());
+    let pool: FramePool = Arc::default();
+    let decoder_pool = target_hw.is_some().then(|| Arc::clone(&pool));
     let worker = std::thread::spawn(move || {
-        decode_resampled_shared(&path_owned, &opts_owned, fps, |_, f| {
+        decode_resampled_shared(&path_owned, &opts_owned, fps, decoder_pool, |_, f| {
             // The receiver only hangs up when it is gone; stop quietly then.
             let _ = tx.send(Arc::clone(f));
             Ok(())
         })
     });
     let mut frames = Vec::new();
-    // Planned once per source size: tap tables and the intermediate buffer are reused.
+    // Planned once per source size: tap tables and working buffers are reused.
     let mut resizer: Option<crate::resize::FrameResizer> = None;
     for f in rx {
         let img = &f.image;
@@ -722,7 +740,16 @@ pub fn decode_frames(
                     let cc = crate::resize::cover_crop(img.height, img.width, h, w);
                     resizer = Some(crate::resize::FrameResizer::new(&cc));
                 }
-                resizer.as_mut().expect("planned above").resize_u8(img)
+                let out = resizer.as_mut().expect("planned above").resize_u8(img);
+                // The decoder has usually moved on by now: the last holder recycles the pixels.
+                if let Ok(done) = Arc::try_unwrap(f) {
+                    if let Ok(mut p) = pool.lock() {
+                        if p.len() < POOL_MAX {
+                            p.push(done.image.data);
+                        }
+                    }
+                }
+                out
             }
             // The last holder takes the pixels without a copy.
             None => Arc::try_unwrap(f).map(|v| v.image).unwrap_or_else(|a| a.image.clone()),
@@ -747,6 +774,41 @@ mod tests {
         let r = rotate(img.clone(), 270);
         assert_eq!(r.data, vec![2, 1]);
         assert_eq!(rotate(img, 180).data, vec![2, 1]);
+    }
+
+    /// `SCAIL_MEDIA_DIR`, else the first `shared/media` above the crate.
+    fn media_dir() -> PathBuf {
+        if let Ok(d) = std::env::var("SCAIL_MEDIA_DIR") {
+            return d.into();
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/media"))
+            .find(|d| d.join("SOURCES.md").exists())
+            .expect("shared/media not found; set SCAIL_MEDIA_DIR")
+    }
+
+    #[test]
+    fn pipelined_decode_resize_equals_frame_by_frame() {
+        // 30 fps source on the 16 fps timeline, reduced decode size to stay quick: the
+        // decode thread, shared frames, buffer recycling and the planned resizer must give
+        // exactly the frames of the plain path.
+        let clip = media_dir().join("pose_dwpose_skeleton_30fps.mp4");
+        let opts = DecodeOptions {
+            max_output: Some((320, 320)),
+            ..Default::default()
+        };
+        let (fast, summary) = decode_frames(&clip, &opts, 16, Some((128, 224))).unwrap();
+        let mut plain = Vec::new();
+        decode_resampled(&clip, &opts, 16, |_, f| {
+            let cc = crate::resize::cover_crop(f.image.height, f.image.width, 128, 224);
+            plain.push(crate::resize::video_frame_resize_crop(&f.image, &cc));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(fast.len() as u64, summary.output_frames);
+        assert!(fast.len() > 8, "{} frames", fast.len());
+        assert_eq!(fast, plain);
     }
 
     #[test]
