@@ -261,8 +261,8 @@ async fn submit(
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::validation(json!([{"loc": ["body"], "msg": format!("invalid JSON body: {e}"), "type": "value_error.jsondecode"}]))
     })?;
-    let input =
-        scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
+    // Validated here for the 422; the worker validates the stored body again before running it.
+    scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
     let priority = match headers
         .get("x-fal-queue-priority")
         .and_then(|v| v.to_str().ok())
@@ -302,7 +302,6 @@ async fn submit(
         }
         None => None,
     };
-    let _ = input; // validated here for the 422; the worker validates the stored body again
     let id = uuid::Uuid::new_v4().to_string();
     let job = st
         .store
@@ -1091,26 +1090,21 @@ mod tests {
     #[test]
     fn fal_urls_map_to_prefixes() {
         let p = "http://127.0.0.1:9";
-        assert_eq!(
-            map_fal_url("https://queue.fal.run/fal-ai/scail-2?x=1", p).unwrap(),
-            "/queue/fal-ai/scail-2?x=1"
-        );
-        assert_eq!(
-            map_fal_url("https://fal.run/fal-ai/scail-2", p).unwrap(),
-            "/run/fal-ai/scail-2"
-        );
-        assert_eq!(
-            map_fal_url("https://rest.fal.ai/storage/auth/token", p).unwrap(),
-            "/rest/storage/auth/token"
-        );
-        assert_eq!(
-            map_fal_url("https://v3.fal.media/files/upload", p).unwrap(),
-            "/cdn/files/upload"
-        );
-        assert_eq!(
-            map_fal_url("http://127.0.0.1:9/files/ab/x.mp4", p).unwrap(),
-            "/files/ab/x.mp4"
-        );
+        for (fal, ours) in [
+            (
+                "https://queue.fal.run/fal-ai/scail-2?x=1",
+                "/queue/fal-ai/scail-2?x=1",
+            ),
+            ("https://fal.run/fal-ai/scail-2", "/run/fal-ai/scail-2"),
+            (
+                "https://rest.fal.ai/storage/auth/token",
+                "/rest/storage/auth/token",
+            ),
+            ("https://v3.fal.media/files/upload", "/cdn/files/upload"),
+            ("http://127.0.0.1:9/files/ab/x.mp4", "/files/ab/x.mp4"),
+        ] {
+            assert_eq!(map_fal_url(fal, p).as_deref(), Some(ours), "{fal}");
+        }
         assert!(map_fal_url("https://evil.example/x", p).is_none());
     }
 
