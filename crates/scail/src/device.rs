@@ -23,7 +23,7 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
 /// `f32`, `bf16` or `f16`.
 pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
     match s {
-        "f32" => Ok(DType::F32),
+        "f32" | "fp32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
         o => anyhow::bail!("--dtype {o}: expected f32, bf16 or f16"),

@@ -137,24 +137,8 @@ impl JobProgress for Bar {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let dtype = match args.precision.as_str() {
-        "f32" | "fp32" => candle_core::DType::F32,
-        "bf16" => candle_core::DType::BF16,
-        o => anyhow::bail!("--precision {o}: f32 or bf16"),
-    };
-    let device = match args.device.as_str() {
-        "cpu" => candle_core::Device::Cpu,
-        d if d.starts_with("cuda") => {
-            let n = d
-                .strip_prefix("cuda")
-                .and_then(|r| r.strip_prefix(':'))
-                .map(|n| n.parse())
-                .transpose()?;
-            candle_core::Device::new_cuda(n.unwrap_or(0))
-                .context("CUDA device (build with the cuda feature)")?
-        }
-        o => anyhow::bail!("--device {o}: cpu or cuda[:N]"),
-    };
+    let dtype = crate::device::parse_dtype(&args.precision)?;
+    let device = crate::device::parse_device(&args.device)?;
     let seed = args.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
