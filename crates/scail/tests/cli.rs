@@ -143,7 +143,7 @@ fn serve(data: &Path, extra: &[&str]) -> Served {
 fn serve_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = serve(dir.path(), &[]);
-    let health = reqwest_get(&format!("{}/health", s.url));
+    let health = http_get(&format!("{}/health", s.url));
     assert!(health.contains("\"ok\""));
     assert!(Command::new("kill")
         .args(["-TERM", &s.child.id().to_string()])
@@ -164,12 +164,18 @@ fn serve_exits_cleanly_on_sigterm() {
     }
 }
 
-fn reqwest_get(url: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-s", url])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A plain HTTP/1.0 GET (no client library or curl needed); returns the whole response.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// Serves the shared media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
