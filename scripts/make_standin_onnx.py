@@ -8,12 +8,14 @@ of the input, so the Rust host code has something real to decode offline:
                           (bright 32 px cells become person anchors)
   dw-ll_ucoco_384.onnx    input[1,3,384,288] -> simcc_x[1,133,576], simcc_y[1,133,768]
                           (a fixed standing figure inside the crop, confidence 0.9)
-  sam3_vision_encoder.onnx  images[1,3,1008,1008] -> fpn_feat_0/1/2, fpn_pos_2
-  sam3_text_encoder.onnx    input_ids, attention_mask[1,32] int64 -> text_features, text_mask
-  sam3_decoder.onnx         fpn feats + prompt -> pred_masks[1,200,288,288], pred_boxes,
+  sam3/vision_encoder.onnx  images[1,3,1008,1008] -> fpn_feat_0/1/2, fpn_pos_2
+                           (weights in vision_encoder.onnx.data, as in the real export)
+  sam3/text_encoder.onnx    input_ids, attention_mask[1,32] int64 -> text_features, text_mask
+                           (weights in text_encoder.onnx.data)
+  sam3/decoder.onnx         fpn feats + prompt -> pred_masks[1,200,288,288], pred_boxes,
                           pred_logits, presence_logits (query 0 = bright region, query 1 =
                           dark region, both confident)
-  sam3_tokenizer.json     a CLIP-BPE tokenizer.json covering the default prompts
+  sam3/tokenizer.json     a CLIP-BPE tokenizer.json covering the default prompts
 
 --real-size writes FLOP-matched random-weight conv stacks with the real YOLOX-L
 (~78.8 GMAC at 640 px) and DWPose-l (~10 GMAC at 288x384) input/output signatures, for
@@ -29,6 +31,7 @@ import os
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import set_external_data
 
 OPSET = 17
 F = TensorProto.FLOAT
@@ -41,10 +44,30 @@ def const(name, arr, dtype=np.float32):
     return numpy_helper.from_array(np.asarray(arr, dtype=dtype), name)
 
 
-def save(model, path):
+def save(model, path, external=False):
     model.opset_import[0].version = OPSET
     model.ir_version = 8
     onnx.checker.check_model(model)
+    if external:
+        # Float weights in `<graph>.data` beside the graph, as the published SAM3 export stores
+        # them: scail must load a graph whose weights live in a second file. Integer tensors
+        # (sizes, pads) stay inline, where ONNX shape inference needs them.
+        data = os.path.basename(path) + ".data"
+        with open(path + ".data", "wb") as f:
+            for t in model.graph.initializer:
+                if t.data_type != F:
+                    continue
+                raw = numpy_helper.to_array(t).tobytes()
+                offset = f.tell()
+                f.write(raw)
+                t.ClearField("float_data")
+                t.raw_data = raw
+                set_external_data(t, data, offset=offset, length=len(raw))
+                t.data_location = TensorProto.EXTERNAL
+                t.ClearField("raw_data")
+        onnx.save(model, path)
+        print(f"wrote {path} + {data} ({os.path.getsize(path + '.data')} bytes of weights)")
+        return
     onnx.save(model, path)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
@@ -187,7 +210,7 @@ def sam3_vision_tiny(path):
         outs,
         inits,
     )
-    save(helper.make_model(g), path)
+    save(helper.make_model(g), path, external=True)
 
 
 def sam3_text_tiny(path):
@@ -212,7 +235,7 @@ def sam3_text_tiny(path):
         ],
         inits,
     )
-    save(helper.make_model(g), path)
+    save(helper.make_model(g), path, external=True)
 
 
 def sam3_decoder_tiny(path):
@@ -391,10 +414,12 @@ def main():
         return
     yolox_tiny(j("yolox_l.onnx"))
     dwpose_tiny(j("dw-ll_ucoco_384.onnx"))
-    sam3_vision_tiny(j("sam3_vision_encoder.onnx"))
-    sam3_text_tiny(j("sam3_text_encoder.onnx"))
-    sam3_decoder_tiny(j("sam3_decoder.onnx"))
-    tokenizer_tiny(j("sam3_tokenizer.json"))
+    # SAM3 under the export's own names in sam3/ (the layout `scail weights` uses).
+    os.makedirs(j("sam3"), exist_ok=True)
+    sam3_vision_tiny(j("sam3/vision_encoder.onnx"))
+    sam3_text_tiny(j("sam3/text_encoder.onnx"))
+    sam3_decoder_tiny(j("sam3/decoder.onnx"))
+    tokenizer_tiny(j("sam3/tokenizer.json"))
 
 
 if __name__ == "__main__":

@@ -250,7 +250,10 @@ impl OnnxModel {
                 .with_execution_providers([ort::ep::CUDA::default().build()])
                 .map_err(|e| err(&e))?;
         }
-        let session = builder.commit_from_file(path).map_err(|e| err(&e))?;
+        // ONNX Runtime looks for a graph's external weights next to the path it is given;
+        // `scail weights fetch` links graphs into place, so hand it the link's target.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let session = builder.commit_from_file(&real).map_err(|e| err(&e))?;
         let inputs = session
             .inputs()
             .iter()

@@ -26,14 +26,16 @@ pub struct Sam3Files {
 }
 
 impl Sam3Files {
-    /// The layout `scail weights` writes: `<dir>/sam3_{vision_encoder,text_encoder,decoder}.onnx`
-    /// and `<dir>/sam3_tokenizer.json`.
+    /// The layout `scail weights` writes: `<dir>/sam3/{vision_encoder,text_encoder,decoder}.onnx`
+    /// and `<dir>/sam3/tokenizer.json`, the export's own names, so each graph's external
+    /// weights file (`vision_encoder.onnx.data`, ...) sits where the graph says it is.
     pub fn in_dir(dir: &Path) -> Self {
+        let d = dir.join(crate::weights::SAM3_DIR);
         Self {
-            vision_encoder: dir.join("sam3_vision_encoder.onnx"),
-            text_encoder: dir.join("sam3_text_encoder.onnx"),
-            decoder: dir.join("sam3_decoder.onnx"),
-            tokenizer: dir.join("sam3_tokenizer.json"),
+            vision_encoder: d.join("vision_encoder.onnx"),
+            text_encoder: d.join("text_encoder.onnx"),
+            decoder: d.join("decoder.onnx"),
+            tokenizer: d.join("tokenizer.json"),
         }
     }
 }

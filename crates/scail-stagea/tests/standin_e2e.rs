@@ -55,9 +55,10 @@ fn standin_graphs_have_the_published_signatures() {
     };
     let dir = std::env::temp_dir().join(format!("scail-stagea-standin-{}", std::process::id()));
     let written = standin::write_standin_files(&dir).unwrap();
-    assert_eq!(written.len(), 6);
+    assert_eq!(written.len(), 8);
+    // Five graphs and the tokenizer.
     let checked = verify_dir(&dir, &rt).unwrap();
-    assert_eq!(checked.len(), 5);
+    assert_eq!(checked.len(), 6);
     // Names are read from the session.
     let m = OnnxModel::load(&dir.join("dw-ll_ucoco_384.onnx"), &rt).unwrap();
     let outs: Vec<_> = m.outputs().iter().map(|o| o.name.as_str()).collect();
@@ -71,6 +72,41 @@ fn standin_graphs_have_the_published_signatures() {
     let missing = OnnxModel::load(&dir.join("nope.onnx"), &rt).err().unwrap();
     assert!(matches!(missing, RuntimeError::ModelMissing { .. }));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `scail weights fetch` links each graph into the Stage A folder from a download cache; a
+/// graph whose weights sit in a `.onnx.data` file must still find them through the link.
+#[test]
+fn graph_with_external_weights_loads_through_a_link_and_names_missing_weights() {
+    let Some(rt) = ort_or_skip("graph_with_external_weights_loads_through_a_link") else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("scail-stagea-link-{}", std::process::id()));
+    let cache = root.join("cache");
+    standin::write_standin_files(&cache).unwrap();
+    let linked = root.join("stagea/sam3");
+    std::fs::create_dir_all(&linked).unwrap();
+    let graph = linked.join("text_encoder.onnx");
+    std::os::unix::fs::symlink(cache.join("sam3/text_encoder.onnx"), &graph).unwrap();
+    assert!(!linked.join("text_encoder.onnx.data").exists());
+    let mut m = OnnxModel::load(&graph, &rt).unwrap();
+    let ids = scail_stagea::runtime::HostTensor::i64(vec![1, 32], vec![3; 32]);
+    let att = scail_stagea::runtime::HostTensor::i64(vec![1, 32], vec![1; 32]);
+    let out = m
+        .run(vec![
+            ("input_ids".into(), ids),
+            ("attention_mask".into(), att),
+        ])
+        .unwrap();
+    // The features are rows of the table stored in the external file: not all zero.
+    let feats = out["text_features"].as_f32().unwrap();
+    assert!(feats.iter().any(|v| *v != 0.0));
+    // Without its weights file the graph fails to load, and the error names the graph.
+    std::fs::remove_file(cache.join("sam3/text_encoder.onnx.data")).unwrap();
+    let e = OnnxModel::load(&graph, &rt).err().unwrap();
+    assert!(matches!(e, RuntimeError::Session { .. }), "{e}");
+    assert!(e.to_string().contains("text_encoder.onnx"), "{e}");
+    std::fs::remove_dir_all(&root).ok();
 }
 
 fn segmenter(rt: &scail_stagea::runtime::RuntimeConfig) -> Sam3Segmenter {
@@ -117,7 +153,7 @@ fn sam3_standin_detects_per_prompt_at_frame_size() {
 #[test]
 fn clip_tokenizer_encodes_prompts_with_bos_eos_and_padding() {
     use scail_stagea::tokenizer::ClipTokenizer;
-    let tok = ClipTokenizer::from_file(&standin_dir().join("sam3_tokenizer.json")).unwrap();
+    let tok = ClipTokenizer::from_file(&Sam3Files::in_dir(&standin_dir()).tokenizer).unwrap();
     let (ids, mask) = tok.encode("human").unwrap();
     assert_eq!(ids.len(), 32);
     assert_eq!(ids[0], 49406);

@@ -136,7 +136,7 @@ fn progress_printer() -> scail_model::hub::ProgressFn {
 }
 
 fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::Result<()> {
-    use scail_model::hub::{fetch, FetchOptions};
+    use scail_model::hub::{fetch, list_files, FetchOptions};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -156,23 +156,55 @@ fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::R
     if no_stagea {
         return Ok(());
     }
-    // Stage A files come from their own repositories; each lands under stagea/.hub/<repo>/ and
-    // is linked under the name scail looks for, so a rerun resumes instead of downloading again.
+    // Stage A files come from their own repositories. Each repository is listed first and
+    // every file picked from that listing (community exports name files differently), then
+    // downloaded under stagea/.hub/<repo>/ and linked under the name scail looks for, so a
+    // rerun resumes instead of downloading again.
+    use scail_stagea::weights::{companions, resolve, STAGEA_FILES};
     let stagea = dest.join("stagea");
-    let mut repos: Vec<&str> = scail_stagea::weights::STAGEA_FILES
-        .iter()
-        .map(|f| f.repo)
-        .collect();
+    let cache_of = |repo: &str| stagea.join(".hub").join(repo.replace('/', "--"));
+    let mut repos: Vec<&str> = STAGEA_FILES.iter().map(|f| f.repo).collect();
     repos.dedup();
+    // Per repository, in first-seen order: (path in it, Stage A name to link it as).
+    type Items = Vec<(String, Option<&'static str>)>;
+    let mut plan: Vec<(String, Items)> = Vec::new();
+    let mut add = |repo: &str, path: String, local: Option<&'static str>| match plan
+        .iter_mut()
+        .find(|(r, _)| r == repo)
+    {
+        Some((_, items)) => items.push((path, local)),
+        None => plan.push((repo.to_string(), vec![(path, local)])),
+    };
     for repo in repos {
-        let files: Vec<_> = scail_stagea::weights::STAGEA_FILES
-            .iter()
-            .filter(|f| f.repo == repo)
-            .collect();
-        let cache = stagea.join(".hub").join(repo.replace('/', "--"));
-        let mut opts = FetchOptions::scail2(&cache);
+        let mut opts = FetchOptions::scail2(cache_of(repo));
         opts.repo = repo.to_string();
-        opts.include = files.iter().map(|f| f.path.to_string()).collect();
+        let listing = rt.block_on(list_files(&opts))?;
+        let names: Vec<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+        for f in STAGEA_FILES.iter().filter(|f| f.repo == repo) {
+            match (resolve(&f.remote, &names), f.fallback) {
+                (Some(path), _) => {
+                    for c in companions(&path, &names) {
+                        add(repo, c, None);
+                    }
+                    add(repo, path, Some(f.local_name));
+                }
+                (None, Some((other, path))) => add(other, path.to_string(), Some(f.local_name)),
+                (None, None) => anyhow::bail!(
+                    "{repo} has no file for stagea/{} ({}); it lists: {}. Export it yourself \
+                     (crates/scail-stagea/README.md) and put it at {}",
+                    f.local_name,
+                    f.needed_for,
+                    names.join(", "),
+                    stagea.join(f.local_name).display()
+                ),
+            }
+        }
+    }
+    for (repo, items) in plan {
+        let cache = cache_of(&repo);
+        let mut opts = FetchOptions::scail2(&cache);
+        opts.repo = repo.clone();
+        opts.include = items.iter().map(|(p, _)| p.clone()).collect();
         opts.progress = Some(progress_printer());
         let r = rt.block_on(fetch(&opts))?;
         println!(
@@ -180,13 +212,39 @@ fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::R
             r.downloaded.len(),
             r.skipped.len()
         );
-        for f in files {
-            let target = cache.join(f.path);
-            let link = stagea.join(f.local_name);
-            if target.exists() && !link.exists() {
-                std::os::unix::fs::symlink(target.strip_prefix(&stagea).unwrap_or(&target), &link)?;
+        for (path, local) in items {
+            if let Some(local) = local {
+                link_into(&stagea, local, &cache.join(&path))?;
+                println!("stagea/{local} <- {repo}:{path}");
             }
         }
     }
+    Ok(())
+}
+
+/// Links `stagea/<local>` to a downloaded file with a relative target, so the weights folder
+/// can move. An existing link is re-pointed (the repository may have renamed the file); a
+/// real file put there by hand is left alone.
+fn link_into(
+    stagea: &std::path::Path,
+    local: &str,
+    target: &std::path::Path,
+) -> anyhow::Result<()> {
+    let link = stagea.join(local);
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)?,
+        Ok(_) => {
+            eprintln!("{} is a file of yours; leaving it in place", link.display());
+            return Ok(());
+        }
+        Err(_) => {}
+    }
+    let up = std::path::Path::new(local).components().count() - 1;
+    let mut rel: std::path::PathBuf = std::iter::repeat_n("..", up).collect();
+    rel.push(target.strip_prefix(stagea).unwrap_or(target));
+    std::os::unix::fs::symlink(&rel, &link)?;
     Ok(())
 }

@@ -252,7 +252,9 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
 
 /// `weights fetch` against a local stand-in of the hub (tests/support/fake_hub.py) holding the
 /// official repository (tiny random weights in its layout) and the Stage A repositories; the
-/// fetched folder verifies, and a second run downloads nothing.
+/// fetched folder verifies, and a second run downloads nothing. The SAM3 repository is laid
+/// out like the published export (encoders with `.onnx.data` weights) plus a reduced-precision
+/// decoy, and ships no tokenizer, so the CLIP tokenizer comes from the fallback repository.
 #[test]
 fn weights_fetch_from_a_hub_mirror_then_verify() {
     let src = tempfile::tempdir().unwrap();
@@ -262,18 +264,38 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     let hub = tempfile::tempdir().unwrap();
     let official = hub.path().join("zai-org/SCAIL-2");
     std::fs::create_dir_all(official.parent().unwrap()).unwrap();
-    std::fs::rename(src.path().join("stagea"), hub.path().join("stagea-local")).unwrap();
+    let local = hub.path().join("stagea-local");
+    std::fs::rename(src.path().join("stagea"), &local).unwrap();
     std::fs::rename(src.path(), &official).unwrap_or_else(|_| {
         ok(Command::new("cp").arg("-r").arg(src.path()).arg(&official));
     });
-    for f in scail_stagea::weights::STAGEA_FILES {
-        let from = hub.path().join("stagea-local").join(f.local_name);
-        if from.exists() {
-            let to = hub.path().join(f.repo).join(f.path);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(&from, &to).unwrap();
-        }
+    let put = |repo: &str, path: &str, from: &str| {
+        let to = hub.path().join(repo).join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(local.join(from), &to).unwrap();
+    };
+    put("yzd-v/DWPose", "yolox_l.onnx", "yolox_l.onnx");
+    put(
+        "yzd-v/DWPose",
+        "dw-ll_ucoco_384.onnx",
+        "dw-ll_ucoco_384.onnx",
+    );
+    let sam3 = "danilobukvic/sam3-text-onnx";
+    for f in [
+        "vision_encoder.onnx",
+        "vision_encoder.onnx.data",
+        "text_encoder.onnx",
+        "text_encoder.onnx.data",
+        "decoder.onnx",
+    ] {
+        put(sam3, f, &format!("sam3/{f}"));
     }
+    put(sam3, "fp16/decoder.onnx", "yolox_l.onnx");
+    put(
+        "openai/clip-vit-large-patch14",
+        "tokenizer.json",
+        "sam3/tokenizer.json",
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -307,6 +329,29 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     assert!(first.contains("zai-org/SCAIL-2: 6 downloaded"), "{first}");
     assert!(second.contains("zai-org/SCAIL-2: 0 downloaded"), "{second}");
     assert!(dest.path().join("stagea/dw-ll_ucoco_384.onnx").exists());
+    for line in [
+        "stagea/sam3/decoder.onnx <- danilobukvic/sam3-text-onnx:decoder.onnx",
+        "stagea/sam3/tokenizer.json <- openai/clip-vit-large-patch14:tokenizer.json",
+        "danilobukvic/sam3-text-onnx: 5 downloaded",
+    ] {
+        assert!(first.contains(line), "{line} missing from:\n{first}");
+    }
+    assert!(
+        second.contains("danilobukvic/sam3-text-onnx: 0 downloaded"),
+        "{second}"
+    );
+    // The graphs are links; their weights files were fetched beside the targets; the decoy
+    // was never downloaded.
+    let enc = dest.path().join("stagea/sam3/vision_encoder.onnx");
+    assert!(enc.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(std::fs::canonicalize(&enc)
+        .unwrap()
+        .with_extension("onnx.data")
+        .is_file());
+    assert!(!dest
+        .path()
+        .join("stagea/.hub/danilobukvic--sam3-text-onnx/fp16")
+        .exists());
     if std::env::var_os("ORT_DYLIB_PATH").is_some() {
         let table = ok(scail().args(["weights", "verify"]).arg(dest.path()));
         assert!(
@@ -316,4 +361,21 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     } else {
         eprintln!("ORT_DYLIB_PATH unset: Stage A signatures not verified");
     }
+    // A repository without a decoder: the fetch stops, naming the file and what is there.
+    std::fs::remove_file(hub.path().join(sam3).join("decoder.onnx")).unwrap();
+    std::fs::remove_file(hub.path().join(sam3).join("fp16/decoder.onnx")).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let out = scail()
+        .args(["weights", "fetch", "--dest"])
+        .arg(again.path())
+        .env("HF_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has no file for stagea/sam3/decoder.onnx")
+            && err.contains("text_encoder.onnx"),
+        "{err}"
+    );
 }
