@@ -264,9 +264,29 @@ impl Hooks for ProgressHooks<'_> {
 fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
     let mut models = StageAModels::default();
     let need_seg = req.reference_mask.is_none() || req.driving_mask.is_none();
+    // A reference with real alpha needs no segmentation, so only the driving side is a must.
+    let must_seg = req.driving_mask.is_none();
     let need_pose = req.driving_type == DrivingType::Pose && req.pose_video.is_none();
+    // A model the request needs but this installation lacks is the operator's problem, not
+    // the caller's: say what is missing, how to get it, and which inputs avoid it.
+    let missing = |what: &str, path: Option<&Path>, instead: &str| {
+        PipelineError::Weights(format!(
+            "{what} needs {}: run `scail weights fetch --dest WEIGHTS` (or point --stagea-dir \
+             at a folder holding it), or send {instead}",
+            path.map_or(
+                "the Stage A models (no Stage A folder is configured)".into(),
+                |p| { format!("{}, which is missing", p.display()) }
+            )
+        ))
+    };
+    let seg_instead = "reference_mask_url and driving_mask_url";
+    let pose_instead = "pose_video_url";
     let Some(dir) = &req.stagea_dir else {
-        return Ok(models);
+        return match (must_seg, need_pose) {
+            (true, _) => Err(missing("segmentation", None, seg_instead)),
+            (_, true) => Err(missing("pose estimation", None, pose_instead)),
+            _ => Ok(models),
+        };
     };
     let rt = scail_stagea::runtime::RuntimeConfig::default();
     if need_seg {
@@ -275,20 +295,27 @@ fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
             let seg = scail_stagea::sam3::Sam3Segmenter::load(&files, &cfg.prompts(), &rt)
                 .map_err(|e| input_err("segmentation model", e))?;
             models.segmenter = Some(Box::new(seg));
+        } else if must_seg {
+            return Err(missing(
+                "segmentation",
+                Some(&files.vision_encoder),
+                seg_instead,
+            ));
         }
     }
     if need_pose {
         let dw = dir.join("dw-ll_ucoco_384.onnx");
-        if dw.is_file() {
-            let yolox = dir.join("yolox_l.onnx");
-            let pose = scail_stagea::pose::PoseEstimator::load(
-                yolox.is_file().then_some(yolox.as_path()),
-                &dw,
-                &rt,
-            )
-            .map_err(|e| input_err("pose model", e))?;
-            models.pose = Some(pose);
+        if !dw.is_file() {
+            return Err(missing("pose estimation", Some(&dw), pose_instead));
         }
+        let yolox = dir.join("yolox_l.onnx");
+        let pose = scail_stagea::pose::PoseEstimator::load(
+            yolox.is_file().then_some(yolox.as_path()),
+            &dw,
+            &rt,
+        )
+        .map_err(|e| input_err("pose model", e))?;
+        models.pose = Some(pose);
     }
     Ok(models)
 }

@@ -654,3 +654,54 @@ fn pose_driving_for_animals_is_refused_before_any_model_is_loaded() {
         "{all}"
     );
 }
+
+/// A Stage A model the request needs but the installation lacks fails the job with the
+/// missing path, the command that fetches it, and the inputs that avoid it; no video.
+#[test]
+fn missing_stage_a_models_are_named_with_the_way_to_get_them() {
+    let test = "missing_stage_a_models_are_named_with_the_way_to_get_them";
+    let Some(inp) = inputs(test, CLIP_S) else {
+        return;
+    };
+    let d = inp.dir.path();
+    let stagea = inp.weights.join("stagea");
+    std::fs::remove_dir_all(stagea.join("sam3")).unwrap();
+    std::fs::remove_file(stagea.join("dw-ll_ucoco_384.onnx")).unwrap();
+    let out = d.join("no_seg.mp4");
+    let (success, _, all) = run(&mut generate(&inp, &out, &[]));
+    assert!(!success, "segmentation without SAM3 must fail:\n{all}");
+    let want = stagea.join("sam3/vision_encoder.onnx");
+    assert!(
+        all.contains(&format!("segmentation needs {}", want.display()))
+            && all.contains("scail weights fetch")
+            && all.contains("reference_mask_url and driving_mask_url"),
+        "{all}"
+    );
+    assert!(!out.exists());
+    // With both masks supplied segmentation is not needed, but pose still is.
+    let ref_mask = d.join("ref_mask.png");
+    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
+    let drv_mask = d.join("drv_mask.mp4");
+    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    let out = d.join("no_pose.mp4");
+    let (success, _, all) = run(&mut generate(
+        &inp,
+        &out,
+        &[
+            "--reference-mask".as_ref(),
+            ref_mask.as_os_str(),
+            "--driving-mask".as_ref(),
+            drv_mask.as_os_str(),
+            "--driving-type".as_ref(),
+            "pose".as_ref(),
+        ],
+    ));
+    assert!(!success, "pose without DWPose must fail:\n{all}");
+    let want = stagea.join("dw-ll_ucoco_384.onnx");
+    assert!(
+        all.contains(&format!("pose estimation needs {}", want.display()))
+            && all.contains("pose_video_url"),
+        "{all}"
+    );
+    assert!(!out.exists());
+}
