@@ -1,14 +1,107 @@
 //! DWPose through ONNX Runtime: YOLOX-L person boxes and the whole-body keypoint model.
+//!
+//! Like the reference extractor (SCAIL-Pose's `DWposeDetector`, which calls
+//! controlnet_aux's `resize_image(img, 512)` first), both models run on the frame resized
+//! to [`detect_size`]; results come back in frame pixels ([`DetectionFrame`]).
 
 use std::path::Path;
 
 use crate::dwpose::{
-    decode_simcc, keypoints_to_source, Crop, WholeBody, INPUT_H, INPUT_W, NUM_KEYPOINTS,
+    decode_simcc, keypoints_to_source, Crop, Keypoint, WholeBody, INPUT_H, INPUT_W, NUM_KEYPOINTS,
 };
 use crate::frame::{BBox, RgbImage};
 use crate::runtime::{HostTensor, OnnxModel, RuntimeConfig, RuntimeError};
 use crate::yolox::{letterbox, postprocess, INPUT_SIZE};
 use crate::StageAError;
+
+/// The short side the reference resizes frames to before pose detection.
+pub const DETECT_RESOLUTION: u32 = 512;
+
+/// The size the reference runs DWPose at for a `w` x `h` frame: scale so the short side
+/// is 512, then round each side to a multiple of 64 (numpy's round, half to even). The
+/// short side is always exactly 512; the aspect ratio changes slightly with the rounding.
+pub fn detect_size(w: u32, h: u32) -> (u32, u32) {
+    if w == 0 || h == 0 {
+        return (w, h);
+    }
+    let k = DETECT_RESOLUTION as f64 / w.min(h) as f64;
+    let side = |n: u32| ((n as f64 * k / 64.0).round_ties_even() as u32) * 64;
+    (side(w), side(h))
+}
+
+/// The frame at [`detect_size`], resampled as the reference does: OpenCV `INTER_AREA`
+/// when the scale factor 512 / short side is at most 1, `INTER_LANCZOS4` when enlarging.
+pub fn resize_for_detection(frame: &RgbImage) -> RgbImage {
+    let (w, h) = detect_size(frame.width, frame.height);
+    if frame.width.min(frame.height) >= DETECT_RESOLUTION {
+        frame.resize_area(w, h)
+    } else {
+        frame.resize_lanczos4(w, h)
+    }
+}
+
+/// A frame resized for detection, with the maps between its pixels and the frame's.
+/// The reference divides keypoints by the resized size (normalised coordinates) and draws
+/// them at the output size; mapping by `frame / detect` per axis is the same thing.
+#[derive(Clone, Debug)]
+pub struct DetectionFrame {
+    /// The frame at [`detect_size`].
+    pub image: RgbImage,
+    pub frame_width: u32,
+    pub frame_height: u32,
+}
+
+impl DetectionFrame {
+    pub fn new(frame: &RgbImage) -> Self {
+        Self {
+            image: resize_for_detection(frame),
+            frame_width: frame.width,
+            frame_height: frame.height,
+        }
+    }
+
+    /// Per-axis factors (detection / frame, frame / detection). Multiplying by a ratio
+    /// (rather than `x * W / W'`) leaves coordinates bit-identical when the sizes match.
+    fn factors(&self) -> ((f32, f32), (f32, f32)) {
+        let (fw, fh) = (
+            self.frame_width.max(1) as f32,
+            self.frame_height.max(1) as f32,
+        );
+        let (dw, dh) = (
+            self.image.width.max(1) as f32,
+            self.image.height.max(1) as f32,
+        );
+        ((dw / fw, dh / fh), (fw / dw, fh / dh))
+    }
+
+    /// A box in frame pixels -> detection-image pixels.
+    pub fn box_to_detection(&self, b: &BBox) -> BBox {
+        let ((sx, sy), _) = self.factors();
+        BBox::new(b.x0 * sx, b.y0 * sy, b.x1 * sx, b.y1 * sy)
+    }
+
+    /// A box in detection-image pixels -> frame pixels.
+    pub fn box_to_frame(&self, b: &BBox) -> BBox {
+        let (_, (sx, sy)) = self.factors();
+        BBox::new(b.x0 * sx, b.y0 * sy, b.x1 * sx, b.y1 * sy)
+    }
+
+    /// Keypoints in detection-image pixels -> frame pixels (`x * W / W'`, `y * H / H'`).
+    pub fn body_to_frame(&self, body: &WholeBody) -> WholeBody {
+        let (_, (sx, sy)) = self.factors();
+        WholeBody {
+            keypoints: body
+                .keypoints
+                .iter()
+                .map(|k| Keypoint {
+                    x: k.x * sx,
+                    y: k.y * sy,
+                    score: k.score,
+                })
+                .collect(),
+        }
+    }
+}
 
 pub struct PoseEstimator {
     detector: Option<OnnxModel>,
@@ -80,12 +173,28 @@ impl PoseEstimator {
         })
     }
 
-    /// YOLOX-L person boxes in frame pixels, best first.
+    /// YOLOX-L person boxes in frame pixels, best first, detected on the frame resized
+    /// to [`detect_size`] like the reference.
     pub fn detect_people(&mut self, frame: &RgbImage) -> Result<Vec<BBox>, StageAError> {
+        self.detect_people_at(&DetectionFrame::new(frame))
+    }
+
+    /// [`Self::detect_people`] on an already resized frame (resize once, then detect and
+    /// [`Self::estimate_at`]); boxes in frame pixels.
+    pub fn detect_people_at(&mut self, view: &DetectionFrame) -> Result<Vec<BBox>, StageAError> {
+        Ok(self
+            .detect_people_in(&view.image)?
+            .iter()
+            .map(|b| view.box_to_frame(b))
+            .collect())
+    }
+
+    /// YOLOX-L person boxes in `image`'s own pixels (no resize), best first.
+    pub fn detect_people_in(&mut self, image: &RgbImage) -> Result<Vec<BBox>, StageAError> {
         let det = self.detector.as_mut().ok_or_else(|| {
             StageAError::Invalid("person detection needs yolox_l.onnx, which was not loaded".into())
         })?;
-        let lb = letterbox(frame, INPUT_SIZE);
+        let lb = letterbox(image, INPUT_SIZE);
         let name = det.inputs()[0].name.clone();
         let out_name = det.outputs()[0].name.clone();
         let s = INPUT_SIZE as i64;
@@ -101,7 +210,26 @@ impl PoseEstimator {
             .collect())
     }
 
-    /// Whole-body keypoints for each box (one model run per box, like the reference).
+    /// Whole-body keypoints for each box given in frame pixels, the model run on the
+    /// resized frame as the reference does; keypoints come back in frame pixels.
+    pub fn estimate_at(
+        &mut self,
+        view: &DetectionFrame,
+        frame_boxes: &[BBox],
+    ) -> Result<Vec<WholeBody>, StageAError> {
+        let boxes: Vec<BBox> = frame_boxes
+            .iter()
+            .map(|b| view.box_to_detection(b))
+            .collect();
+        Ok(self
+            .estimate(&view.image, &boxes)?
+            .iter()
+            .map(|b| view.body_to_frame(b))
+            .collect())
+    }
+
+    /// Whole-body keypoints for each box, in `image`'s pixels at whatever size it has
+    /// (one model run per box, like the reference).
     pub fn estimate(
         &mut self,
         frame: &RgbImage,

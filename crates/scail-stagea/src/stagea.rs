@@ -6,9 +6,9 @@
 
 use crate::compose::{colour_mask_frame, connected_components, decode_palette_mask, masked_frame};
 use crate::dwpose::WholeBody;
-use crate::frame::{Mask, RgbImage};
+use crate::frame::{BBox, Mask, RgbImage};
 use crate::palette::Mode;
-use crate::pose::PoseEstimator;
+use crate::pose::{DetectionFrame, PoseEstimator};
 use crate::sam3::Segmenter;
 use crate::skeleton::render_skeleton;
 use crate::track::{order_left_to_right, track, SubjectTrack, SubjectTracks, TrackerConfig};
@@ -248,9 +248,10 @@ pub fn tracks_from_mask_video(frames: &[RgbImage]) -> SubjectTracks {
     }
 }
 
-/// Keypoints per frame per subject, each subject estimated in its mask's box; keypoints
-/// landing away from the subject's mask are dropped (score 0) so one subject's skeleton
-/// does not borrow another's limbs.
+/// Keypoints (frame pixels) per frame per subject, each subject estimated in its mask's
+/// box on the frame resized to the reference's detection size ([`DetectionFrame`], once
+/// per frame); keypoints landing away from the subject's mask are dropped (score 0) so
+/// one subject's skeleton does not borrow another's limbs.
 pub fn estimate_pose(
     pose: &mut PoseEstimator,
     frames: &[RgbImage],
@@ -258,13 +259,24 @@ pub fn estimate_pose(
 ) -> Result<Vec<Vec<WholeBody>>, StageAError> {
     let mut out = Vec::with_capacity(frames.len());
     for (t, frame) in frames.iter().enumerate() {
-        let mut people = Vec::new();
-        for s in &tracks.subjects {
-            let Some(m) = &s.masks[t] else { continue };
-            let Some(b) = m.bbox() else { continue };
-            let mut body = pose.estimate(frame, &[b])?.remove(0);
-            restrict_to_mask(&mut body, m);
-            people.push(body);
+        let present: Vec<(&Mask, BBox)> = tracks
+            .subjects
+            .iter()
+            .filter_map(|s| {
+                let m = s.masks[t].as_ref()?;
+                Some((m, m.bbox()?))
+            })
+            .collect();
+        if present.is_empty() {
+            // No subject in this frame: skip the resize too.
+            out.push(Vec::new());
+            continue;
+        }
+        let view = DetectionFrame::new(frame);
+        let boxes: Vec<BBox> = present.iter().map(|&(_, b)| b).collect();
+        let mut people = pose.estimate_at(&view, &boxes)?;
+        for (body, &(m, _)) in people.iter_mut().zip(&present) {
+            restrict_to_mask(body, m);
         }
         out.push(people);
     }
