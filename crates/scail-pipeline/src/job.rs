@@ -228,6 +228,42 @@ fn rgb_to_image(f: &RgbImage) -> ImageU8 {
     ImageU8::from_vec(f.width as usize, f.height as usize, 3, f.data.clone())
 }
 
+/// Stage A's per-frame steps as job progress (`preprocessing: segmentation` / `pose`), with
+/// an ETA, and the job's cancel flag checked after every frame.
+struct StageAHook<'a> {
+    p: &'a dyn JobProgress,
+    step: &'static str,
+    start: Instant,
+}
+
+impl sa::StageAProgress for StageAHook<'_> {
+    fn frame(
+        &mut self,
+        step: &'static str,
+        done: usize,
+        total: usize,
+    ) -> std::result::Result<(), scail_stagea::StageAError> {
+        if step != self.step {
+            self.step = step;
+            self.start = Instant::now();
+            self.p
+                .log(&format!("preprocessing: {step} on {total} frames"));
+        }
+        let eta = (done > 0)
+            .then(|| self.start.elapsed().as_secs_f64() / done as f64 * (total - done) as f64);
+        self.p.progress(
+            &format!("preprocessing: {step}"),
+            done as u64,
+            total as u64,
+            eta,
+        );
+        if self.p.is_cancelled() {
+            return Err(scail_stagea::StageAError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
 /// Adapts sampling hooks to job progress with an ETA per segment.
 struct ProgressHooks<'a> {
     p: &'a dyn JobProgress,
@@ -421,8 +457,21 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         driving_mask: clip_of(&req.driving_mask, "driving mask video")?,
         pose_video: clip_of(&req.pose_video, "pose video")?,
     };
-    let stagea = sa::run_stage_a(&cfg, &inputs, &mut sa_models)
-        .map_err(|e| PipelineError::Input(format!("preprocessing: {e}")))?;
+    let mut hook = StageAHook {
+        p: progress,
+        step: "",
+        start: Instant::now(),
+    };
+    let stagea = sa::run_stage_a_with(&cfg, &inputs, &mut sa_models, &mut hook).map_err(|e| {
+        match e {
+            scail_stagea::StageAError::Cancelled => PipelineError::Cancelled,
+            // A model that will not load or run is the installation's fault, not the input's.
+            e @ scail_stagea::StageAError::Runtime(_) => {
+                PipelineError::Weights(format!("preprocessing model: {e}"))
+            }
+            e => PipelineError::Input(format!("preprocessing: {e}")),
+        }
+    })?;
     drop(inputs);
     lap("stage_a", &mut timings);
 

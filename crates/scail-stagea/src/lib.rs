@@ -67,4 +67,7 @@ pub enum StageAError {
     Invalid(String),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    /// A [`stagea::StageAProgress`] hook asked Stage A to stop.
+    #[error("cancelled")]
+    Cancelled,
 }

@@ -118,18 +118,46 @@ pub struct StageAModels {
     pub pose: Option<PoseEstimator>,
 }
 
+/// Hears about every frame of Stage A's per-frame steps (segmentation, pose), which take
+/// seconds per frame on a CPU with the real models: `done` runs from 0 (the step starts)
+/// to `total`. An error stops Stage A there (return [`StageAError::Cancelled`] to cancel).
+pub trait StageAProgress {
+    fn frame(&mut self, step: &'static str, done: usize, total: usize) -> Result<(), StageAError>;
+}
+
+/// No progress reporting, never cancels.
+pub struct NoProgress;
+
+impl StageAProgress for NoProgress {
+    fn frame(&mut self, _: &'static str, _: usize, _: usize) -> Result<(), StageAError> {
+        Ok(())
+    }
+}
+
 /// Detects subjects on every frame and links them into tracks.
 pub fn segment_video(
     seg: &mut dyn Segmenter,
     frames: &[RgbImage],
     cfg: &TrackerConfig,
 ) -> Result<SubjectTracks, StageAError> {
+    segment_video_with(seg, frames, cfg, &mut NoProgress)
+}
+
+/// [`segment_video`], reporting each frame as step `segmentation`.
+pub fn segment_video_with(
+    seg: &mut dyn Segmenter,
+    frames: &[RgbImage],
+    cfg: &TrackerConfig,
+    progress: &mut dyn StageAProgress,
+) -> Result<SubjectTracks, StageAError> {
     let first = frames
         .first()
         .ok_or_else(|| StageAError::Invalid("the driving video has no frames".into()))?;
     let mut dets = Vec::with_capacity(frames.len());
-    for f in frames {
+    progress.frame("segmentation", 0, frames.len())?;
+    for (i, f) in frames.iter().enumerate() {
         dets.push(seg.detect(f)?);
+        progress.frame("segmentation", i + 1, frames.len())?;
     }
     track(first.width, first.height, dets, cfg)
 }
@@ -257,8 +285,19 @@ pub fn estimate_pose(
     frames: &[RgbImage],
     tracks: &SubjectTracks,
 ) -> Result<Vec<Vec<WholeBody>>, StageAError> {
+    estimate_pose_with(pose, frames, tracks, &mut NoProgress)
+}
+
+/// [`estimate_pose`], reporting each frame as step `pose`.
+pub fn estimate_pose_with(
+    pose: &mut PoseEstimator,
+    frames: &[RgbImage],
+    tracks: &SubjectTracks,
+    progress: &mut dyn StageAProgress,
+) -> Result<Vec<Vec<WholeBody>>, StageAError> {
     let mut out = Vec::with_capacity(frames.len());
     for (t, frame) in frames.iter().enumerate() {
+        progress.frame("pose", t, frames.len())?;
         let present: Vec<(&Mask, BBox)> = tracks
             .subjects
             .iter()
@@ -280,6 +319,7 @@ pub fn estimate_pose(
         }
         out.push(people);
     }
+    progress.frame("pose", frames.len(), frames.len())?;
     Ok(out)
 }
 
@@ -313,6 +353,16 @@ pub fn run_stage_a(
     inputs: &StageAInputs,
     models: &mut StageAModels,
 ) -> Result<StageAOutput, StageAError> {
+    run_stage_a_with(cfg, inputs, models, &mut NoProgress)
+}
+
+/// [`run_stage_a`], reporting every frame of segmentation and pose estimation.
+pub fn run_stage_a_with(
+    cfg: &StageAConfig,
+    inputs: &StageAInputs,
+    models: &mut StageAModels,
+    progress: &mut dyn StageAProgress,
+) -> Result<StageAOutput, StageAError> {
     cfg.validate()?;
     let prompts = cfg.prompts().join(", ");
     let drv = &inputs.driving;
@@ -340,7 +390,7 @@ pub fn run_stage_a(
                     "no segmentation model loaded and no driving mask supplied".into(),
                 )
             })?;
-            segment_video(seg, &drv.frames, &cfg.tracker)?
+            segment_video_with(seg, &drv.frames, &cfg.tracker, progress)?
         }
     };
     if tracks.subjects.is_empty() {
@@ -411,7 +461,7 @@ pub fn run_stage_a(
                 let pose = models.pose.as_mut().ok_or_else(|| {
                     StageAError::Invalid("no pose model loaded and no pose video supplied".into())
                 })?;
-                let poses = estimate_pose(pose, &drv.frames, &tracks)?;
+                let poses = estimate_pose_with(pose, &drv.frames, &tracks, progress)?;
                 render_pose_video(w, h, &poses)
             }
         },

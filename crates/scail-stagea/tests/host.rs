@@ -412,7 +412,8 @@ mod refusals {
     use scail_stagea::palette::Mode;
     use scail_stagea::sam3::Segmenter;
     use scail_stagea::stagea::{
-        run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
+        run_stage_a, run_stage_a_with, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels,
+        StageAProgress, SubjectType,
     };
     use scail_stagea::track::SegDetection;
     use scail_stagea::{Mask, RgbImage, StageAError};
@@ -500,6 +501,63 @@ mod refusals {
         )
         .unwrap_err();
         assert!(e.to_string().contains("no segmentation model"), "{e}");
+    }
+
+    /// Records every report; cancels once `stop_at` frames are done.
+    struct Recorder {
+        seen: Vec<(&'static str, usize, usize)>,
+        stop_at: Option<usize>,
+    }
+    impl StageAProgress for Recorder {
+        fn frame(
+            &mut self,
+            step: &'static str,
+            done: usize,
+            total: usize,
+        ) -> Result<(), StageAError> {
+            self.seen.push((step, done, total));
+            match self.stop_at {
+                Some(n) if done >= n => Err(StageAError::Cancelled),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Counts `detect` calls.
+    struct Counting(std::rc::Rc<std::cell::Cell<usize>>);
+    impl Segmenter for Counting {
+        fn detect(&mut self, f: &RgbImage) -> Result<Vec<SegDetection>, StageAError> {
+            self.0.set(self.0.get() + 1);
+            Fake.detect(f)
+        }
+    }
+
+    #[test]
+    fn segmentation_reports_every_frame_and_stops_when_cancelled() {
+        let cfg = StageAConfig::new(Mode::Animation, DrivingType::EndToEnd, SubjectType::Human);
+        let mut rec = Recorder {
+            seen: Vec::new(),
+            stop_at: None,
+        };
+        run_stage_a_with(&cfg, &inputs([255; 3], [255; 3]), &mut models(), &mut rec).unwrap();
+        let want: Vec<_> = (0..=3).map(|d| ("segmentation", d, 3)).collect();
+        assert_eq!(rec.seen, want);
+
+        // Cancelled after the second frame: no third detection, and Stage A says so.
+        let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut counting = StageAModels {
+            segmenter: Some(Box::new(Counting(calls.clone()))),
+            pose: None,
+        };
+        let mut rec = Recorder {
+            seen: Vec::new(),
+            stop_at: Some(2),
+        };
+        let e = run_stage_a_with(&cfg, &inputs([255; 3], [255; 3]), &mut counting, &mut rec)
+            .unwrap_err();
+        assert!(matches!(e, StageAError::Cancelled), "{e}");
+        assert_eq!(calls.get(), 2);
+        assert_eq!(rec.seen.last(), Some(&("segmentation", 2, 3)));
     }
 }
 

@@ -488,14 +488,20 @@ fn standin_pose_through_generate_renders_a_timed_skeleton_video() {
     };
     let out = inp.dir.path().join("pose.mp4");
     // Segmentation by the stand-in SAM3, then the stand-in DWPose inside each subject's box.
-    let stdout = ok(&mut generate(
-        &inp,
-        &out,
-        &["--driving-type".as_ref(), "pose".as_ref()],
-    ));
+    let mut cmd = generate(&inp, &out, &["--driving-type".as_ref(), "pose".as_ref()]);
+    let (success, stdout, all) = run(&mut cmd);
+    assert!(success, "{all}");
     let v: serde_json::Value =
         serde_json::from_str(stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     let frames = check_timing(&out, &inp);
+    // Both per-frame Stage A steps showed progress through every driving frame.
+    for step in ["segmentation", "pose"] {
+        let done = format!(
+            "preprocessing: {step} [{}] {frames}/{frames}",
+            "#".repeat(30)
+        );
+        assert!(all.contains(&done), "no `{done}` in:\n{all}");
+    }
     let pre_video = PathBuf::from(v["preprocessing_video"].as_str().unwrap());
     let mask_video = PathBuf::from(v["preprocessing_mask_video"].as_str().unwrap());
     assert_eq!(check_timing(&pre_video, &inp), frames);
