@@ -201,6 +201,22 @@ fn write_mask_frames(path: &Path, frames: &[&ImageU8], fps: u32) {
     wr.finish().unwrap();
 }
 
+/// `--reference-mask REF --driving-mask DRV` followed by `extra`.
+fn with_masks<'a>(
+    ref_mask: &'a Path,
+    drv_mask: &'a Path,
+    extra: &[&'a std::ffi::OsStr],
+) -> Vec<&'a std::ffi::OsStr> {
+    let mut a: Vec<&std::ffi::OsStr> = vec![
+        "--reference-mask".as_ref(),
+        ref_mask.as_os_str(),
+        "--driving-mask".as_ref(),
+        drv_mask.as_os_str(),
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
 fn generate(inp: &Inputs, out: &Path, extra: &[&std::ffi::OsStr]) -> Command {
     let mut cmd = scail();
     cmd.arg("generate")
@@ -322,12 +338,7 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     let stdout = ok(&mut generate(
         &inp,
         &out,
-        &[
-            "--reference-mask".as_ref(),
-            ref_mask.as_os_str(),
-            "--driving-mask".as_ref(),
-            drv_mask.as_os_str(),
-        ],
+        &with_masks(&ref_mask, &drv_mask, &[]),
     ));
     let v: serde_json::Value = serde_json::from_str(
         stdout
@@ -381,12 +392,7 @@ fn mismatched_subject_counts_in_user_masks_are_refused_by_name() {
     let (success, _, all) = run(&mut generate(
         &inp,
         &out,
-        &[
-            "--reference-mask".as_ref(),
-            ref_mask.as_os_str(),
-            "--driving-mask".as_ref(),
-            drv_mask.as_os_str(),
-        ],
+        &with_masks(&ref_mask, &drv_mask, &[]),
     ));
     assert!(!success, "a 1-vs-2 subject mismatch must fail:\n{all}");
     assert!(
@@ -693,14 +699,11 @@ fn missing_stage_a_models_are_named_with_the_way_to_get_them() {
     let (success, _, all) = run(&mut generate(
         &inp,
         &out,
-        &[
-            "--reference-mask".as_ref(),
-            ref_mask.as_os_str(),
-            "--driving-mask".as_ref(),
-            drv_mask.as_os_str(),
-            "--driving-type".as_ref(),
-            "pose".as_ref(),
-        ],
+        &with_masks(
+            &ref_mask,
+            &drv_mask,
+            &["--driving-type".as_ref(), "pose".as_ref()],
+        ),
     ));
     assert!(!success, "pose without DWPose must fail:\n{all}");
     let want = stagea.join("dw-ll_ucoco_384.onnx");
