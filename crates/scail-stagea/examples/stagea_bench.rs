@@ -10,7 +10,7 @@ use std::time::Instant;
 use scail_stagea::compose::{colour_mask_frame, masked_frame};
 use scail_stagea::dwpose::{decode_simcc, keypoints_to_source, Crop};
 use scail_stagea::palette::BLACK;
-use scail_stagea::pose::PoseEstimator;
+use scail_stagea::pose::{resize_for_detection, PoseEstimator};
 use scail_stagea::runtime::RuntimeConfig;
 use scail_stagea::sam3::{Sam3Files, Sam3Segmenter, Segmenter};
 use scail_stagea::skeleton::render_skeleton;
@@ -94,6 +94,14 @@ fn main() {
     });
     println!("host: letterbox {:.4} s, yolox decode+nms {:.4} s, crop+normalise {:.4} s, simcc decode {:.4} s, skeleton render {:.4} s, track+compose {:.4} s",
         host_det, host_post, host_crop, host_decode, host_render, host_masks);
+    // The reference's 512 detection resize: identity at the 512p model sizes, a real area
+    // resize at 704p (1280x704 -> 960x512).
+    let big: Vec<RgbImage> = frames
+        .iter()
+        .map(|f| f.resize_bilinear(1280, 704))
+        .collect();
+    let resize_704 = time(n, |i| resize_for_detection(&big[i]));
+    println!("host: detection resize at 704p (1280x704 -> 960x512, area) {resize_704:.4} s/frame");
 
     // Models (random weights at real sizes).
     let mut pose = PoseEstimator::load(
