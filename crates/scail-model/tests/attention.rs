@@ -60,50 +60,16 @@ fn blockwise_handles_batch_axes_and_value_width() {
 #[test]
 fn blockwise_is_stable_for_large_scores() {
     // Scores in the hundreds overflow a naive exp; the online max keeps them finite.
-    let q = rand_tensor(&[1, 200, 64], 11, 30.0);
-    let k = rand_tensor(&[1, 600, 64], 12, 30.0);
+    // Integer q and k make every score exact in f32 (|products| <= 900, sums < 2^24, scale
+    // 1/8), so both paths see the same scores whatever order their matmul kernels sum in
+    // (OpenBLAS differs by CPU); what is compared is the softmax arithmetic alone.
+    let q = rand_tensor(&[1, 200, 64], 11, 30.0).round().unwrap();
+    let k = rand_tensor(&[1, 600, 64], 12, 30.0).round().unwrap();
     let v = rand_tensor(&[1, 600, 64], 13, 1.0);
     let got = attention(&q, &k, &v).unwrap();
     let want = naive_attention(&q, &k, &v).unwrap();
-    let finite = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert!(finite.iter().all(|x| x.is_finite()));
-    // An f32 score of size |s| carries a rounding error of about |s|·ε, and the two paths
-    // sum the score products in different orders (BLAS kernels differ by CPU). Where a row's
-    // top two scores nearly tie, the output moves by that much times the spread of v; the
-    // bound below is that, with a factor 4 of room. Rows without a tie match closely, which
-    // the mean checks.
-    let scale = 1.0 / (64f64).sqrt();
-    let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
-    let s_max = scores
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(
-        s_max > 200.0,
-        "scores must be large enough to overflow exp: {s_max}"
-    );
-    let v_spread = 2.0
-        * v.abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-    let tol = f64::from(4.0 * s_max * f32::EPSILON * v_spread);
     let d = max_abs_diff(&got, &want);
-    assert!(d < tol, "max abs diff {d:e}, bound {tol:e}");
-    let mean = (&got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(mean < 1e-6, "mean abs diff {mean:e}");
+    assert!(d < 1e-5, "max abs diff {d:e}");
 }
 
 #[test]
