@@ -8,7 +8,7 @@
 //! single uniformly strided K axis, so each output frame is k*k GEMMs with K = kD*C reading the
 //! input in place. Memory stays at the size of the activations.
 
-use gemm::{gemm, Parallelism};
+use crate::blas::{self, Mat, Threads};
 use rayon::prelude::*;
 
 /// Reorders an `[O, C, kd, k, k]` weight to `[k*k][O][kd*C]` (K index = time tap * C + c),
@@ -31,13 +31,35 @@ pub(crate) fn arrange_taps(w: &[f32], o: usize, c: usize, kd: usize, k: usize) -
     out
 }
 
-fn threads() -> Parallelism {
-    let n = rayon::current_num_threads();
-    if n <= 1 {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(n)
-    }
+/// `acc = lhs · rhs` (`add` false) or `acc += lhs · rhs`: `lhs` is `[o, kk]` row-major, `rhs`
+/// has `kk` rows `plane` apart with `n` contiguous columns (a shifted view of the padded
+/// window), `acc` is `[o, n]` row-major. One conv tap as a matrix product.
+fn tap_product(
+    (o, n, kk): (usize, usize, usize),
+    lhs: &[f32],
+    rhs: &[f32],
+    plane: usize,
+    acc: &mut [f32],
+    add: bool,
+) {
+    blas::sgemm(
+        (o, n, kk),
+        1.0,
+        Mat {
+            data: lhs,
+            ld: kk,
+            trans: false,
+        },
+        Mat {
+            data: rhs,
+            ld: plane,
+            trans: false,
+        },
+        if add { 1.0 } else { 0.0 },
+        acc,
+        n,
+        Threads::Many,
+    );
 }
 
 /// Channel RMS-norm + SiLU applied while a frame is copied into the conv window.
@@ -161,32 +183,7 @@ pub(crate) fn conv3d_stream(
         for (tap, lhs) in taps.chunks_exact(o * kk).enumerate() {
             let (dy, dx) = (tap / k, tap % k);
             let rhs = &win[dy * wp + dx..];
-            assert!((kk - 1) * plane + n <= rhs.len());
-            // SAFETY: lhs is [o, kk] row-major; rhs has kk rows `plane` apart with n contiguous
-            // columns, inside `win` (asserted); acc is [o, n] row-major.
-            unsafe {
-                gemm(
-                    o,
-                    n,
-                    kk,
-                    acc.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    tap > 0,
-                    lhs.as_ptr(),
-                    1,
-                    kk as isize,
-                    rhs.as_ptr(),
-                    1,
-                    plane as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    threads(),
-                );
-            }
+            tap_product((o, n, kk), lhs, rhs, plane, &mut acc, tap > 0);
         }
         let res = residual.map(|r| &r[t * o * ohw..(t + 1) * o * ohw]);
         out[t * o * ohw..(t + 1) * o * ohw]
@@ -355,32 +352,7 @@ pub(crate) fn conv3d_wino(
             for dy in 0..3 {
                 let lhs = &wtaps[(dy * 4 + comp) * o * kk..][..o * kk];
                 let rhs = &win[comp * cb + dy * wq..(comp + 1) * cb];
-                assert!((kk - 1) * plane + n <= rhs.len());
-                // SAFETY: lhs is [o, kk] row-major; rhs has kk rows `plane` apart with n
-                // contiguous columns inside this component's window (asserted); dst is [o, n].
-                unsafe {
-                    gemm(
-                        o,
-                        n,
-                        kk,
-                        dst.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        dy > 0,
-                        lhs.as_ptr(),
-                        1,
-                        kk as isize,
-                        rhs.as_ptr(),
-                        1,
-                        plane as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        threads(),
-                    );
-                }
+                tap_product((o, n, kk), lhs, rhs, plane, dst, dy > 0);
             }
         }
         let res = residual.map(|r| &r[t * o * ohw..(t + 1) * o * ohw]);
