@@ -53,6 +53,8 @@ pub struct Sam3Segmenter {
     image_size: (u32, u32),
     feature_input: String,
     mask_input: String,
+    /// The vision outputs the decoder takes, by name.
+    vision_inputs: Vec<String>,
     /// Detections scoring below this are not even upsampled.
     pub min_score: f32,
 }
@@ -186,10 +188,38 @@ impl Sam3Segmenter {
                 ));
             }
         }
+        // Prompt masks in the element type the decoder declares, once, not per frame.
+        let want_bool = decoder
+            .inputs()
+            .iter()
+            .any(|s| s.name == mask_input && s.elem == ElemType::Bool);
+        for p in &mut encoded {
+            let converted = match (&p.mask.data, want_bool) {
+                (TensorData::I64(v), true) => Some(HostTensor::bool(
+                    p.mask.shape.clone(),
+                    v.iter().map(|&x| x != 0).collect(),
+                )),
+                (TensorData::Bool(v), false) => Some(HostTensor::i64(
+                    p.mask.shape.clone(),
+                    v.iter().map(|&x| x as i64).collect(),
+                )),
+                _ => None,
+            };
+            if let Some(m) = converted {
+                p.mask = m;
+            }
+        }
+        let vision_inputs = decoder
+            .inputs()
+            .iter()
+            .filter(|s| vision_names.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
         Ok(Self {
             vision,
             decoder,
             prompts: encoded,
+            vision_inputs,
             prompt_words: prompts.join(", "),
             image_size,
             feature_input,
@@ -244,38 +274,15 @@ impl Segmenter for Sam3Segmenter {
         let mut dets = Vec::new();
         for pi in 0..self.prompts.len() {
             let p = &self.prompts[pi];
-            let want_bool = self
-                .decoder
-                .inputs()
-                .iter()
-                .any(|s| s.name == self.mask_input && s.elem == ElemType::Bool);
-            let converted = match (&p.mask.data, want_bool) {
-                (TensorData::I64(v), true) => Some(HostTensor::bool(
-                    p.mask.shape.clone(),
-                    v.iter().map(|&x| x != 0).collect(),
-                )),
-                (TensorData::Bool(v), false) => Some(HostTensor::i64(
-                    p.mask.shape.clone(),
-                    v.iter().map(|&x| x as i64).collect(),
-                )),
-                _ => None,
-            };
-            let vis_names: Vec<String> = self
-                .decoder
-                .inputs()
-                .iter()
-                .filter(|s| feats.contains_key(&s.name))
-                .map(|s| s.name.clone())
-                .collect();
             let mut inputs: Vec<(&str, &HostTensor)> = Vec::new();
-            for n in &vis_names {
-                inputs.push((n.as_str(), &feats[n]));
+            for n in &self.vision_inputs {
+                let t = feats.get(n).ok_or_else(|| {
+                    sig(&self.vision, format!("the vision encoder gave no `{n}`"))
+                })?;
+                inputs.push((n.as_str(), t));
             }
             inputs.push((self.feature_input.as_str(), &p.features));
-            inputs.push((
-                self.mask_input.as_str(),
-                converted.as_ref().unwrap_or(&p.mask),
-            ));
+            inputs.push((self.mask_input.as_str(), &p.mask));
             let out = self.decoder.run_refs(&inputs)?;
             let find = |name: &str, rank: usize| {
                 out.get(name).or_else(|| {
