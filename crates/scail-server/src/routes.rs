@@ -567,17 +567,7 @@ async fn initiate_common(
         .content_type
         .unwrap_or_else(|| "application/octet-stream".into());
     let name = b.file_name.unwrap_or_else(|| "upload.bin".into());
-    let id = st
-        .storage
-        .create(&who, &name, &ct)
-        .await
-        .map_err(ApiError::internal)?;
-    let row = st
-        .storage
-        .get(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .expect("just created");
+    let (id, stored_name) = new_file(st, &who, &name, &ct).await?;
     let token = st.signer.sign("upload", &id, expiry(st));
     let upload_url = if multipart {
         format!("{}/upload/{id}/multipart?token={token}", st.public_url)
@@ -585,8 +575,10 @@ async fn initiate_common(
         format!("{}/upload/{id}?token={token}", st.public_url)
     };
     Ok(
-        axum::Json(json!({"upload_url": upload_url, "file_url": st.storage.url(&id, &row.name)}))
-            .into_response(),
+        axum::Json(
+            json!({"upload_url": upload_url, "file_url": st.storage.url(&id, &stored_name)}),
+        )
+        .into_response(),
     )
 }
 
@@ -805,9 +797,20 @@ async fn create_cdn_file(
         .unwrap_or("application/octet-stream")
         .to_string();
     let name = header_str(headers, "x-fal-file-name").unwrap_or("upload.bin");
+    let (id, stored_name) = new_file(st, &who, name, &ct).await?;
+    Ok((id, stored_name, ct))
+}
+
+/// Creates an empty stored file; returns its id and the name storage kept (sanitised).
+async fn new_file(
+    st: &AppState,
+    who: &str,
+    name: &str,
+    ct: &str,
+) -> Result<(String, String), ApiError> {
     let id = st
         .storage
-        .create(&who, name, &ct)
+        .create(who, name, ct)
         .await
         .map_err(ApiError::internal)?;
     let row = st
@@ -816,7 +819,7 @@ async fn create_cdn_file(
         .await
         .map_err(ApiError::internal)?
         .expect("just created");
-    Ok((id, row.name, ct))
+    Ok((id, row.name))
 }
 
 async fn cdn_upload(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
