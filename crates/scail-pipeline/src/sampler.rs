@@ -82,6 +82,15 @@ impl Schedule {
     pub fn steps(&self) -> usize {
         self.timesteps.len()
     }
+
+    /// The step count, or `Exhausted` when step `i` is past the end.
+    fn check_step(&self, i: usize) -> Result<usize> {
+        let n = self.steps();
+        if i >= n {
+            return Err(SamplerError::Exhausted { step: i, steps: n });
+        }
+        Ok(n)
+    }
 }
 
 /// `numpy.linspace(start, stop, num)` (endpoint included), with numpy's arithmetic:
@@ -296,11 +305,8 @@ impl Sampler for UniPc {
     }
 
     fn step(&mut self, velocity: &Tensor, sample: &Tensor) -> Result<StepOutput> {
-        let n = self.sched.steps();
         let i = self.step_index;
-        if i >= n {
-            return Err(SamplerError::Exhausted { step: i, steps: n });
-        }
+        let n = self.sched.check_step(i)?;
         let x0 = data_prediction(sample, velocity, self.sched.sigmas[i])?;
         let mut sample = sample.clone();
         if i > 0 {
@@ -351,11 +357,8 @@ impl Sampler for DpmPp {
     }
 
     fn step(&mut self, velocity: &Tensor, sample: &Tensor) -> Result<StepOutput> {
-        let n = self.sched.steps();
         let i = self.step_index;
-        if i >= n {
-            return Err(SamplerError::Exhausted { step: i, steps: n });
-        }
+        let n = self.sched.check_step(i)?;
         let s = &self.sched.sigmas;
         // The final sigma is zero, so the last step is always first order.
         let lower_order_final = i == n - 1;
@@ -411,11 +414,8 @@ impl Sampler for Euler {
     }
 
     fn step(&mut self, velocity: &Tensor, sample: &Tensor) -> Result<StepOutput> {
-        let n = self.sched.steps();
         let i = self.step_index;
-        if i >= n {
-            return Err(SamplerError::Exhausted { step: i, steps: n });
-        }
+        self.sched.check_step(i)?;
         let (s0, s1) = (self.sched.sigmas[i], self.sched.sigmas[i + 1]);
         let v = velocity.to_dtype(sample.dtype())?;
         let x0 = data_prediction(sample, &v, s0)?;
