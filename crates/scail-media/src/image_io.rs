@@ -72,21 +72,7 @@ fn orientation_code(o: image::metadata::Orientation) -> u8 {
 
 /// Decode an image file within `limits`.
 pub fn decode_image(path: &Path, limits: &Limits) -> Result<DecodedImage> {
-    let meta = std::fs::metadata(path).map_err(|source| MediaError::Io {
-        path: path.into(),
-        source,
-    })?;
-    if meta.len() == 0 {
-        return Err(MediaError::EmptyFile(path.into()));
-    }
-    if meta.len() > limits.max_file_bytes {
-        return Err(MediaError::Invalid(format!(
-            "{}: {} bytes exceeds the file size limit of {}",
-            path.display(),
-            meta.len(),
-            limits.max_file_bytes
-        )));
-    }
+    limits.check_file(path)?;
     let bytes = std::fs::read(path).map_err(|source| MediaError::Io {
         path: path.into(),
         source,

@@ -27,3 +27,26 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// The file exists, is not empty, and is within the size limit (images and videos alike).
+    pub fn check_file(&self, path: &std::path::Path) -> crate::Result<()> {
+        use crate::MediaError;
+        let meta = std::fs::metadata(path).map_err(|source| MediaError::Io {
+            path: path.into(),
+            source,
+        })?;
+        if meta.len() == 0 {
+            return Err(MediaError::EmptyFile(path.into()));
+        }
+        if meta.len() > self.max_file_bytes {
+            return Err(MediaError::Invalid(format!(
+                "{}: {} bytes exceeds the file size limit of {}",
+                path.display(),
+                meta.len(),
+                self.max_file_bytes
+            )));
+        }
+        Ok(())
+    }
+}

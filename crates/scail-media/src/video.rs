@@ -159,25 +159,6 @@ fn open_err(path: &Path, e: ff::Error) -> MediaError {
     }
 }
 
-fn check_file(path: &Path, limits: &Limits) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|source| MediaError::Io {
-        path: path.into(),
-        source,
-    })?;
-    if meta.len() == 0 {
-        return Err(MediaError::EmptyFile(path.into()));
-    }
-    if meta.len() > limits.max_file_bytes {
-        return Err(MediaError::Invalid(format!(
-            "{}: {} bytes exceeds the file size limit of {}",
-            path.display(),
-            meta.len(),
-            limits.max_file_bytes
-        )));
-    }
-    Ok(())
-}
-
 /// Display size after SAR (stretching width or height, never shrinking) and rotation, then
 /// fitted into `max_output`. Even sides are not required here.
 fn output_size(
@@ -238,7 +219,7 @@ impl VideoDecoder {
     pub fn open(path: &Path, opts: &DecodeOptions) -> Result<Self> {
         init();
         let limits = opts.limits.clone();
-        check_file(path, &limits)?;
+        limits.check_file(path)?;
         let ictx = ff::format::input(&path).map_err(|e| open_err(path, e))?;
         let container = ictx.format().name().to_string();
         let stream = ictx
