@@ -7,7 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-clip="${1:-$root/../shared/media/dance_woman_16fps.mp4}"
+clip="${1:-$root/testdata/media/dance_woman_16fps.mp4}"
 (cd "$root" && CARGO_TARGET_DIR="$target" flock /tmp/scail-cargo.lock \
     cargo build --release -q -p scail-media --example media_bench)
 "$target/release/examples/media_bench" "$clip" "${2:-896}" "${3:-512}" "${4:-3}" "${@:5}"

@@ -9,4 +9,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/scail/target}"
 bin=$(flock /tmp/scail-cargo.lock cargo bench -p scail-pipeline --bench pipeline --no-run --message-format=json 2>/dev/null \
   | grep -o '"executable":"[^"]*pipeline-[^"]*"' | tail -1 | cut -d'"' -f4)
 [ -x "$bin" ] || { echo "bench binary not built" >&2; exit 1; }
-SCAIL_MEDIA_DIR="${SCAIL_MEDIA_DIR:-$(cd .. && pwd)/shared/media}" "$bin"
+SCAIL_MEDIA_DIR="${SCAIL_MEDIA_DIR:-$(pwd)/testdata/media}" "$bin"

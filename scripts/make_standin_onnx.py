@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds stand-in ONNX graphs for scail's Stage A with the published graphs' input and
-output signatures (names, element types, shapes; see shared/spec/stagea.md).
+output signatures (names, element types, shapes; see docs/spec/stagea.md).
 
 Tiny mode (default) writes small graphs whose outputs are cheap, deterministic functions
 of the input, so the Rust host code has something real to decode offline:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-FIX = os.environ.get("SCAIL_FIXTURES_DIR", os.path.join(ROOT, "..", "shared", "fixtures"))
+FIX = os.environ.get("SCAIL_FIXTURES_DIR", os.path.join(ROOT, "testdata", "fixtures"))
 OUT = os.path.join(ROOT, "crates", "scail-model", "testdata")
 os.makedirs(OUT, exist_ok=True)
 g = torch.Generator().manual_seed(7)

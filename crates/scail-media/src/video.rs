@@ -757,16 +757,8 @@ mod tests {
         assert_eq!(rotate(img, 180).data, vec![2, 1]);
     }
 
-    /// `SCAIL_MEDIA_DIR`, else the first `shared/media` above the crate.
     fn media_dir() -> PathBuf {
-        if let Ok(d) = std::env::var("SCAIL_MEDIA_DIR") {
-            return d.into();
-        }
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|a| a.join("shared/media"))
-            .find(|d| d.join("SOURCES.md").exists())
-            .expect("shared/media not found; set SCAIL_MEDIA_DIR")
+        scail_testdata::media_dir()
     }
 
     #[test]

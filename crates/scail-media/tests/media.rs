@@ -1,4 +1,4 @@
-//! Tests on the real clips and images in `../shared/media/` (or `SCAIL_MEDIA_DIR`): probe facts
+//! Tests on the real clips and images in `testdata/media/` (or `SCAIL_MEDIA_DIR`): probe facts
 //! against ffprobe's, 16 fps timing, audio round trip, image decode. Videos are decoded at
 //! reduced size to keep this fast.
 #![cfg(feature = "ffmpeg")]

@@ -1,4 +1,4 @@
-//! Access to the numerical oracle in `../shared/fixtures` (or `SCAIL_FIXTURES_DIR`).
+//! Access to the numerical oracle in `testdata/fixtures` (or `SCAIL_FIXTURES_DIR`).
 //!
 //! Parity tests take every size from the folder's `manifest.json`, so other fixture sets of the
 //! same format pass unchanged.
@@ -8,22 +8,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-/// The fixture folder: `SCAIL_FIXTURES_DIR`, else `../shared/fixtures` found by walking up from
-/// this crate (the workspace sits next to `shared/`).
+/// The fixture folder: `SCAIL_FIXTURES_DIR`, else the repository's `testdata/fixtures`.
 pub fn dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SCAIL_FIXTURES_DIR") {
-        return PathBuf::from(d);
-    }
-    let mut p = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let cand = p.join("../shared/fixtures");
-        if cand.join("manifest.json").exists() {
-            return cand;
-        }
-        if !p.pop() {
-            return PathBuf::from("../shared/fixtures");
-        }
-    }
+    scail_testdata::fixtures_dir()
 }
 
 /// The parsed `manifest.json`.

@@ -1,5 +1,5 @@
 //! The SCAIL-2 networks on candle: the DiT, RoPE, the Wan 2.1 VAE, umT5 and the CLIP visual tower,
-//! plus checkpoint loading. Numerics are pinned by the fixtures in `../shared/fixtures`.
+//! plus checkpoint loading. Numerics are pinned by the fixtures in `testdata/fixtures`.
 
 pub mod attention;
 pub mod blas;

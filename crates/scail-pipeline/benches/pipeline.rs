@@ -4,7 +4,7 @@
 //! classifier-free guidance as the comparison run.
 //!
 //! Run through `bench/pipeline.sh` (builds under the shared cargo lock, runs outside it).
-//! Environment: `SCAIL_MEDIA_DIR` (default ../shared/media), `BENCH_STEPS` (default 4).
+//! Environment: `SCAIL_MEDIA_DIR` (default testdata/media), `BENCH_STEPS` (default 4).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,9 +43,7 @@ impl JobProgress for StepTimes {
 }
 
 fn media_dir() -> PathBuf {
-    std::env::var("SCAIL_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media"))
+    scail_testdata::media_dir()
 }
 
 fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, h: usize) {

@@ -20,22 +20,9 @@ const W: usize = 64;
 const H: usize = 32;
 const BLUE: [u8; 3] = [0, 0, 255];
 
-/// `SCAIL_MEDIA_DIR`, else `../shared/media` found by walking up from this crate.
+/// A file of the test media folder, when present.
 fn media(name: &str) -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("SCAIL_MEDIA_DIR") {
-        let p = Path::new(&d).join(name);
-        return p.is_file().then_some(p);
-    }
-    let mut p = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let c = p.join("../shared/media").join(name);
-        if c.is_file() {
-            return Some(c);
-        }
-        if !p.pop() {
-            return None;
-        }
-    }
+    Some(scail_testdata::media(name)).filter(|p| p.is_file())
 }
 
 fn have_ffmpeg() -> bool {

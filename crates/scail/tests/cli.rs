@@ -10,8 +10,8 @@ fn scail() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scail"))
 }
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+fn media_dir() -> PathBuf {
+    scail_testdata::media_dir()
 }
 
 fn ok(cmd: &mut Command) -> String {
@@ -58,7 +58,7 @@ fn serve_help_documents_every_option() {
 fn probe_prints_json_facts_and_refuses_non_media() {
     let v: serde_json::Value = serde_json::from_str(&ok(scail()
         .arg("probe")
-        .arg(shared().join("media/talk_show_host_30fps_audio.mp4"))))
+        .arg(media_dir().join("talk_show_host_30fps_audio.mp4"))))
     .unwrap();
     assert_eq!(v["video"]["width"], 1920);
     assert_eq!(v["video"]["frames"], 106);
@@ -178,7 +178,7 @@ fn http_get(url: &str) -> String {
     out
 }
 
-/// Serves the shared media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
+/// Serves the test media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
 fn media_server() -> (Reap, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -193,7 +193,7 @@ fn media_server() -> (Reap, String) {
             "--bind",
             "127.0.0.1",
         ])
-        .current_dir(shared().join("media"))
+        .current_dir(media_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -34,9 +34,7 @@ fn scail() -> Command {
 }
 
 fn media_dir() -> PathBuf {
-    std::env::var_os("SCAIL_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media"))
+    scail_testdata::media_dir()
 }
 
 fn have_ffmpeg() -> bool {

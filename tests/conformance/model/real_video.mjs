@@ -1,6 +1,6 @@
 // The official JS client against `scail serve --weights <tiny random weights>`: a request from
 // real media must come back as a real video. Run by crates/scail/tests/cli.rs with SCAIL_BASE,
-// SCAIL_KEY, SCAIL_MEDIA (a folder URL serving ../shared/media).
+// SCAIL_KEY, SCAIL_MEDIA (a folder URL serving testdata/media).
 import assert from "node:assert/strict";
 import { createFalClient } from "@fal-ai/client";
 

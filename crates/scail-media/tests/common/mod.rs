@@ -4,36 +4,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Walks up from this crate to a `shared/<sub>` folder holding `marker`.
-fn shared_dir(sub: &str, marker: &str) -> PathBuf {
-    let mut p = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let cand = p.join("..").join("shared").join(sub);
-        if cand.join(marker).exists() {
-            return cand;
-        }
-        let cand = p.join("shared").join(sub);
-        if cand.join(marker).exists() {
-            return cand;
-        }
-        if !p.pop() {
-            return PathBuf::from("../shared").join(sub);
-        }
-    }
-}
-
-/// `SCAIL_FIXTURES_DIR`, else `../shared/fixtures` found by walking up.
+/// `SCAIL_FIXTURES_DIR`, else `testdata/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var("SCAIL_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| shared_dir("fixtures", "manifest.json"))
+    scail_testdata::fixtures_dir()
 }
 
-/// `SCAIL_MEDIA_DIR`, else `../shared/media`.
+/// `SCAIL_MEDIA_DIR`, else `testdata/media`.
 pub fn media_dir() -> PathBuf {
-    std::env::var("SCAIL_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| shared_dir("media", "SOURCES.md"))
+    scail_testdata::media_dir()
 }
 
 pub fn manifest() -> serde_json::Value {

@@ -24,9 +24,7 @@ pub fn ort_or_skip(test: &str) -> Option<RuntimeConfig> {
 }
 
 pub fn media_dir() -> PathBuf {
-    std::env::var_os("SCAIL_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media"))
+    scail_testdata::media_dir()
 }
 
 pub fn standin_dir() -> PathBuf {
