@@ -5,6 +5,36 @@ use std::path::PathBuf;
 
 use crate::schema::ScailInput;
 
+/// The one progress report, from the sampler to the store and the client: what stage, how far,
+/// and the ETA computed once where the work is timed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProgressUpdate {
+    pub stage: String,
+    pub done: u64,
+    pub total: u64,
+    /// Seconds left for the whole job's remaining work of this kind (all segments when sampling).
+    pub eta_s: Option<f64>,
+}
+
+impl ProgressUpdate {
+    /// The log line for this update (`segment 1/2: 3/8 (38%), ETA 12 s`).
+    pub fn log_line(&self) -> String {
+        let pct = if self.total > 0 {
+            100.0 * self.done as f64 / self.total as f64
+        } else {
+            0.0
+        };
+        let eta = self
+            .eta_s
+            .map(|e| format!(", ETA {e:.0} s"))
+            .unwrap_or_default();
+        format!(
+            "{}: {}/{} ({pct:.0}%){eta}",
+            self.stage, self.done, self.total
+        )
+    }
+}
+
 /// Log levels as fal's status logs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -25,18 +55,13 @@ impl LogLevel {
     }
 }
 
-/// One job as the generator sees it: a validated input with every URL already fetched to a local
-/// file, a seed, and a private working folder for its outputs.
+/// One job as the generator sees it: the validated input with every URL already fetched to a
+/// local file, a seed, and a private working folder for its outputs.
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub request_id: String,
-    pub input: ScailInput,
+    pub input: ScailInput<PathBuf>,
     pub seed: u64,
-    pub image: PathBuf,
-    pub video: PathBuf,
-    pub reference_mask: Option<PathBuf>,
-    pub driving_mask: Option<PathBuf>,
-    pub pose_video: Option<PathBuf>,
     pub work_dir: PathBuf,
 }
 
@@ -78,9 +103,46 @@ pub enum GenerateError {
 /// `is_cancelled` at every step boundary.
 pub trait Progress: Send + Sync {
     fn log(&self, level: LogLevel, message: &str);
-    /// `done` of `total` units of the named stage (e.g. sampling steps of a segment).
-    fn progress(&self, stage: &str, done: u64, total: u64);
+    /// How far the job is (the ETA already computed by whoever timed the work).
+    fn progress(&self, update: &ProgressUpdate);
     fn is_cancelled(&self) -> bool;
+}
+
+/// Progress that goes nowhere (tests, benchmarks, library use).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn log(&self, _: LogLevel, _: &str) {}
+    fn progress(&self, _: &ProgressUpdate) {}
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Times one stage's units and computes its ETA: the one place an ETA is worked out.
+#[derive(Debug, Clone)]
+pub struct EtaClock {
+    start: std::time::Instant,
+}
+
+impl Default for EtaClock {
+    fn default() -> Self {
+        EtaClock {
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl EtaClock {
+    /// Restarts the clock (a new stage or segment begins).
+    pub fn restart(&mut self) {
+        self.start = std::time::Instant::now();
+    }
+
+    /// Seconds left when `done` units took the time since the last restart and `left` remain.
+    pub fn eta(&self, done: u64, left: u64) -> Option<f64> {
+        (done > 0).then(|| self.start.elapsed().as_secs_f64() / done as f64 * left as f64)
+    }
 }
 
 /// Produces a video for one request. Runs on a blocking thread.

@@ -16,6 +16,62 @@ pub const GUIDANCE_RANGE: (f64, f64) = (0.0, 20.0);
 /// Inclusive bounds of `shift`.
 pub const SHIFT_RANGE: (f64, f64) = (0.1, 20.0);
 
+/// The one home of every numeric default: validation, the OpenAPI document, the CLI and the
+/// pipeline all read these (the enums' defaults are their `#[default]` variants).
+pub mod defaults {
+    /// The hosted endpoint's UniPC step count.
+    pub const NUM_INFERENCE_STEPS: u32 = 40;
+    pub const GUIDANCE_SCALE: f64 = 5.0;
+    pub const SHIFT: f64 = 3.0;
+}
+
+/// A string-valued enum of the schema: its wire names, in schema order.
+pub trait WireEnum: Copy + Default + Sized + 'static {
+    /// The field it is the type of (for error messages).
+    const FIELD: &'static str;
+    const ALL: &'static [(&'static str, Self)];
+
+    fn as_str(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(n, _)| *n)
+            .expect("every variant is listed")
+    }
+
+    fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+    }
+}
+
+/// Display and FromStr from the wire names, so clap and error messages use them too.
+macro_rules! wire_enum {
+    ($t:ty, $field:literal, [$(($name:literal, $v:expr)),+ $(,)?]) => {
+        impl WireEnum for $t {
+            const FIELD: &'static str = $field;
+            const ALL: &'static [(&'static str, Self)] = &[$(($name, $v)),+];
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t as WireEnum>::parse(s).ok_or_else(crate::validate::enum_message::<$t>)
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -25,6 +81,14 @@ pub enum Mode {
     /// The driving scene's subject is replaced by the character.
     Replacement,
 }
+wire_enum!(
+    Mode,
+    "mode",
+    [
+        ("animation", Mode::Animation),
+        ("replacement", Mode::Replacement)
+    ]
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +99,14 @@ pub enum DrivingType {
     /// A rendered skeleton drives the model.
     Pose,
 }
+wire_enum!(
+    DrivingType,
+    "driving_type",
+    [
+        ("end_to_end", DrivingType::EndToEnd),
+        ("pose", DrivingType::Pose)
+    ]
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +115,14 @@ pub enum SubjectType {
     Human,
     Animal,
 }
+wire_enum!(
+    SubjectType,
+    "subject_type",
+    [
+        ("human", SubjectType::Human),
+        ("animal", SubjectType::Animal)
+    ]
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Resolution {
@@ -52,6 +132,11 @@ pub enum Resolution {
     #[serde(rename = "704p")]
     R704p,
 }
+wire_enum!(
+    Resolution,
+    "resolution",
+    [("512p", Resolution::R512p), ("704p", Resolution::R704p)]
+);
 
 impl Resolution {
     /// Landscape (width, height) of this resolution.
@@ -74,12 +159,72 @@ impl Resolution {
     }
 }
 
-/// A validated request with every default applied.
+/// What an input file must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Image,
+    Video,
+    /// A still image or a video (a driving mask may be either).
+    Any,
+}
+
+/// The request's input files, by name. `F` is how a file is given: a URL or data URI (`String`)
+/// at the HTTP door, a local path once fetched or at the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputFile {
+    Image,
+    Video,
+    ReferenceMask,
+    DrivingMask,
+    PoseVideo,
+}
+
+impl InputFile {
+    pub const ALL: [InputFile; 5] = [
+        InputFile::Image,
+        InputFile::Video,
+        InputFile::ReferenceMask,
+        InputFile::DrivingMask,
+        InputFile::PoseVideo,
+    ];
+
+    /// The request field that carries it.
+    pub fn field(self) -> &'static str {
+        match self {
+            InputFile::Image => "image_url",
+            InputFile::Video => "video_url",
+            InputFile::ReferenceMask => "reference_mask_url",
+            InputFile::DrivingMask => "driving_mask_url",
+            InputFile::PoseVideo => "pose_video_url",
+        }
+    }
+
+    /// A short name for files and messages (`image`, `video`, `reference_mask`, ...).
+    pub fn stem(self) -> &'static str {
+        self.field().trim_end_matches("_url")
+    }
+
+    pub fn kind(self) -> MediaKind {
+        match self {
+            InputFile::Image | InputFile::ReferenceMask => MediaKind::Image,
+            InputFile::Video | InputFile::PoseVideo => MediaKind::Video,
+            InputFile::DrivingMask => MediaKind::Any,
+        }
+    }
+
+    pub fn required(self) -> bool {
+        matches!(self, InputFile::Image | InputFile::Video)
+    }
+}
+
+/// The one validated request, with every default applied; both front doors (HTTP and
+/// `scail generate`) produce it through [`crate::validate`], the store keeps it, the worker and
+/// the pipeline run it without checking again. `F` is how files are given (see [`InputFile`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScailInput {
+pub struct ScailInput<F = String> {
     pub prompt: String,
-    pub image_url: String,
-    pub video_url: String,
+    pub image_url: F,
+    pub video_url: F,
     pub mode: Mode,
     pub driving_type: DrivingType,
     pub subject_type: SubjectType,
@@ -91,11 +236,59 @@ pub struct ScailInput {
     pub seed: Option<u64>,
     pub output_preprocessing: bool,
     /// Extension: a palette-coded reference mask (skips segmentation of the reference).
-    pub reference_mask_url: Option<String>,
+    pub reference_mask_url: Option<F>,
     /// Extension: a palette-coded driving mask video (skips segmentation of the driving video).
-    pub driving_mask_url: Option<String>,
+    pub driving_mask_url: Option<F>,
     /// Extension: a pre-rendered skeleton video (skips pose estimation).
-    pub pose_video_url: Option<String>,
+    pub pose_video_url: Option<F>,
+}
+
+impl<F> ScailInput<F> {
+    /// The file given for `which`, if any.
+    pub fn file(&self, which: InputFile) -> Option<&F> {
+        match which {
+            InputFile::Image => Some(&self.image_url),
+            InputFile::Video => Some(&self.video_url),
+            InputFile::ReferenceMask => self.reference_mask_url.as_ref(),
+            InputFile::DrivingMask => self.driving_mask_url.as_ref(),
+            InputFile::PoseVideo => self.pose_video_url.as_ref(),
+        }
+    }
+
+    /// Every file given, by name, in schema order.
+    pub fn files(&self) -> impl Iterator<Item = (InputFile, &F)> {
+        InputFile::ALL
+            .into_iter()
+            .filter_map(move |k| self.file(k).map(|f| (k, f)))
+    }
+
+    /// The same request with each file replaced (e.g. URLs by the local files fetched from them).
+    pub fn try_map_files<G, E>(
+        self,
+        mut f: impl FnMut(InputFile, F) -> Result<G, E>,
+    ) -> Result<ScailInput<G>, E> {
+        let mut opt = |k: InputFile, v: Option<F>| v.map(|v| f(k, v)).transpose();
+        let reference_mask_url = opt(InputFile::ReferenceMask, self.reference_mask_url)?;
+        let driving_mask_url = opt(InputFile::DrivingMask, self.driving_mask_url)?;
+        let pose_video_url = opt(InputFile::PoseVideo, self.pose_video_url)?;
+        Ok(ScailInput {
+            image_url: f(InputFile::Image, self.image_url)?,
+            video_url: f(InputFile::Video, self.video_url)?,
+            reference_mask_url,
+            driving_mask_url,
+            pose_video_url,
+            prompt: self.prompt,
+            mode: self.mode,
+            driving_type: self.driving_type,
+            subject_type: self.subject_type,
+            resolution: self.resolution,
+            num_inference_steps: self.num_inference_steps,
+            guidance_scale: self.guidance_scale,
+            shift: self.shift,
+            seed: self.seed,
+            output_preprocessing: self.output_preprocessing,
+        })
+    }
 }
 
 /// A file in a result, as fal returns them.
@@ -116,94 +309,6 @@ pub struct ScailOutput {
     pub preprocessing_video: Option<File>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub preprocessing_mask_video: Option<File>,
-}
-
-/// The names of the URL-valued input fields, in schema order.
-pub const URL_FIELDS: [&str; 5] = [
-    "image_url",
-    "video_url",
-    "reference_mask_url",
-    "driving_mask_url",
-    "pose_video_url",
-];
-
-/// OpenAPI 3 document of the endpoint: input/output schemas with their defaults and bounds.
-pub fn openapi(public_url: &str) -> serde_json::Value {
-    use serde_json::json;
-    let url_field = |desc: &str| {
-        json!({"type": "string", "description": desc,
-        "examples": ["https://example.com/file.mp4", "data:video/mp4;base64,..."]})
-    };
-    let file = json!({"type": "object", "title": "File", "required": ["url"],
-        "properties": {"url": {"type": "string"}, "content_type": {"type": "string"},
-            "file_name": {"type": "string"}, "file_size": {"type": "integer"}}});
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "scail: fal-ai/scail-2", "version": env!("CARGO_PKG_VERSION"),
-            "description": "Self-hosted SCAIL-2 character animation, fal queue protocol."},
-        "servers": [{"url": public_url}],
-        "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Key <your key>`"}},
-            "schemas": {
-                "File": file,
-                "ScailInput": {
-                    "type": "object",
-                    "required": ["prompt", "image_url", "video_url"],
-                    "properties": {
-                        "prompt": {"type": "string", "description": "What the output should show."},
-                        "image_url": url_field("The reference character image (URL or data URI)."),
-                        "video_url": url_field("The driving video (URL or data URI)."),
-                        "mode": {"type": "string", "enum": ["animation", "replacement"], "default": "animation"},
-                        "driving_type": {"type": "string", "enum": ["end_to_end", "pose"], "default": "end_to_end"},
-                        "subject_type": {"type": "string", "enum": ["human", "animal"], "default": "human"},
-                        "resolution": {"type": "string", "enum": ["512p", "704p"], "default": "512p",
-                            "description": "512p: 896x512 or 512x896; 704p: 1280x704 or 704x1280; orientation from the reference image."},
-                        "num_inference_steps": {"type": "integer", "default": 40,
-                            "minimum": STEPS_RANGE.0, "maximum": STEPS_RANGE.1},
-                        "guidance_scale": {"type": "number", "default": 5.0,
-                            "minimum": GUIDANCE_RANGE.0, "maximum": GUIDANCE_RANGE.1},
-                        "shift": {"type": "number", "default": 3.0,
-                            "minimum": SHIFT_RANGE.0, "maximum": SHIFT_RANGE.1},
-                        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-                            "description": "Random when absent; the seed used is returned."},
-                        "output_preprocessing": {"type": "boolean", "default": false,
-                            "description": "Also return the Stage A videos."},
-                        "reference_mask_url": url_field("scail extension: palette-coded reference mask; skips segmentation."),
-                        "driving_mask_url": url_field("scail extension: palette-coded driving mask video; skips segmentation."),
-                        "pose_video_url": url_field("scail extension: pre-rendered skeleton video; skips pose estimation.")
-                    }
-                },
-                "ScailOutput": {
-                    "type": "object",
-                    "required": ["video", "seed"],
-                    "properties": {
-                        "video": {"$ref": "#/components/schemas/File"},
-                        "seed": {"type": "integer"},
-                        "preprocessing_video": {"$ref": "#/components/schemas/File"},
-                        "preprocessing_mask_video": {"$ref": "#/components/schemas/File"}
-                    }
-                }
-            }
-        },
-        "security": [{"apiKey": []}],
-        "paths": {
-            "/queue/fal-ai/scail-2": {"post": {
-                "summary": "Submit a request to the queue",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScailInput"}}}},
-                "responses": {"200": {"description": "Queued"}, "401": {"description": "Bad or missing key"},
-                    "422": {"description": "Validation error"}}}},
-            "/queue/fal-ai/scail-2/requests/{request_id}/status": {"get": {"summary": "Request status",
-                "responses": {"200": {"description": "Status"}, "404": {"description": "Unknown request"}}}},
-            "/queue/fal-ai/scail-2/requests/{request_id}": {"get": {"summary": "Request result",
-                "responses": {"200": {"description": "Result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScailOutput"}}}}}}},
-            "/queue/fal-ai/scail-2/requests/{request_id}/cancel": {"put": {"summary": "Cancel",
-                "responses": {"202": {"description": "Cancellation requested"}, "400": {"description": "Already completed"}, "404": {"description": "Unknown request"}}}},
-            "/run/fal-ai/scail-2": {"post": {"summary": "Run synchronously",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScailInput"}}}},
-                "responses": {"200": {"description": "Result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScailOutput"}}}}}}}
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Request validation with fal-style (FastAPI/pydantic) 422 details: one entry per violation, each
 //! with `loc`, `msg` and `type`, so the JS client's `ValidationError.fieldErrors` points at the field.
+//!
+//! Two layers, so both front doors apply one rule set: the HTTP door parses JSON into [`Fields`]
+//! (type, enum and URL errors), `scail generate` fills [`Fields`] from its flags; then
+//! [`Fields::validate`] applies required fields, defaults, ranges and combinations for both.
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -19,8 +23,27 @@ pub struct FieldError {
     pub input: Option<Value>,
 }
 
+/// Longest echo of an offending value in an error: a 100 KB value is not sent back whole.
+const ECHO_CHARS: usize = 80;
+
+/// The offending value as echoed in an error: long strings cut, big arrays and objects named.
+fn echo(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.chars().count() > ECHO_CHARS => {
+            Value::String(format!("{}…", &s[..s.floor_char_boundary(ECHO_CHARS)]))
+        }
+        Value::Array(a) if v.to_string().len() > ECHO_CHARS => {
+            Value::String(format!("<array of {} items>", a.len()))
+        }
+        Value::Object(o) if v.to_string().len() > ECHO_CHARS => {
+            Value::String(format!("<object with {} keys>", o.len()))
+        }
+        v => v.clone(),
+    }
+}
+
 impl FieldError {
-    fn new(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+    pub fn new(field: &str, msg: impl Into<String>, kind: &str) -> Self {
         FieldError {
             loc: vec!["body".into(), field.into()],
             msg: msg.into(),
@@ -34,7 +57,7 @@ impl FieldError {
         self
     }
     fn input(mut self, v: &Value) -> Self {
-        self.input = Some(v.clone());
+        self.input = Some(echo(v));
         self
     }
     /// An error about the body as a whole (not JSON, not an object).
@@ -47,37 +70,234 @@ impl FieldError {
             input: None,
         }
     }
+    /// The field it is about (`None` for the body as a whole).
+    pub fn field(&self) -> Option<&str> {
+        self.loc.get(1).map(String::as_str)
+    }
 }
 
-struct Checker<'a> {
+/// `field: message`, as the command line prints it.
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.field() {
+            Some(field) => write!(f, "{field}: {}", self.msg),
+            None => f.write_str(&self.msg),
+        }
+    }
+}
+
+/// The message for a value that is none of an enum's wire names.
+pub fn enum_message<T: WireEnum + PartialEq>() -> String {
+    let list = T::names()
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("value is not a valid enumeration member; permitted: {list}")
+}
+
+fn enum_error<T: WireEnum + PartialEq>(given: &Value) -> FieldError {
+    FieldError::new(T::FIELD, enum_message::<T>(), "type_error.enum")
+        .ctx(json!({"enum_values": T::names()}))
+        .input(given)
+}
+
+fn not_ge(field: &str, limit: Value, given: Value) -> FieldError {
+    FieldError::new(
+        field,
+        format!("ensure this value is greater than or equal to {limit}"),
+        "value_error.number.not_ge",
+    )
+    .ctx(json!({"limit_value": limit}))
+    .input(&given)
+}
+
+fn not_le(field: &str, limit: Value, given: Value) -> FieldError {
+    FieldError::new(
+        field,
+        format!("ensure this value is less than or equal to {limit}"),
+        "value_error.number.not_le",
+    )
+    .ctx(json!({"limit_value": limit}))
+    .input(&given)
+}
+
+/// The request's fields as given, typed but not yet checked: `None` is "not given". `F` is how
+/// files are given (URL strings at the HTTP door, paths at the command line).
+#[derive(Debug, Clone)]
+pub struct Fields<F> {
+    pub prompt: Option<String>,
+    pub image_url: Option<F>,
+    pub video_url: Option<F>,
+    pub mode: Option<Mode>,
+    pub driving_type: Option<DrivingType>,
+    pub subject_type: Option<SubjectType>,
+    pub resolution: Option<Resolution>,
+    pub num_inference_steps: Option<i64>,
+    pub guidance_scale: Option<f64>,
+    pub shift: Option<f64>,
+    pub seed: Option<i64>,
+    pub output_preprocessing: Option<bool>,
+    pub reference_mask_url: Option<F>,
+    pub driving_mask_url: Option<F>,
+    pub pose_video_url: Option<F>,
+}
+
+impl<F> Default for Fields<F> {
+    fn default() -> Self {
+        Fields {
+            prompt: None,
+            image_url: None,
+            video_url: None,
+            mode: None,
+            driving_type: None,
+            subject_type: None,
+            resolution: None,
+            num_inference_steps: None,
+            guidance_scale: None,
+            shift: None,
+            seed: None,
+            output_preprocessing: None,
+            reference_mask_url: None,
+            driving_mask_url: None,
+            pose_video_url: None,
+        }
+    }
+}
+
+fn in_range_i(
+    e: &mut Vec<FieldError>,
+    field: &str,
+    v: Option<i64>,
+    lo: i64,
+    hi: i64,
+) -> Option<i64> {
+    let n = v?;
+    if n < lo {
+        e.push(not_ge(field, json!(lo), json!(n)));
+        None
+    } else if n > hi {
+        e.push(not_le(field, json!(hi), json!(n)));
+        None
+    } else {
+        Some(n)
+    }
+}
+
+fn in_range_f(
+    e: &mut Vec<FieldError>,
+    field: &str,
+    v: Option<f64>,
+    lo: f64,
+    hi: f64,
+) -> Option<f64> {
+    let x = v?;
+    if !x.is_finite() {
+        e.push(FieldError::new(
+            field,
+            "value is not a valid float",
+            "type_error.float",
+        ));
+        None
+    } else if x < lo {
+        e.push(not_ge(field, json!(lo), json!(x)));
+        None
+    } else if x > hi {
+        e.push(not_le(field, json!(hi), json!(x)));
+        None
+    } else {
+        Some(x)
+    }
+}
+
+impl<F> Fields<F> {
+    /// Required fields, defaults, ranges and combinations: the rules both front doors share.
+    pub fn validate(self) -> Result<ScailInput<F>, Vec<FieldError>> {
+        self.validate_after(Vec::new())
+    }
+
+    /// [`Fields::validate`] after a parse that already found `errors` (a field with an error
+    /// there is not reported missing again).
+    fn validate_after(self, mut e: Vec<FieldError>) -> Result<ScailInput<F>, Vec<FieldError>> {
+        let had = |e: &Vec<FieldError>, f: &str| e.iter().any(|x| x.field() == Some(f));
+        let required = |e: &mut Vec<FieldError>, field: &str, given: bool| {
+            if !given && !had(e, field) {
+                e.push(FieldError::new(
+                    field,
+                    "field required",
+                    "value_error.missing",
+                ));
+            }
+        };
+        required(&mut e, "prompt", self.prompt.is_some());
+        required(&mut e, "image_url", self.image_url.is_some());
+        required(&mut e, "video_url", self.video_url.is_some());
+        let (lo, hi) = STEPS_RANGE;
+        let steps = in_range_i(
+            &mut e,
+            "num_inference_steps",
+            self.num_inference_steps,
+            lo,
+            hi,
+        );
+        let (lo, hi) = GUIDANCE_RANGE;
+        let guidance = in_range_f(&mut e, "guidance_scale", self.guidance_scale, lo, hi);
+        let (lo, hi) = SHIFT_RANGE;
+        let shift = in_range_f(&mut e, "shift", self.shift, lo, hi);
+        let seed = in_range_i(&mut e, "seed", self.seed, 0, MAX_SEED as i64);
+        let driving_type = self.driving_type.unwrap_or_default();
+        let subject_type = self.subject_type.unwrap_or_default();
+        if driving_type == DrivingType::Pose && subject_type == SubjectType::Animal {
+            e.push(
+                FieldError::new(
+                    "driving_type",
+                    "pose driving is not available for subject_type 'animal': the pose estimator is a human model; use driving_type 'end_to_end'",
+                    "value_error.unsupported_combination",
+                )
+                .input(&json!("pose")),
+            );
+        }
+        let (Some(prompt), Some(image_url), Some(video_url), true) =
+            (self.prompt, self.image_url, self.video_url, e.is_empty())
+        else {
+            return Err(e);
+        };
+        Ok(ScailInput {
+            prompt,
+            image_url,
+            video_url,
+            mode: self.mode.unwrap_or_default(),
+            driving_type,
+            subject_type,
+            resolution: self.resolution.unwrap_or_default(),
+            num_inference_steps: steps.map_or(defaults::NUM_INFERENCE_STEPS, |s| s as u32),
+            guidance_scale: guidance.unwrap_or(defaults::GUIDANCE_SCALE),
+            shift: shift.unwrap_or(defaults::SHIFT),
+            seed: seed.map(|s| s as u64),
+            output_preprocessing: self.output_preprocessing.unwrap_or(false),
+            reference_mask_url: self.reference_mask_url,
+            driving_mask_url: self.driving_mask_url,
+            pose_video_url: self.pose_video_url,
+        })
+    }
+}
+
+/// Parses a JSON body's values into [`Fields`], collecting type, enum and URL errors.
+struct Parser<'a> {
     obj: &'a Map<String, Value>,
     errors: Vec<FieldError>,
 }
 
-impl<'a> Checker<'a> {
+impl<'a> Parser<'a> {
     fn get(&self, field: &str) -> Option<&'a Value> {
         // An explicit null means "not given", as pydantic treats Optional fields.
         self.obj.get(field).filter(|v| !v.is_null())
     }
 
-    fn required_str(&mut self, field: &str) -> Option<String> {
-        match self.obj.get(field) {
-            None | Some(Value::Null) => {
-                self.errors.push(FieldError::new(
-                    field,
-                    "field required",
-                    "value_error.missing",
-                ));
-                None
-            }
-            Some(v) => self.str_value(field, v),
-        }
-    }
-
-    fn str_value(&mut self, field: &str, v: &Value) -> Option<String> {
-        match v {
+    fn string(&mut self, field: &str) -> Option<String> {
+        match self.get(field)? {
             Value::String(s) => Some(s.clone()),
-            _ => {
+            v => {
                 self.errors
                     .push(FieldError::new(field, "str type expected", "type_error.str").input(v));
                 None
@@ -85,56 +305,30 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn url(&mut self, field: &str, required: bool) -> Option<String> {
-        let s = if required {
-            self.required_str(field)?
-        } else {
-            let v = self.get(field)?;
-            self.str_value(field, v)?
-        };
+    fn url(&mut self, field: &str) -> Option<String> {
+        let s = self.string(field)?;
         match check_url(&s) {
             Ok(()) => Some(s),
             Err((msg, kind)) => {
-                let shown = if s.len() > 80 {
-                    format!("{}…", &s[..s.floor_char_boundary(80)])
-                } else {
-                    s.clone()
-                };
                 self.errors
-                    .push(FieldError::new(field, msg, kind).input(&Value::String(shown)));
+                    .push(FieldError::new(field, msg, kind).input(&Value::String(s)));
                 None
             }
         }
     }
 
-    fn enumeration<T: Copy>(&mut self, field: &str, options: &[(&str, T)], default: T) -> T {
-        let Some(v) = self.get(field) else {
-            return default;
-        };
-        let permitted: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        if let Value::String(s) = v {
-            if let Some((_, t)) = options.iter().find(|(n, _)| n == s) {
-                return *t;
+    fn enumeration<T: WireEnum + PartialEq>(&mut self) -> Option<T> {
+        let v = self.get(T::FIELD)?;
+        match v.as_str().and_then(T::parse) {
+            Some(t) => Some(t),
+            None => {
+                self.errors.push(enum_error::<T>(v));
+                None
             }
         }
-        let list = permitted
-            .iter()
-            .map(|p| format!("'{p}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.errors.push(
-            FieldError::new(
-                field,
-                format!("value is not a valid enumeration member; permitted: {list}"),
-                "type_error.enum",
-            )
-            .ctx(json!({"enum_values": permitted}))
-            .input(v),
-        );
-        default
     }
 
-    fn integer(&mut self, field: &str, lo: i64, hi: i64) -> Option<i64> {
+    fn integer(&mut self, field: &str) -> Option<i64> {
         let v = self.get(field)?;
         let n = match v {
             Value::Number(n) => n.as_i64().or_else(|| {
@@ -144,93 +338,40 @@ impl<'a> Checker<'a> {
             }),
             _ => None,
         };
-        let Some(n) = n else {
-            let huge = matches!(v, Value::Number(n) if n.as_u64().is_some());
-            if huge {
-                self.errors.push(
-                    FieldError::new(
-                        field,
-                        format!("ensure this value is less than or equal to {hi}"),
-                        "value_error.number.not_le",
-                    )
-                    .ctx(json!({"limit_value": hi}))
-                    .input(v),
-                );
+        if n.is_none() {
+            if matches!(v, Value::Number(n) if n.as_u64().is_some()) {
+                // Beyond i64: above every upper bound. The bound named is the field's own.
+                let hi = if field == "seed" {
+                    MAX_SEED as i64
+                } else {
+                    STEPS_RANGE.1
+                };
+                self.errors.push(not_le(field, json!(hi), v.clone()));
             } else {
                 self.errors.push(
                     FieldError::new(field, "value is not a valid integer", "type_error.integer")
                         .input(v),
                 );
             }
-            return None;
-        };
-        self.bounds(
-            field,
-            v,
-            n as f64,
-            lo as f64,
-            hi as f64,
-            json!(lo),
-            json!(hi),
-        )
-        .then_some(n)
+        }
+        n
     }
 
-    fn float(&mut self, field: &str, lo: f64, hi: f64) -> Option<f64> {
+    fn float(&mut self, field: &str) -> Option<f64> {
         let v = self.get(field)?;
-        let Some(f) = v.as_f64().filter(|f| f.is_finite()) else {
+        let f = v.as_f64().filter(|f| f.is_finite());
+        if f.is_none() {
             self.errors.push(
                 FieldError::new(field, "value is not a valid float", "type_error.float").input(v),
             );
-            return None;
-        };
-        self.bounds(field, v, f, lo, hi, json!(lo), json!(hi))
-            .then_some(f)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn bounds(
-        &mut self,
-        field: &str,
-        v: &Value,
-        x: f64,
-        lo: f64,
-        hi: f64,
-        jl: Value,
-        jh: Value,
-    ) -> bool {
-        if x < lo {
-            self.errors.push(
-                FieldError::new(
-                    field,
-                    format!("ensure this value is greater than or equal to {jl}"),
-                    "value_error.number.not_ge",
-                )
-                .ctx(json!({"limit_value": jl}))
-                .input(v),
-            );
-            false
-        } else if x > hi {
-            self.errors.push(
-                FieldError::new(
-                    field,
-                    format!("ensure this value is less than or equal to {jh}"),
-                    "value_error.number.not_le",
-                )
-                .ctx(json!({"limit_value": jh}))
-                .input(v),
-            );
-            false
-        } else {
-            true
         }
+        f
     }
 
-    fn boolean(&mut self, field: &str) -> bool {
-        match self.get(field) {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => {
+    fn boolean(&mut self, field: &str) -> Option<bool> {
+        match self.get(field)? {
+            Value::Bool(b) => Some(*b),
+            v => {
                 self.errors.push(
                     FieldError::new(
                         field,
@@ -239,7 +380,7 @@ impl<'a> Checker<'a> {
                     )
                     .input(v),
                 );
-                false
+                None
             }
         }
     }
@@ -291,7 +432,8 @@ pub fn check_url(s: &str) -> Result<(), (&'static str, &'static str)> {
     Ok(())
 }
 
-/// Validates a submitted JSON body, applying defaults. Unknown fields are ignored.
+/// Validates a submitted JSON body, applying defaults. Unknown fields are dropped: the result
+/// holds only what the schema defines.
 pub fn validate_input(body: &Value) -> Result<ScailInput, Vec<FieldError>> {
     let Value::Object(obj) = body else {
         return Err(vec![FieldError::body(
@@ -299,248 +441,27 @@ pub fn validate_input(body: &Value) -> Result<ScailInput, Vec<FieldError>> {
             "type_error.dict",
         )]);
     };
-    let mut c = Checker {
+    let mut p = Parser {
         obj,
         errors: Vec::new(),
     };
-    let prompt = c.required_str("prompt");
-    let image_url = c.url("image_url", true);
-    let video_url = c.url("video_url", true);
-    let mode = c.enumeration(
-        "mode",
-        &[
-            ("animation", Mode::Animation),
-            ("replacement", Mode::Replacement),
-        ],
-        Mode::Animation,
-    );
-    let driving_type = c.enumeration(
-        "driving_type",
-        &[
-            ("end_to_end", DrivingType::EndToEnd),
-            ("pose", DrivingType::Pose),
-        ],
-        DrivingType::EndToEnd,
-    );
-    let subject_type = c.enumeration(
-        "subject_type",
-        &[
-            ("human", SubjectType::Human),
-            ("animal", SubjectType::Animal),
-        ],
-        SubjectType::Human,
-    );
-    let resolution = c.enumeration(
-        "resolution",
-        &[("512p", Resolution::R512p), ("704p", Resolution::R704p)],
-        Resolution::R512p,
-    );
-    let steps = c.integer("num_inference_steps", STEPS_RANGE.0, STEPS_RANGE.1);
-    let guidance = c.float("guidance_scale", GUIDANCE_RANGE.0, GUIDANCE_RANGE.1);
-    let shift = c.float("shift", SHIFT_RANGE.0, SHIFT_RANGE.1);
-    let seed = c.integer("seed", 0, MAX_SEED as i64);
-    let output_preprocessing = c.boolean("output_preprocessing");
-    let reference_mask_url = c.url("reference_mask_url", false);
-    let driving_mask_url = c.url("driving_mask_url", false);
-    let pose_video_url = c.url("pose_video_url", false);
-
-    if driving_type == DrivingType::Pose && subject_type == SubjectType::Animal {
-        c.errors.push(
-            FieldError::new(
-                "driving_type",
-                "pose driving is not available for subject_type 'animal': the pose estimator is a human model; use driving_type 'end_to_end'",
-                "value_error.unsupported_combination",
-            )
-            .input(&json!("pose")),
-        );
-    }
-
-    if !c.errors.is_empty() {
-        return Err(c.errors);
-    }
-    Ok(ScailInput {
-        prompt: prompt.unwrap_or_default(),
-        image_url: image_url.unwrap_or_default(),
-        video_url: video_url.unwrap_or_default(),
-        mode,
-        driving_type,
-        subject_type,
-        resolution,
-        num_inference_steps: steps.unwrap_or(40) as u32,
-        guidance_scale: guidance.unwrap_or(5.0),
-        shift: shift.unwrap_or(3.0),
-        seed: c.get("seed").and(seed.map(|s| s as u64)),
-        output_preprocessing,
-        reference_mask_url,
-        driving_mask_url,
-        pose_video_url,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> Value {
-        json!({"prompt": "a dancer", "image_url": "https://example.com/a.png",
-               "video_url": "https://example.com/b.mp4"})
-    }
-
-    fn errs(v: Value) -> Vec<FieldError> {
-        validate_input(&v).expect_err("should fail")
-    }
-
-    fn with(k: &str, v: Value) -> Value {
-        let mut b = base();
-        b[k] = v;
-        b
-    }
-
-    #[test]
-    fn defaults_applied_and_extras_ignored() {
-        let mut b = base();
-        b["something_else"] = json!(123);
-        let i = validate_input(&b).unwrap();
-        assert_eq!(i.mode, Mode::Animation);
-        assert_eq!(i.driving_type, DrivingType::EndToEnd);
-        assert_eq!(i.subject_type, SubjectType::Human);
-        assert_eq!(i.resolution, Resolution::R512p);
-        assert_eq!(i.num_inference_steps, 40);
-        assert_eq!(i.guidance_scale, 5.0);
-        assert_eq!(i.shift, 3.0);
-        assert_eq!(i.seed, None);
-        assert!(!i.output_preprocessing);
-    }
-
-    #[test]
-    fn every_missing_required_field_is_reported() {
-        let e = errs(json!({}));
-        let locs: Vec<_> = e.iter().map(|e| e.loc[1].clone()).collect();
-        assert_eq!(locs, ["prompt", "image_url", "video_url"]);
-        assert!(e
-            .iter()
-            .all(|e| e.kind == "value_error.missing" && e.loc[0] == "body"));
-    }
-
-    #[test]
-    fn wrong_types() {
-        assert_eq!(errs(with("prompt", json!(5)))[0].kind, "type_error.str");
-        assert_eq!(
-            errs(with("num_inference_steps", json!("x")))[0].kind,
-            "type_error.integer"
-        );
-        assert_eq!(
-            errs(with("num_inference_steps", json!(2.5)))[0].kind,
-            "type_error.integer"
-        );
-        assert_eq!(
-            errs(with("guidance_scale", json!("x")))[0].kind,
-            "type_error.float"
-        );
-        assert_eq!(
-            errs(with("output_preprocessing", json!("yes")))[0].kind,
-            "type_error.bool"
-        );
-        assert_eq!(errs(json!([1]))[0].kind, "type_error.dict");
-    }
-
-    #[test]
-    fn enums() {
-        let e = errs(with("mode", json!("dance")));
-        assert_eq!(e[0].loc, ["body", "mode"]);
-        assert_eq!(e[0].kind, "type_error.enum");
-        assert!(e[0].msg.contains("'animation', 'replacement'"));
-        assert_eq!(
-            errs(with("resolution", json!("1080p")))[0].loc[1],
-            "resolution"
-        );
-        assert_eq!(
-            errs(with("driving_type", json!(1)))[0].loc[1],
-            "driving_type"
-        );
-        assert_eq!(
-            errs(with("subject_type", json!("robot")))[0].loc[1],
-            "subject_type"
-        );
-        let ok = validate_input(&with("resolution", json!("704p"))).unwrap();
-        assert_eq!(ok.resolution, Resolution::R704p);
-    }
-
-    #[test]
-    fn ranges() {
-        for (k, v, kind) in [
-            ("num_inference_steps", json!(0), "value_error.number.not_ge"),
-            (
-                "num_inference_steps",
-                json!(101),
-                "value_error.number.not_le",
-            ),
-            ("guidance_scale", json!(-0.5), "value_error.number.not_ge"),
-            ("guidance_scale", json!(20.5), "value_error.number.not_le"),
-            ("shift", json!(0), "value_error.number.not_ge"),
-            ("shift", json!(25), "value_error.number.not_le"),
-            ("seed", json!(-1), "value_error.number.not_ge"),
-            ("seed", json!(4294967296u64), "value_error.number.not_le"),
-            (
-                "seed",
-                json!(18446744073709551615u64),
-                "value_error.number.not_le",
-            ),
-        ] {
-            let e = errs(with(k, v.clone()));
-            assert_eq!(e.len(), 1, "{k}={v}");
-            assert_eq!(e[0].loc, ["body", k]);
-            assert_eq!(e[0].kind, kind, "{k}={v}");
-            assert!(e[0].ctx.is_some());
-        }
-        let i = validate_input(&with("seed", json!(4294967295u64))).unwrap();
-        assert_eq!(i.seed, Some(4294967295));
-        let i = validate_input(&with("num_inference_steps", json!(8.0))).unwrap();
-        assert_eq!(i.num_inference_steps, 8);
-    }
-
-    #[test]
-    fn urls_and_data_uris() {
-        for bad in [
-            "ftp://x/y",
-            "example.com/a.png",
-            "https:///a.png",
-            "data:image/png,abc",
-            "data:image/png;base64,!!!",
-            "data:image/png;base64",
-        ] {
-            let e = errs(with("image_url", json!(bad)));
-            assert_eq!(e[0].loc, ["body", "image_url"], "{bad}");
-            assert!(
-                e[0].kind.starts_with("value_error.url"),
-                "{bad}: {}",
-                e[0].kind
-            );
-        }
-        let ok = validate_input(&with(
-            "image_url",
-            json!("data:image/png;base64,iVBORw0KGgo="),
-        ))
-        .unwrap();
-        assert!(ok.image_url.starts_with("data:"));
-        let e = errs(with("pose_video_url", json!("nope")));
-        assert_eq!(e[0].loc, ["body", "pose_video_url"]);
-    }
-
-    #[test]
-    fn animal_pose_is_refused() {
-        let mut b = with("subject_type", json!("animal"));
-        b["driving_type"] = json!("pose");
-        let e = errs(b);
-        assert_eq!(e[0].loc, ["body", "driving_type"]);
-        assert!(e[0].msg.contains("animal"));
-    }
-
-    #[test]
-    fn several_errors_at_once() {
-        let mut b = with("mode", json!("x"));
-        b["shift"] = json!(100);
-        b.as_object_mut().unwrap().remove("prompt");
-        assert_eq!(errs(b).len(), 3);
-    }
+    let fields = Fields {
+        prompt: p.string("prompt"),
+        image_url: p.url("image_url"),
+        video_url: p.url("video_url"),
+        mode: p.enumeration(),
+        driving_type: p.enumeration(),
+        subject_type: p.enumeration(),
+        resolution: p.enumeration(),
+        num_inference_steps: p.integer("num_inference_steps"),
+        guidance_scale: p.float("guidance_scale"),
+        shift: p.float("shift"),
+        seed: p.integer("seed"),
+        output_preprocessing: p.boolean("output_preprocessing"),
+        reference_mask_url: p.url("reference_mask_url"),
+        driving_mask_url: p.url("driving_mask_url"),
+        pose_video_url: p.url("pose_video_url"),
+    };
+    let errors = p.errors;
+    fields.validate_after(errors)
 }
