@@ -76,13 +76,95 @@ const SCHEMA: &[&str] = &[
         created_at REAL NOT NULL)",
 ];
 
+/// Where a job is, as fal's status calls name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    InQueue,
+    InProgress,
+    Completed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InQueue => "IN_QUEUE",
+            JobStatus::InProgress => "IN_PROGRESS",
+            JobStatus::Completed => "COMPLETED",
+        }
+    }
+
+    /// The stored text; an unknown value (a newer schema) reads as queued, never as finished.
+    fn from_db(s: &str) -> JobStatus {
+        match s {
+            "IN_PROGRESS" => JobStatus::InProgress,
+            "COMPLETED" => JobStatus::Completed,
+            _ => JobStatus::InQueue,
+        }
+    }
+}
+
+impl serde::Serialize for JobStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What a status call needs of a job: no input, no result, so a status call costs the same
+/// whatever the job carries.
+#[derive(Debug, Clone)]
+pub struct JobHead {
+    pub seq: i64,
+    pub id: String,
+    pub owner: String,
+    pub status: JobStatus,
+    pub priority: i64,
+    pub error: Option<String>,
+    pub error_type: Option<String>,
+    pub inference_time: Option<f64>,
+}
+
+/// The columns of [`JobHead`] (a macro so queries stay static strings).
+macro_rules! head_columns {
+    () => {
+        "seq, id, owner, status, priority, error, error_type, inference_time"
+    };
+}
+
+fn head_from_row(r: &sqlx::sqlite::SqliteRow) -> JobHead {
+    JobHead {
+        seq: r.get("seq"),
+        id: r.get("id"),
+        owner: r.get("owner"),
+        status: JobStatus::from_db(r.get("status")),
+        priority: r.get("priority"),
+        error: r.get("error"),
+        error_type: r.get("error_type"),
+        inference_time: r.get("inference_time"),
+    }
+}
+
+/// A job to queue.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    pub endpoint: &'a str,
+    /// The validated input, serialised (unknown fields already dropped).
+    pub input: &'a Value,
+    /// 0 normal, 1 low (`x-fal-queue-priority: low`).
+    pub priority: i64,
+    /// Unix seconds after which the job is stopped (`x-fal-request-timeout`).
+    pub deadline: Option<f64>,
+    pub webhook_url: Option<&'a str>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub seq: i64,
     pub id: String,
     pub owner: String,
+    /// The validated input (`scail_core::ScailInput`), as stored at submit.
     pub input: Value,
-    pub status: String,
+    pub status: JobStatus,
     pub priority: i64,
     pub deadline: Option<f64>,
     pub started_at: Option<f64>,
@@ -152,7 +234,7 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Job {
         id: r.get("id"),
         owner: r.get("owner"),
         input: json(r.get("input")).unwrap_or(Value::Null),
-        status: r.get("status"),
+        status: JobStatus::from_db(r.get("status")),
         priority: r.get("priority"),
         deadline: r.get("deadline"),
         started_at: r.get("started_at"),
@@ -187,32 +269,24 @@ impl Store {
         Ok(Store { pool })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_job(
-        &self,
-        id: &str,
-        owner: &str,
-        endpoint: &str,
-        input: &Value,
-        priority: i64,
-        deadline: Option<f64>,
-        webhook_url: Option<&str>,
-    ) -> Result<Job> {
-        let row = sqlx::query(
+    /// Queues a job; returns its status columns.
+    pub async fn insert_job(&self, job: &NewJob<'_>) -> Result<JobHead> {
+        let row = sqlx::query(concat!(
             "INSERT INTO jobs (id, owner, endpoint, input, status, priority, created_at, deadline, webhook_url)
-             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?) RETURNING *",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(endpoint)
-        .bind(input.to_string())
-        .bind(priority)
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?) RETURNING ",
+            head_columns!()
+        ))
+        .bind(job.id)
+        .bind(job.owner)
+        .bind(job.endpoint)
+        .bind(job.input.to_string())
+        .bind(job.priority)
         .bind(now())
-        .bind(deadline)
-        .bind(webhook_url)
+        .bind(job.deadline)
+        .bind(job.webhook_url)
         .fetch_one(&self.pool)
         .await?;
-        Ok(job_from_row(&row))
+        Ok(head_from_row(&row))
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
@@ -223,8 +297,21 @@ impl Store {
         Ok(row.as_ref().map(job_from_row))
     }
 
+    /// The status columns of a job (see [`JobHead`]).
+    pub async fn job_head(&self, id: &str) -> Result<Option<JobHead>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            head_columns!(),
+            " FROM jobs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(head_from_row))
+    }
+
     /// Jobs ahead of this one in the queue (0 = next to run).
-    pub async fn queue_position(&self, job: &Job) -> Result<i64> {
+    pub async fn queue_position(&self, job: &JobHead) -> Result<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE status = 'IN_QUEUE'
              AND (priority < ? OR (priority = ? AND seq < ?))",
@@ -342,6 +429,15 @@ impl Store {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Whether a cancel was asked for (read by the running job's heartbeat).
+    pub async fn cancel_requested(&self, id: &str) -> Result<bool> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.is_some_and(|v| v != 0))
     }
 
     pub async fn request_cancel(&self, id: &str) -> Result<()> {

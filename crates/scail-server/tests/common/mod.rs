@@ -61,7 +61,7 @@ impl Generator for TestGenerator {
             LogLevel::Info,
             &format!("test generator: seed {}", req.seed),
         );
-        for p in [&req.image, &req.video] {
+        for p in [&req.input.image_url, &req.input.video_url] {
             if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
                 return Err(GenerateError::Failed(format!(
                     "input {} is missing",
@@ -70,12 +70,18 @@ impl Generator for TestGenerator {
             }
         }
         let steps = req.input.num_inference_steps as u64;
+        let clock = EtaClock::default();
         for i in 0..steps {
             if progress.is_cancelled() {
                 return Err(GenerateError::Cancelled);
             }
             std::thread::sleep(self.step_delay);
-            progress.progress("sampling", i + 1, steps);
+            progress.progress(&ProgressUpdate {
+                stage: "sampling".into(),
+                done: i + 1,
+                total: steps,
+                eta_s: clock.eta(i + 1, steps - i - 1),
+            });
         }
         if req.input.prompt == "please fail" {
             return Err(GenerateError::Failed(
