@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
+use scail_core::schema::ScailInput;
 use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::ImageU8;
 use scail_model::dit::{self, Dit, DitConfig};
-use scail_pipeline::job::{run_job, JobProgress, JobRequest};
+use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
 use scail_pipeline::noise::NoiseGen;
-use scail_pipeline::sampler::SolverKind;
 use scail_pipeline::{sample_video, Conditioning, Hooks, PixelInputs, SamplingOptions};
 
 fn peak_mib() -> String {
@@ -31,14 +32,19 @@ fn peak_mib() -> String {
 struct StepTimes {
     start: Instant,
     /// (time, step index within its segment) of every finished step.
-    steps: std::cell::RefCell<Vec<(f64, u64)>>,
+    steps: std::sync::Mutex<Vec<(f64, u64)>>,
 }
 
-impl JobProgress for StepTimes {
-    fn progress(&self, _stage: &str, done: u64, _total: u64, _eta: Option<f64>) {
+impl Progress for StepTimes {
+    fn log(&self, _: LogLevel, _: &str) {}
+    fn progress(&self, u: &ProgressUpdate) {
         self.steps
-            .borrow_mut()
-            .push((self.start.elapsed().as_secs_f64(), done));
+            .lock()
+            .unwrap()
+            .push((self.start.elapsed().as_secs_f64(), u.done));
+    }
+    fn is_cancelled(&self) -> bool {
+        false
     }
 }
 
@@ -52,33 +58,35 @@ fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, 
         steps: Default::default(),
     };
     let req = JobRequest {
-        prompt: "a woman dancing".into(),
-        image: media_dir().join("ref_photo_woman_shore.jpg"),
-        video: media_dir().join("dance_woman_16fps.mp4"),
-        reference_mask: Some(tmp.join("ref_mask.png")),
-        driving_mask: Some(tmp.join("drv_mask.mp4")),
-        pose_video: None,
-        mode: Mode::Animation,
-        driving_type: DrivingType::EndToEnd,
-        subject_type: SubjectType::Human,
-        resolution: Resolution::R512p,
-        size: Some((w as u32, h as u32)),
-        steps,
-        guidance,
-        shift: 3.0,
-        solver: SolverKind::UniPc,
+        input: ScailInput {
+            prompt: "a woman dancing".into(),
+            image_url: media_dir().join("ref_photo_woman_shore.jpg"),
+            video_url: media_dir().join("dance_woman_16fps.mp4"),
+            mode: Mode::Animation,
+            driving_type: DrivingType::EndToEnd,
+            subject_type: SubjectType::Human,
+            resolution: Resolution::R512p,
+            num_inference_steps: steps as u32,
+            guidance_scale: guidance,
+            shift: 3.0,
+            seed: Some(1),
+            output_preprocessing: false,
+            reference_mask_url: Some(tmp.join("ref_mask.png")),
+            driving_mask_url: Some(tmp.join("drv_mask.mp4")),
+            pose_video_url: None,
+        },
         seed: 1,
-        color_match: false,
-        segment_len: 33,
-        segment_overlap: 5,
-        output_preprocessing: false,
+        run: RunOptions {
+            size: Some((w as u32, h as u32)),
+            segment_len: 33,
+            ..RunOptions::default()
+        },
         out: tmp.join("bench.mp4"),
-        stagea_dir: None,
     };
     let wall = Instant::now();
     let out = run_job(models, &req, &t).expect("job");
     let job = wall.elapsed().as_secs_f64();
-    let st = t.steps.borrow();
+    let st = t.steps.lock().unwrap();
     // Step-to-step intervals inside a segment only (the first step of a segment also carries
     // that segment's VAE encode).
     let per_step: Vec<f64> = st

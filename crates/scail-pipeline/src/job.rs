@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
+use scail_core::generator::{EtaClock, LogLevel, Progress, ProgressUpdate};
+use scail_core::schema::{DrivingType, Mode, ScailInput, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::{ImageF32, ImageU8};
 use scail_media::image_io::decode_image;
@@ -23,36 +24,44 @@ use crate::sampler::SolverKind;
 use crate::segments::{sample_video, Conditioning, Hooks, PixelInputs, SamplingOptions};
 use crate::{PipelineError, Result};
 
-/// Everything one job needs, with local files.
+/// How this installation runs jobs: settings that are not part of the API request.
 #[derive(Debug, Clone)]
-pub struct JobRequest {
-    pub prompt: String,
-    pub image: PathBuf,
-    pub video: PathBuf,
-    pub reference_mask: Option<PathBuf>,
-    pub driving_mask: Option<PathBuf>,
-    pub pose_video: Option<PathBuf>,
-    pub mode: Mode,
-    pub driving_type: DrivingType,
-    pub subject_type: SubjectType,
-    pub resolution: Resolution,
-    /// `(width, height)` overriding `resolution` (multiples of 32), for experiments.
+pub struct RunOptions {
+    /// `(width, height)` overriding the request's resolution (multiples of 32), for experiments.
     pub size: Option<(u32, u32)>,
-    pub steps: usize,
-    pub guidance: f64,
-    pub shift: f64,
     pub solver: SolverKind,
-    pub seed: u64,
+    /// Match later segments' colours to the first (fights drift on long videos).
     pub color_match: bool,
     /// Pixel frames per segment (81 for the released model; smaller for tests) and the history
     /// overlap (5).
     pub segment_len: usize,
     pub segment_overlap: usize,
-    pub output_preprocessing: bool,
-    /// Where the video goes; the Stage A videos are written beside it.
-    pub out: PathBuf,
     /// Folder of the Stage A ONNX models (SAM3, DWPose), if any.
     pub stagea_dir: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        let s = SamplingOptions::default();
+        RunOptions {
+            size: None,
+            solver: s.solver,
+            color_match: false,
+            segment_len: s.segment_len,
+            segment_overlap: s.segment_overlap,
+            stagea_dir: None,
+        }
+    }
+}
+
+/// One job: the validated request with its files local, the seed, how to run it, and where the
+/// video goes (the Stage A videos are written beside it).
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub input: ScailInput<PathBuf>,
+    pub seed: u64,
+    pub run: RunOptions,
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -69,20 +78,6 @@ pub struct JobOutput {
     /// The final latent of the last segment (for reproducibility checks).
     pub last_latent: Option<Tensor>,
 }
-
-/// Progress events of a job.
-pub trait JobProgress {
-    fn log(&self, _message: &str) {}
-    /// `done` of `total` units of a stage; sampling stages are named `segment i/n`.
-    fn progress(&self, _stage: &str, _done: u64, _total: u64, _eta_s: Option<f64>) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-}
-
-/// No progress reporting.
-pub struct Silent;
-impl JobProgress for Silent {}
 
 fn input_err(what: &str, e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Input(format!("{what}: {e}"))
@@ -231,9 +226,9 @@ fn rgb_to_image(f: &RgbImage) -> ImageU8 {
 /// Stage A's per-frame steps as job progress (`preprocessing: segmentation` / `pose`), with
 /// an ETA, and the job's cancel flag checked after every frame.
 struct StageAHook<'a> {
-    p: &'a dyn JobProgress,
+    p: &'a dyn Progress,
     step: &'static str,
-    start: Instant,
+    clock: EtaClock,
 }
 
 impl sa::StageAProgress for StageAHook<'_> {
@@ -245,18 +240,18 @@ impl sa::StageAProgress for StageAHook<'_> {
     ) -> std::result::Result<(), scail_stagea::StageAError> {
         if step != self.step {
             self.step = step;
-            self.start = Instant::now();
-            self.p
-                .log(&format!("preprocessing: {step} on {total} frames"));
+            self.clock.restart();
+            self.p.log(
+                LogLevel::Info,
+                &format!("preprocessing: {step} on {total} frames"),
+            );
         }
-        let eta = (done > 0)
-            .then(|| self.start.elapsed().as_secs_f64() / done as f64 * (total - done) as f64);
-        self.p.progress(
-            &format!("preprocessing: {step}"),
-            done as u64,
-            total as u64,
-            eta,
-        );
+        self.p.progress(&ProgressUpdate {
+            stage: format!("preprocessing: {step}"),
+            done: done as u64,
+            total: total as u64,
+            eta_s: self.clock.eta(done as u64, (total - done) as u64),
+        });
         if self.p.is_cancelled() {
             return Err(scail_stagea::StageAError::Cancelled);
         }
@@ -264,45 +259,50 @@ impl sa::StageAProgress for StageAHook<'_> {
     }
 }
 
-/// Adapts sampling hooks to job progress with an ETA per segment.
+/// Adapts sampling hooks to job progress, with an ETA over this and the remaining segments.
 struct ProgressHooks<'a> {
-    p: &'a dyn JobProgress,
-    seg_start: Instant,
+    p: &'a dyn Progress,
+    clock: EtaClock,
     segments: usize,
 }
 
 impl Hooks for ProgressHooks<'_> {
     fn segment(&mut self, index: usize, count: usize, start: usize, end: usize) {
-        self.seg_start = Instant::now();
+        self.clock.restart();
         self.segments = count;
-        self.p.log(&format!(
-            "segment {}/{count}: driving frames [{start}, {end})",
-            index + 1
-        ));
+        self.p.log(
+            LogLevel::Info,
+            &format!(
+                "segment {}/{count}: driving frames [{start}, {end})",
+                index + 1
+            ),
+        );
     }
     fn step(&mut self, index: usize, done: usize, total: usize) {
-        let el = self.seg_start.elapsed().as_secs_f64();
-        let per = el / done as f64;
         // Remaining steps of this segment and of the segments after it.
         let left = (total - done) + (self.segments - index - 1) * total;
-        self.p.progress(
-            &format!("segment {}/{}", index + 1, self.segments),
-            done as u64,
-            total as u64,
-            Some(per * left as f64),
-        );
+        self.p.progress(&ProgressUpdate {
+            stage: format!("segment {}/{}", index + 1, self.segments),
+            done: done as u64,
+            total: total as u64,
+            eta_s: self.clock.eta(done as u64, left as u64),
+        });
     }
     fn cancelled(&self) -> bool {
         self.p.is_cancelled()
     }
 }
 
-fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
+fn stagea_models(
+    i: &ScailInput<PathBuf>,
+    run: &RunOptions,
+    cfg: &StageAConfig,
+) -> Result<StageAModels> {
     let mut models = StageAModels::default();
-    let need_seg = req.reference_mask.is_none() || req.driving_mask.is_none();
+    let need_seg = i.reference_mask_url.is_none() || i.driving_mask_url.is_none();
     // A reference with real alpha needs no segmentation, so only the driving side is a must.
-    let must_seg = req.driving_mask.is_none();
-    let need_pose = req.driving_type == DrivingType::Pose && req.pose_video.is_none();
+    let must_seg = i.driving_mask_url.is_none();
+    let need_pose = i.driving_type == DrivingType::Pose && i.pose_video_url.is_none();
     // A model the request needs but this installation lacks is the operator's problem, not
     // the caller's: say what is missing, how to get it, and which inputs avoid it.
     let missing = |what: &str, path: Option<&Path>, instead: &str| {
@@ -317,7 +317,7 @@ fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
     };
     let seg_instead = "reference_mask_url and driving_mask_url";
     let pose_instead = "pose_video_url";
-    let Some(dir) = &req.stagea_dir else {
+    let Some(dir) = &run.stagea_dir else {
         return match (must_seg, need_pose) {
             (true, _) => Err(missing("segmentation", None, seg_instead)),
             (_, true) => Err(missing("pose estimation", None, pose_instead)),
@@ -357,7 +357,8 @@ fn stagea_models(req: &JobRequest, cfg: &StageAConfig) -> Result<StageAModels> {
 }
 
 /// Runs one job and writes `req.out` (and the Stage A videos when asked).
-pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) -> Result<JobOutput> {
+pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Result<JobOutput> {
+    let (i, run) = (&req.input, &req.run);
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &str, timings: &mut Vec<(String, f64)>| {
@@ -365,15 +366,15 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         clock = Instant::now();
     };
     // Stage A settings, checked before any decoding or model loading (animal + pose is refused).
-    let mode = match req.mode {
+    let mode = match i.mode {
         Mode::Animation => scail_stagea::Mode::Animation,
         Mode::Replacement => scail_stagea::Mode::Replacement,
     };
-    let dt = match req.driving_type {
+    let dt = match i.driving_type {
         DrivingType::EndToEnd => sa::DrivingType::EndToEnd,
         DrivingType::Pose => sa::DrivingType::Pose,
     };
-    let st = match req.subject_type {
+    let st = match i.subject_type {
         SubjectType::Human => sa::SubjectType::Human,
         SubjectType::Animal => sa::SubjectType::Animal,
     };
@@ -382,9 +383,9 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         .map_err(|e| PipelineError::Input(format!("preprocessing: {e}")))?;
     // Reference and target size.
     let decoded =
-        decode_image(&req.image, &Limits::default()).map_err(|e| input_err("image", e))?;
+        decode_image(&i.image_url, &Limits::default()).map_err(|e| input_err("image", e))?;
     let img = decoded.rgb();
-    let (tw, th) = match req.size {
+    let (tw, th) = match run.size {
         Some((w, h)) => {
             if w % 32 != 0 || h % 32 != 0 || w == 0 || h == 0 {
                 return Err(PipelineError::Input(format!(
@@ -395,7 +396,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
             (w as usize, h as usize)
         }
         None => {
-            let (w, h) = req
+            let (w, h) = i
                 .resolution
                 .target_size(img.width as u32, img.height as u32);
             (w as usize, h as usize)
@@ -406,24 +407,25 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         &img,
         &resize::cover_crop(img.height, img.width, th, tw),
     ))?;
-    progress.log(&format!("target size {tw}x{th}"));
+    progress.log(LogLevel::Info, &format!("target size {tw}x{th}"));
 
     // Driving video on the 16 fps timeline.
     let (driving, duration_s, audio_offset) =
-        decode_clip(&req.video, th, tw, "driving video", false)?;
+        decode_clip(&i.video_url, th, tw, "driving video", false)?;
     let n = driving.len();
-    progress.log(&format!(
-        "driving video: {n} frames at {MODEL_FPS} fps, {duration_s:.3} s"
-    ));
+    progress.log(
+        LogLevel::Info,
+        &format!("driving video: {n} frames at {MODEL_FPS} fps, {duration_s:.3} s"),
+    );
     lap("decode", &mut timings);
 
     // Stage A.
     if progress.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let mut sa_models = stagea_models(req, &cfg)?;
+    let mut sa_models = stagea_models(i, run, &cfg)?;
     // The reference mask is cover-cropped exactly like the reference image it describes.
-    let reference_mask = match &req.reference_mask {
+    let reference_mask = match &i.reference_mask_url {
         Some(p) => Some(mask_to_target(
             &decode_image(p, &Limits::default())
                 .map_err(|e| input_err("reference mask", e))?
@@ -454,13 +456,13 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
             fps: MODEL_FPS as f64,
         },
         reference_mask,
-        driving_mask: clip_of(&req.driving_mask, "driving mask video")?,
-        pose_video: clip_of(&req.pose_video, "pose video")?,
+        driving_mask: clip_of(&i.driving_mask_url, "driving mask video")?,
+        pose_video: clip_of(&i.pose_video_url, "pose video")?,
     };
     let mut hook = StageAHook {
         p: progress,
         step: "",
-        start: Instant::now(),
+        clock: EtaClock::default(),
     };
     let stagea = sa::run_stage_a_with(&cfg, &inputs, &mut sa_models, &mut hook).map_err(|e| {
         match e {
@@ -477,7 +479,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
 
     // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference.
     let dev = models.dit.device().clone();
-    let ctx = models.encode_text(&[&req.prompt, ""])?;
+    let ctx = models.encode_text(&[&i.prompt, ""])?;
     lap("text_encode", &mut timings);
     let clip_in = resize::clip_preprocess(&ref_model);
     let clip_px = Tensor::from_vec(clip_in.data.clone(), clip_in.shape.as_slice(), &dev)?;
@@ -502,20 +504,20 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         clip_fea,
     };
     let opts = SamplingOptions {
-        solver: req.solver,
-        steps: req.steps,
-        shift: req.shift,
-        guidance: req.guidance,
-        replace: req.mode == Mode::Replacement,
+        solver: run.solver,
+        steps: i.num_inference_steps as usize,
+        shift: i.shift,
+        guidance: i.guidance_scale,
+        replace: i.mode == Mode::Replacement,
         round_history_bf16: models.dit.dtype() == DType::BF16,
-        color_match: req.color_match,
-        segment_len: req.segment_len,
-        segment_overlap: req.segment_overlap,
+        color_match: run.color_match,
+        segment_len: run.segment_len,
+        segment_overlap: run.segment_overlap,
         ..SamplingOptions::default()
     };
     let mut hooks = ProgressHooks {
         p: progress,
-        seg_start: Instant::now(),
+        clock: EtaClock::default(),
         segments: 1,
     };
     let mut noise = NoiseGen::new(req.seed);
@@ -545,7 +547,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
     let data = u8v.flatten_all()?.to_vec1::<u8>()?;
     let enc = EncodeOptions {
         fps: MODEL_FPS,
-        audio_from: Some(req.video.clone()),
+        audio_from: Some(i.video_url.clone()),
         audio_offset_s: audio_offset.unwrap_or(0.0),
         duration_s: Some(duration_s),
         ..EncodeOptions::default()
@@ -564,7 +566,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         &enc,
     )?;
     let (mut pre_v, mut pre_m) = (None, None);
-    if req.output_preprocessing {
+    if i.output_preprocessing {
         let stem = req
             .out
             .file_stem()

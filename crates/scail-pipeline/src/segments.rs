@@ -6,6 +6,7 @@
 //! fixtures is handed to [`Hooks::record`] under the fixture's names (without `out.`).
 
 use candle_core::{DType, Device, Tensor};
+use scail_core::schema::defaults;
 use scail_media::frame::Tensor as HostTensor;
 use scail_media::{mask, resize};
 use scail_model::dit::{self, Dit, DitInputs};
@@ -54,9 +55,9 @@ impl Default for SamplingOptions {
     fn default() -> Self {
         Self {
             solver: SolverKind::UniPc,
-            steps: 40,
-            shift: 3.0,
-            guidance: 5.0,
+            steps: defaults::NUM_INFERENCE_STEPS as usize,
+            shift: defaults::SHIFT,
+            guidance: defaults::GUIDANCE_SCALE,
             segment_len: 81,
             segment_overlap: 5,
             replace: false,

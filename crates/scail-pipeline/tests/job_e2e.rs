@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use scail_core::generator::{GenerateRequest, Generator, LogLevel, Progress};
+use scail_core::generator::{
+    GenerateRequest, Generator, LogLevel, NoProgress as Silent, Progress, ProgressUpdate,
+};
 use scail_core::schema::{DrivingType, Mode, Resolution, ScailInput, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::ImageU8;
-use scail_pipeline::job::{run_job, JobRequest, Silent};
+use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
-use scail_pipeline::sampler::SolverKind;
 use scail_pipeline::PipelineGenerator;
 
 const W: usize = 64;
@@ -81,28 +82,30 @@ fn request(
     segment_len: usize,
 ) -> JobRequest {
     JobRequest {
-        prompt: "a person dancing".into(),
-        image,
-        video,
-        reference_mask: Some(f.dir.path().join("ref_mask.png")),
-        driving_mask: Some(f.dir.path().join("drv_mask.mp4")),
-        pose_video: None,
-        mode: Mode::Animation,
-        driving_type: DrivingType::EndToEnd,
-        subject_type: SubjectType::Human,
-        resolution: Resolution::R512p,
-        size: Some((W as u32, H as u32)),
-        steps: 2,
-        guidance: 2.0,
-        shift: 3.0,
-        solver: SolverKind::UniPc,
+        input: ScailInput {
+            prompt: "a person dancing".into(),
+            image_url: image,
+            video_url: video,
+            mode: Mode::Animation,
+            driving_type: DrivingType::EndToEnd,
+            subject_type: SubjectType::Human,
+            resolution: Resolution::R512p,
+            num_inference_steps: 2,
+            guidance_scale: 2.0,
+            shift: 3.0,
+            seed: Some(seed),
+            output_preprocessing: true,
+            reference_mask_url: Some(f.dir.path().join("ref_mask.png")),
+            driving_mask_url: Some(f.dir.path().join("drv_mask.mp4")),
+            pose_video_url: None,
+        },
         seed,
-        color_match: false,
-        segment_len,
-        segment_overlap: 5,
-        output_preprocessing: true,
+        run: RunOptions {
+            size: Some((W as u32, H as u32)),
+            segment_len,
+            ..RunOptions::default()
+        },
         out: f.dir.path().join(out),
-        stagea_dir: None,
     }
 }
 
@@ -192,7 +195,7 @@ fn long_clip_many_segments_keeps_timing_and_audio() {
     let f = fixture();
     // 57 output frames with 17-frame segments: 5 segments (more than two), last one padded.
     let mut req = request(f, img, drv.clone(), "long.mp4", 5, 17);
-    req.output_preprocessing = false;
+    req.input.output_preprocessing = false;
     let o = run_job(&f.models, &req, &Silent).unwrap();
     check_timing(&o.video, &drv, o.frames);
     let pi = scail_media::probe(&o.video).unwrap();
@@ -213,11 +216,12 @@ impl Progress for Log {
     fn log(&self, _level: LogLevel, message: &str) {
         self.0.lock().unwrap().push(message.to_string());
     }
-    fn progress(&self, stage: &str, done: u64, total: u64) {
+    fn progress(&self, u: &ProgressUpdate) {
+        let eta = u.eta_s.map(|e| format!(" eta {e:.1}")).unwrap_or_default();
         self.0
             .lock()
             .unwrap()
-            .push(format!("progress {stage} {done}/{total}"));
+            .push(format!("progress {} {}/{}{eta}", u.stage, u.done, u.total));
     }
     fn is_cancelled(&self) -> bool {
         false
@@ -227,7 +231,7 @@ impl Progress for Log {
 struct Cancelled;
 impl Progress for Cancelled {
     fn log(&self, _: LogLevel, _: &str) {}
-    fn progress(&self, _: &str, _: u64, _: u64) {}
+    fn progress(&self, _: &ProgressUpdate) {}
     fn is_cancelled(&self) -> bool {
         true
     }
@@ -249,8 +253,8 @@ fn generator_runs_a_request_and_honours_cancel() {
     std::fs::create_dir_all(&work).unwrap();
     let input = ScailInput {
         prompt: "a man talking".into(),
-        image_url: "x".into(),
-        video_url: "y".into(),
+        image_url: img,
+        video_url: drv.clone(),
         mode: Mode::Animation,
         driving_type: DrivingType::EndToEnd,
         subject_type: SubjectType::Human,
@@ -260,19 +264,14 @@ fn generator_runs_a_request_and_honours_cancel() {
         shift: 3.0,
         seed: Some(3),
         output_preprocessing: true,
-        reference_mask_url: None,
-        driving_mask_url: None,
+        reference_mask_url: Some(f.dir.path().join("ref_mask.png")),
+        driving_mask_url: Some(f.dir.path().join("drv_mask.mp4")),
         pose_video_url: None,
     };
     let req = GenerateRequest {
         request_id: "r1".into(),
         input,
         seed: 3,
-        image: img,
-        video: drv.clone(),
-        reference_mask: Some(f.dir.path().join("ref_mask.png")),
-        driving_mask: Some(f.dir.path().join("drv_mask.mp4")),
-        pose_video: None,
         work_dir: work,
     };
     let log = Log(Default::default());
@@ -289,8 +288,10 @@ fn generator_runs_a_request_and_honours_cancel() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("s left")),
-        "ETA logged: {lines:?}"
+        lines
+            .iter()
+            .any(|l| l.starts_with("progress segment") && l.contains(" eta ")),
+        "the ETA travels with the update: {lines:?}"
     );
     drop(lines);
     let e = g.generate(&req, &Cancelled).unwrap_err();
@@ -322,8 +323,8 @@ fn transparent_reference_takes_its_mask_from_alpha() {
     )
     .unwrap();
     let mut req = request(f, png.clone(), drv, "alpha.mp4", 2, 81);
-    req.reference_mask = None;
-    req.output_preprocessing = false;
+    req.input.reference_mask_url = None;
+    req.input.output_preprocessing = false;
     run_job(&f.models, &req, &Silent).unwrap();
     // Without alpha and without a mask or segmentation model, Stage A must refuse clearly.
     let opaque: Vec<u8> = rgba

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
+use scail_core::generator::NoProgress as Silent;
+use scail_core::schema::{DrivingType, Mode, Resolution, ScailInput, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::ImageU8;
-use scail_pipeline::job::{run_job, JobRequest, Silent};
+use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
-use scail_pipeline::sampler::SolverKind;
 
 const W: usize = 64;
 const H: usize = 32;
@@ -86,28 +86,29 @@ fn reference_mask_is_cropped_like_the_reference_image() {
         false,
     );
     let req = JobRequest {
-        prompt: String::new(),
-        image: d.join("ref.png"),
-        video: d.join("drv.mp4"),
-        reference_mask: Some(d.join("ref_mask.png")),
-        driving_mask: Some(d.join("drv_mask.mp4")),
-        pose_video: None,
-        mode: Mode::Animation,
-        driving_type: DrivingType::EndToEnd,
-        subject_type: SubjectType::Human,
-        resolution: Resolution::R512p,
-        size: Some((W as u32, H as u32)),
-        steps: 1,
-        guidance: 1.0,
-        shift: 3.0,
-        solver: SolverKind::UniPc,
+        input: ScailInput {
+            prompt: String::new(),
+            image_url: d.join("ref.png"),
+            video_url: d.join("drv.mp4"),
+            mode: Mode::Animation,
+            driving_type: DrivingType::EndToEnd,
+            subject_type: SubjectType::Human,
+            resolution: Resolution::R512p,
+            num_inference_steps: 1,
+            guidance_scale: 1.0,
+            shift: 3.0,
+            seed: Some(1),
+            output_preprocessing: false,
+            reference_mask_url: Some(d.join("ref_mask.png")),
+            driving_mask_url: Some(d.join("drv_mask.mp4")),
+            pose_video_url: None,
+        },
         seed: 1,
-        color_match: false,
-        segment_len: 81,
-        segment_overlap: 5,
-        output_preprocessing: false,
+        run: RunOptions {
+            size: Some((W as u32, H as u32)),
+            ..RunOptions::default()
+        },
         out: d.join("out.mp4"),
-        stagea_dir: None,
     };
     // Cropped like the image, the reference mask holds one subject, as the driving masks do;
     // stretched, the red strip survives as a second subject and the counts differ.
