@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
-use scail_pipeline::job::{run_job, JobProgress, JobRequest};
+use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
+use scail_core::schema::{defaults, DrivingType, Mode, Resolution, ScailInput, SubjectType};
+use scail_core::Fields;
+use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
 use scail_pipeline::sampler::SolverKind;
 
@@ -28,29 +30,30 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// animation or replacement.
-    #[arg(long, default_value = "animation", value_parser = parse_mode)]
+    #[arg(long, default_value_t)]
     pub mode: Mode,
     /// end_to_end or pose.
-    #[arg(long, default_value = "end_to_end", value_parser = parse_driving)]
+    #[arg(long, default_value_t)]
     pub driving_type: DrivingType,
     /// human or animal.
-    #[arg(long, default_value = "human", value_parser = parse_subject)]
+    #[arg(long, default_value_t)]
     pub subject_type: SubjectType,
     /// 512p or 704p (orientation from the reference image).
-    #[arg(long, default_value = "512p", value_parser = parse_resolution)]
+    #[arg(long, default_value_t)]
     pub resolution: Resolution,
     /// WxH overriding --resolution (multiples of 32), for experiments.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
-    #[arg(long, default_value_t = 40)]
-    pub num_inference_steps: u32,
-    #[arg(long, default_value_t = 5.0)]
+    /// Sampling steps per segment (the same bounds as the API's).
+    #[arg(long, default_value_t = defaults::NUM_INFERENCE_STEPS as i64, allow_negative_numbers = true)]
+    pub num_inference_steps: i64,
+    #[arg(long, default_value_t = defaults::GUIDANCE_SCALE, allow_negative_numbers = true)]
     pub guidance_scale: f64,
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = defaults::SHIFT, allow_negative_numbers = true)]
     pub shift: f64,
     /// Random when absent; the seed used is printed.
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub seed: Option<i64>,
     /// Also write the Stage A videos (`OUT_preprocessing.mp4`, `OUT_preprocessing_mask.mp4`).
     #[arg(long)]
     pub output_preprocessing: bool,
@@ -80,22 +83,6 @@ pub struct GenerateArgs {
     pub stagea_dir: Option<PathBuf>,
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("`{s}`: animation or replacement"))
-}
-fn parse_driving(s: &str) -> Result<DrivingType, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("`{s}`: end_to_end or pose"))
-}
-fn parse_subject(s: &str) -> Result<SubjectType, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("`{s}`: human or animal"))
-}
-fn parse_resolution(s: &str) -> Result<Resolution, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("`{s}`: 512p or 704p"))
-}
 /// `WxH` with both sides positive multiples of 32.
 pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
@@ -116,40 +103,86 @@ struct Bar {
     start: Instant,
 }
 
-impl JobProgress for Bar {
-    fn log(&self, message: &str) {
+impl Progress for Bar {
+    fn log(&self, _level: LogLevel, message: &str) {
         eprintln!("\r[{:>7.1}s] {message}", self.start.elapsed().as_secs_f64());
     }
-    fn progress(&self, stage: &str, done: u64, total: u64, eta_s: Option<f64>) {
+    fn progress(&self, u: &ProgressUpdate) {
         let width = 30usize;
-        let filled = (done as usize * width) / total.max(1) as usize;
-        let eta = eta_s.map(|e| format!(" ETA {e:.0}s")).unwrap_or_default();
+        let filled = (u.done as usize * width) / u.total.max(1) as usize;
+        let eta = u.eta_s.map(|e| format!(" ETA {e:.0}s")).unwrap_or_default();
         eprint!(
-            "\r{stage} [{}{}] {done}/{total}{eta}   ",
-            "#".repeat(filled),
-            "-".repeat(width - filled)
+            "\r{} [{}{}] {}/{}{eta}   ",
+            u.stage,
+            "#".repeat(filled.min(width)),
+            "-".repeat(width - filled.min(width)),
+            u.done,
+            u.total
         );
-        if done == total {
+        if u.done == u.total {
             eprintln!();
         }
         let _ = std::io::stderr().flush();
     }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+impl GenerateArgs {
+    /// The request these flags make, through the validation the HTTP door applies: the same
+    /// rules and the same messages.
+    fn request(&self) -> anyhow::Result<ScailInput<PathBuf>> {
+        let fields = Fields {
+            prompt: Some(self.prompt.clone()),
+            image_url: Some(self.image.clone()),
+            video_url: Some(self.video.clone()),
+            mode: Some(self.mode),
+            driving_type: Some(self.driving_type),
+            subject_type: Some(self.subject_type),
+            resolution: Some(self.resolution),
+            num_inference_steps: Some(self.num_inference_steps),
+            guidance_scale: Some(self.guidance_scale),
+            shift: Some(self.shift),
+            seed: self.seed,
+            output_preprocessing: Some(self.output_preprocessing),
+            reference_mask_url: self.reference_mask.clone(),
+            driving_mask_url: self.driving_mask.clone(),
+            pose_video_url: self.pose_video.clone(),
+        };
+        let input = fields.validate().map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
+        })?;
+        // A missing file is found now, not after minutes of loading weights.
+        for (which, path) in input.files() {
+            if !path.is_file() {
+                anyhow::bail!("{}: no such file: {}", which.field(), path.display());
+            }
+        }
+        Ok(input)
+    }
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let mut input = args.request()?;
     let dtype = crate::device::parse_dtype(&args.precision)?;
     let device = crate::device::parse_device(&args.device)?;
-    let seed = args.seed.unwrap_or_else(|| {
+    let seed = input.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         (t as u64 ^ (std::process::id() as u64).rotate_left(32)) % (u32::MAX as u64 + 1)
     });
+    input.seed = Some(seed);
     let bar = Bar {
         start: Instant::now(),
     };
-    bar.log(&format!("loading weights from {}", args.weights.display()));
+    bar.log(
+        LogLevel::Info,
+        &format!("loading weights from {}", args.weights.display()),
+    );
     let models = Models::load(
         &args.weights,
         LoadOptions {
@@ -164,33 +197,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| Some(args.weights.join("stagea")).filter(|d| d.is_dir()));
     let req = JobRequest {
-        prompt: args.prompt,
-        image: args.image,
-        video: args.video,
-        reference_mask: args.reference_mask,
-        driving_mask: args.driving_mask,
-        pose_video: args.pose_video,
-        mode: args.mode,
-        driving_type: args.driving_type,
-        subject_type: args.subject_type,
-        resolution: args.resolution,
-        size: args.size,
-        steps: args.num_inference_steps as usize,
-        guidance: args.guidance_scale,
-        shift: args.shift,
-        solver: args.sampler,
+        input,
         seed,
-        color_match: args.color_match,
-        segment_len: 81,
-        segment_overlap: 5,
-        output_preprocessing: args.output_preprocessing,
+        run: RunOptions {
+            size: args.size,
+            solver: args.sampler,
+            color_match: args.color_match,
+            stagea_dir,
+            ..RunOptions::default()
+        },
         out: args.out,
-        stagea_dir,
     };
-    bar.log(&format!("seed {seed}"));
+    bar.log(LogLevel::Info, &format!("seed {seed}"));
     let out = run_job(&models, &req, &bar)?;
     for (stage, s) in &out.timings {
-        bar.log(&format!("{stage}: {s:.2} s"));
+        bar.log(LogLevel::Info, &format!("{stage}: {s:.2} s"));
     }
     println!(
         "{}",

@@ -1,29 +1,13 @@
 //! The `scail` binary end to end: help texts, probe, weights, and `serve` (SIGTERM; with tiny
 //! random weights, a request from the official JS client returns a real video).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod harness;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn scail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_scail"))
-}
-
-fn media_dir() -> PathBuf {
-    scail_testdata::media_dir()
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use harness::*;
 
 #[test]
 fn serve_help_documents_every_option() {
@@ -90,55 +74,6 @@ fn weights_init_random_then_verify() {
 }
 
 /// Kills and reaps a helper process when the test ends, however it ends.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Served {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, extra: &[&str]) -> Served {
-    let mut child = scail()
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--api-keys",
-            "tester=k-test",
-            "--allow-fetch-from",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve prints SCAIL_LISTENING").unwrap();
-        if let Some(u) = line.strip_prefix("SCAIL_LISTENING ") {
-            break u.to_string();
-        }
-    };
-    Served { child, url }
-}
-
 #[test]
 fn serve_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,51 +97,6 @@ fn serve_exits_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A plain HTTP/1.0 GET (no client library or curl needed); returns the whole response.
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// Serves the test media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
-fn media_server() -> (Reap, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .current_dir(media_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Reap)
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, url)
 }
 
 #[test]
