@@ -94,6 +94,12 @@ impl Generator for PipelineGenerator {
                     message,
                 })
             }
+            // A model the installation lacks or cannot run (a missing ONNX Runtime, a Stage A
+            // file) is the server's set-up, not the caller's input.
+            Err(PipelineError::Weights(message)) => {
+                progress.log(LogLevel::Error, &message);
+                Err(GenerateError::NotConfigured(message))
+            }
             Err(e) => {
                 progress.log(LogLevel::Error, &e.to_string());
                 Err(GenerateError::Failed(e.to_string()))

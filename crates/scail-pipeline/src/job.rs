@@ -329,7 +329,7 @@ fn stagea_models(
         let files = scail_stagea::sam3::Sam3Files::in_dir(dir);
         if files.vision_encoder.is_file() {
             let seg = scail_stagea::sam3::Sam3Segmenter::load(&files, &cfg.prompts(), &rt)
-                .map_err(|e| input_err("segmentation model", e))?;
+                .map_err(|e| PipelineError::Weights(format!("segmentation model: {e}")))?;
             models.segmenter = Some(Box::new(seg));
         } else if must_seg {
             return Err(missing(
@@ -350,7 +350,7 @@ fn stagea_models(
             &dw,
             &rt,
         )
-        .map_err(|e| input_err("pose model", e))?;
+        .map_err(|e| PipelineError::Weights(format!("pose model: {e}")))?;
         models.pose = Some(pose);
     }
     Ok(models)

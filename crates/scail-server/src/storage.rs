@@ -202,9 +202,24 @@ impl Storage {
         limit: u64,
     ) -> Result<u64, String> {
         parts.sort_by_key(|p| p.0);
-        let dir = self.parts_dir(id);
         let tmp = self.path(id).with_extension("assembling");
-        let mut out = tokio::fs::File::create(&tmp)
+        let r = self.assemble(id, parts, limit, &tmp).await;
+        if r.is_err() {
+            // A refused completion leaves nothing half-written behind.
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        r
+    }
+
+    async fn assemble(
+        &self,
+        id: &str,
+        parts: &[(u32, String)],
+        limit: u64,
+        tmp: &Path,
+    ) -> Result<u64, String> {
+        let dir = self.parts_dir(id);
+        let mut out = tokio::fs::File::create(tmp)
             .await
             .map_err(|e| e.to_string())?;
         let mut total = 0u64;
@@ -222,8 +237,6 @@ impl Storage {
                 .await
                 .map_err(|e| e.to_string())?;
             if total > limit {
-                drop(out);
-                let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(format!(
                     "the upload is larger than the limit of {limit} bytes"
                 ));
@@ -231,7 +244,7 @@ impl Storage {
         }
         out.sync_all().await.map_err(|e| e.to_string())?;
         drop(out);
-        tokio::fs::rename(&tmp, self.path(id))
+        tokio::fs::rename(tmp, self.path(id))
             .await
             .map_err(|e| e.to_string())?;
         self.store

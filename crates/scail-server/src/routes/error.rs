@@ -35,6 +35,15 @@ impl ApiError {
             error_type: Some("validation_error".into()),
         }
     }
+    /// A 422 whose cause has a more specific type than `validation_error` (a data URI that is
+    /// too large or not the media its field needs).
+    pub(crate) fn input(detail: Value, error_type: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({"detail": detail, "error_type": error_type}),
+            error_type: Some(error_type.into()),
+        }
+    }
     pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {e}");
         ApiError::new(

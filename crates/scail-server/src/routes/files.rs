@@ -95,9 +95,13 @@ pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiabl
         let e: u64 = if b.is_empty() {
             len.saturating_sub(1)
         } else {
-            b.parse::<u64>()
-                .map_err(|_| Unsatisfiable)?
-                .min(len.saturating_sub(1))
+            // A last-byte position past the end (however large) means "to the end" (RFC 9110
+            // 14.1.2); only a malformed one is refused.
+            match b.parse::<u64>() {
+                Ok(e) => e.min(len.saturating_sub(1)),
+                Err(_) if b.bytes().all(|c| c.is_ascii_digit()) => len.saturating_sub(1),
+                Err(_) => return Err(Unsatisfiable),
+            }
         };
         (s, e)
     };
@@ -105,6 +109,25 @@ pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiabl
         return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
+}
+
+/// Content types a browser renders or runs: served as attachments under a sandbox policy.
+pub fn is_active_type(content_type: &str) -> bool {
+    let t = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    t.is_empty()
+        || t.contains("html")
+        || t.contains("xml")
+        || t.contains("javascript")
+        || t.contains("ecmascript")
+        || t == "image/svg+xml"
+        || t == "application/pdf"
+        || t.starts_with("text/")
+        || t == "multipart/x-mixed-replace"
 }
 
 async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
@@ -158,8 +181,18 @@ async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}\"", row.name)) {
+    // Uploads share this origin with the API: a type a browser would run (HTML, SVG, XML,
+    // JavaScript) is served as a download inside a sandbox, never rendered inline.
+    let active = is_active_type(&row.content_type);
+    let disposition = if active { "attachment" } else { "inline" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{}\"", row.name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if active {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
     }
     if let Some((s, e)) = range {
         h.insert(
@@ -184,5 +217,33 @@ mod tests {
         assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=1-2", 100), Ok(None));
+        // A huge last position is the end of the file (RFC 9110), not an error.
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999999", 100),
+            Ok(Some((0, 99)))
+        );
+        assert_eq!(parse_range("bytes=0-x", 100), Err(Unsatisfiable));
+    }
+
+    #[test]
+    fn active_types() {
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "application/javascript",
+            "text/xml; charset=utf-8",
+            "application/xhtml+xml",
+            "",
+        ] {
+            assert!(is_active_type(t), "{t}");
+        }
+        for t in [
+            "video/mp4",
+            "image/png",
+            "image/jpeg",
+            "application/octet-stream",
+        ] {
+            assert!(!is_active_type(t), "{t}");
+        }
     }
 }

@@ -14,7 +14,7 @@ mod storage;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::Router;
@@ -68,14 +68,63 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state);
     let proxied = inner.clone();
     let public = PublicUrl(public_url);
-    inner.route(
-        "/proxy",
-        any(move |req: Request| {
-            let r = proxied.clone();
-            let public = public.clone();
-            async move { proxy::proxy(r, public, req).await }
-        }),
-    )
+    inner
+        .route(
+            "/proxy",
+            any(move |req: Request| {
+                let r = proxied.clone();
+                let public = public.clone();
+                async move { proxy::proxy(r, public, req).await }
+            }),
+        )
+        .layer(axum::middleware::map_response(harden_response))
+}
+
+/// On every response: `nosniff`, and an error that is not JSON yet (axum's own rejections:
+/// 413 from the body limit, 405, a malformed path) rewritten as our JSON error body, headers
+/// such as `Content-Range` kept.
+async fn harden_response(r: Response) -> Response {
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let mut r = if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 << 10)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        let detail = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        };
+        let error_type = match status.as_u16() {
+            400 => "invalid_request",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            413 => "request_too_large",
+            416 => "range_not_satisfiable",
+            s if s >= 500 => "internal_error",
+            _ => "request_error",
+        };
+        let mut out = ApiError::new(status, error_type, detail).into_response();
+        for (k, v) in parts.headers.iter() {
+            if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                out.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        out
+    } else {
+        r
+    };
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 async fn health(State(st): St) -> Response {

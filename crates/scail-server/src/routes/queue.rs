@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::owner::Owner;
 use super::{json_response, St};
+use scail_core::ScailInput;
+
 use crate::store::{now, Job, JobHead, JobStatus, NewJob};
 use crate::AppState;
 
@@ -115,6 +117,7 @@ async fn submit(
     let input =
         scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
     drop(value);
+    let input = store_data_uris(st, who, input).await?;
     let input = serde_json::to_value(&input).map_err(ApiError::internal)?;
     let priority = match headers
         .get("x-fal-queue-priority")
@@ -171,6 +174,53 @@ async fn submit(
     st.store.add_log(&id, "INFO", "queued").await?;
     st.job_notify.notify_one();
     Ok(job)
+}
+
+/// Writes each data-URI file to storage at submit and puts its file URL in the request, so the
+/// job row stays small whatever was sent and a bad data URI is refused now (422), not when the
+/// job runs.
+async fn store_data_uris(
+    st: &AppState,
+    who: &str,
+    input: ScailInput,
+) -> Result<ScailInput, ApiError> {
+    if !input.files().any(|(_, u)| u.starts_with("data:")) {
+        return Ok(input);
+    }
+    let tmp_dir = st.config.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&tmp_dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stored = std::collections::HashMap::new();
+    for (which, url) in input.files() {
+        if !url.starts_with("data:") {
+            continue;
+        }
+        let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+        let fetched = st
+            .fetcher
+            .fetch(which.field(), url, which.kind(), &tmp)
+            .await;
+        let file = match fetched {
+            Ok(f) => {
+                let ext = f.mime.rsplit('/').next().unwrap_or("bin");
+                let name = format!("{}.{ext}", which.stem());
+                st.storage.import(who, &tmp, &name, f.mime).await
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                let detail = crate::worker::fetch_error_detail(which.field(), &e);
+                return Err(if e.kind == "internal_error" {
+                    ApiError::internal(e.message)
+                } else {
+                    ApiError::input(detail, e.kind)
+                });
+            }
+        };
+        let _ = tokio::fs::remove_file(&tmp).await;
+        stored.insert(which, file.map_err(ApiError::internal)?.url);
+    }
+    input.try_map_files(|which, url| Ok(stored.remove(&which).unwrap_or(url)))
 }
 
 fn base_status(st: &AppState, id: &str) -> Value {

@@ -196,6 +196,13 @@ pub(super) async fn complete_common(st: &AppState, id: &str, body: &[u8]) -> Api
         .into_iter()
         .map(|p| (p.part_number, p.etag))
         .collect();
+    // Clients list parts in the order their uploads finished, so the list is put in part order
+    // here; a part listed twice would be written twice into the file, so that is refused.
+    parts.sort_by_key(|p| p.0);
+    if let Some(w) = parts.windows(2).find(|w| w[0].0 == w[1].0) {
+        let why = format!("part {} is listed twice", w[0].0);
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_part", why));
+    }
     let n = st
         .storage
         .complete_parts(id, &mut parts, st.config.max_upload_bytes)

@@ -88,6 +88,11 @@ pub(super) async fn execute(
     outcome
 }
 
+/// A fetch error as a 422 `detail` list located at its field.
+pub(crate) fn fetch_error_detail(field: &str, e: &crate::fetch::FetchError) -> Value {
+    json!([{"loc": ["body", field], "msg": e.message, "type": format!("value_error.{}", e.kind)}])
+}
+
 /// Fetches every input file into the work folder, by name.
 async fn fetch_inputs(
     state: &AppState,
@@ -108,10 +113,8 @@ async fn fetch_inputs(
                 fetched.insert(which, dest);
             }
             Err(e) => {
-                let detail = json!([{"loc": ["body", field], "msg": e.message,
-                    "type": format!("value_error.{}", e.kind)}]);
                 let status = if e.kind == "internal_error" { 500 } else { 422 };
-                let body = json!({"detail": detail});
+                let body = json!({"detail": fetch_error_detail(field, &e)});
                 return Err(failed(status, e.kind, &e.message, body, None));
             }
         }

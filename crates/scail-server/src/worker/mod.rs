@@ -5,6 +5,8 @@
 mod execute;
 mod progress;
 
+pub(crate) use execute::fetch_error_detail;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,282 @@
+//! The attack run's findings in the server's own rows (issue "Hardening the server"): what the
+//! attack did, then the right answer. Connection-level and key-format rows live beside the code
+//! that answers them.
+
+mod common;
+
+use common::*;
+
+const T: std::time::Duration = std::time::Duration::from_secs(30);
+use serde_json::{json, Value};
+
+fn b64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// The stored `input` column of a job, read from the data directory's database.
+async fn stored_input(dir: &std::path::Path, id: &str) -> String {
+    use sqlx::Row;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("scail.db").display()))
+        .await
+        .unwrap();
+    let row = sqlx::query("SELECT input FROM jobs WHERE id = ?")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    row.get("input")
+}
+
+/// Row 3: the job row keeps the validated input only: unknown fields dropped, data URIs moved
+/// to storage at submit; status on such a job reads no input at all.
+#[tokio::test]
+async fn job_row_keeps_the_validated_input_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    let junk = "j".repeat(2 << 20);
+    let body = json!({"prompt": "p", "num_inference_steps": 1, "unknown_field": junk,
+        "image_url": format!("data:image/png;base64,{}", b64(&png_bytes())),
+        "video_url": format!("data:video/mp4;base64,{}", b64(&mp4_bytes()))});
+    let sub = api.submit(KEY_A, &body).await;
+    assert_eq!(sub.status, 200, "{}", String::from_utf8_lossy(&sub.body));
+    let id = sub.json()["request_id"].as_str().unwrap().to_string();
+    let stored = stored_input(dir.path(), &id).await;
+    assert!(
+        stored.len() < 2_000,
+        "stored input is {} bytes",
+        stored.len()
+    );
+    let v: Value = serde_json::from_str(&stored).unwrap();
+    assert!(v.get("unknown_field").is_none());
+    assert_eq!(v["num_inference_steps"], 1);
+    assert_eq!(
+        v["guidance_scale"],
+        scail_core::schema::defaults::GUIDANCE_SCALE
+    );
+    for f in ["image_url", "video_url"] {
+        let u = v[f].as_str().unwrap();
+        assert!(
+            u.starts_with(&format!("{}/files/", srv.public_url)),
+            "{f}: {u}"
+        );
+    }
+    // The job runs from the stored files.
+    let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
+    assert!(s.get("error").is_none(), "{s}");
+    srv.shutdown().await;
+}
+
+/// Row 3 (at submit): a data URI that is not what its field needs is refused at once.
+#[tokio::test]
+async fn a_bad_data_uri_is_refused_at_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    let body = json!({"prompt": "p", "image_url": format!("data:image/png;base64,{}", b64(b"<html>hi</html>")),
+        "video_url": format!("data:video/mp4;base64,{}", b64(&mp4_bytes()))});
+    let r = api.submit(KEY_A, &body).await;
+    assert_eq!(r.status, 422);
+    let v = r.json();
+    assert_eq!(v["detail"][0]["loc"], json!(["body", "image_url"]));
+    assert!(r.header("x-fal-error-type").is_some());
+    srv.shutdown().await;
+}
+
+/// Row 5: an upload declared as HTML (or SVG, JavaScript) is never rendered on the API origin.
+#[tokio::test]
+async fn active_uploads_are_served_as_sandboxed_attachments() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    for (ct, body) in [
+        ("text/html", &b"<script>alert(1)</script>"[..]),
+        ("image/svg+xml", &b"<svg onload=alert(1)></svg>"[..]),
+        ("application/javascript", &b"alert(1)"[..]),
+    ] {
+        let up = api
+            .send(
+                "POST",
+                "/cdn/files/upload",
+                Some(KEY_A),
+                Some(body.to_vec()),
+                &[("content-type", ct), ("x-fal-file-name", "x")],
+            )
+            .await;
+        assert_eq!(up.status, 200);
+        let url = up.json()["access_url"].as_str().unwrap().to_string();
+        let got = api.send("GET", &url, None, None, &[]).await;
+        assert_eq!(got.status, 200);
+        let cd = got.header("content-disposition").unwrap();
+        assert!(cd.starts_with("attachment"), "{ct}: {cd}");
+        assert!(got
+            .header("content-security-policy")
+            .unwrap()
+            .contains("sandbox"));
+        assert_eq!(
+            got.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    // A video stays inline (players need it), still with nosniff.
+    let up = api
+        .send(
+            "POST",
+            "/cdn/files/upload",
+            Some(KEY_A),
+            Some(mp4_bytes()),
+            &[("content-type", "video/mp4")],
+        )
+        .await;
+    let url = up.json()["access_url"].as_str().unwrap().to_string();
+    let got = api.send("GET", &url, None, None, &[]).await;
+    assert!(got
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("inline"));
+    assert_eq!(
+        got.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    // And every other response carries nosniff too.
+    for path in ["/health", "/openapi.json", "/nope"] {
+        let r = api.send("GET", path, None, None, &[]).await;
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    srv.shutdown().await;
+}
+
+/// Row 9: every error body is JSON (a 413 from the body limit, an unknown route, a wrong
+/// method); `Range: bytes=0-<huge>` is a 206 to the end; a part listed twice is refused; a
+/// 422 does not echo a huge value back.
+#[tokio::test]
+async fn errors_are_json_ranges_follow_rfc_9110_and_parts_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_request_bytes = 64 << 10;
+    let srv = start_with(cfg, 1).await;
+    let api = Api::new(&srv.public_url);
+    let big = vec![b'x'; 200 << 10];
+    let r = api
+        .send(
+            "POST",
+            "/queue/fal-ai/scail-2",
+            Some(KEY_A),
+            Some(big),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error_type"], "request_too_large");
+    let r = api.send("GET", "/no/such/route", None, None, &[]).await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["detail"].is_string());
+    let r = api.send("DELETE", "/health", None, None, &[]).await;
+    assert_eq!(r.status, 405);
+    assert!(r.json()["detail"].is_string());
+
+    let up = api
+        .send(
+            "POST",
+            "/cdn/files/upload",
+            Some(KEY_A),
+            Some(mp4_bytes()),
+            &[("content-type", "video/mp4")],
+        )
+        .await;
+    let file = up.json();
+    let url = file["access_url"].as_str().unwrap().to_string();
+    let len = file["file_size"].as_u64().unwrap();
+    let r = api
+        .send(
+            "GET",
+            &url,
+            None,
+            None,
+            &[("range", "bytes=0-99999999999999999999999")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len() as u64, len);
+    assert_eq!(
+        r.header("content-range").unwrap(),
+        format!("bytes 0-{}/{len}", len - 1)
+    );
+    let r = api
+        .send(
+            "GET",
+            &url,
+            None,
+            None,
+            &[("range", &format!("bytes={len}-"))],
+        )
+        .await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range").unwrap(), format!("bytes */{len}"));
+    assert!(r.json()["detail"].is_string());
+
+    // Multipart: part 1 listed twice.
+    let init = api
+        .send(
+            "POST",
+            "/rest/storage/upload/initiate-multipart",
+            Some(KEY_A),
+            Some(
+                json!({"content_type": "video/mp4", "file_name": "v.mp4"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[],
+        )
+        .await
+        .json();
+    let upload = init["upload_url"].as_str().unwrap().to_string();
+    let (base, query) = upload.split_once('?').unwrap();
+    let p = api
+        .send(
+            "PUT",
+            &format!("{base}/1?{query}"),
+            None,
+            Some(mp4_bytes()),
+            &[],
+        )
+        .await;
+    let etag = p.json()["etag"].clone();
+    let parts =
+        json!({"parts": [{"partNumber": 1, "etag": etag}, {"partNumber": 1, "etag": etag}]});
+    let r = api
+        .send(
+            "POST",
+            &format!("{base}/complete?{query}"),
+            None,
+            Some(parts.to_string().into_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("listed twice"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("files"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().ends_with(".assembling")),
+        "{leftovers:?}"
+    );
+
+    let r = api
+        .submit(KEY_A, &json!({"prompt": "p", "image_url": "x".repeat(30_000), "video_url": "https://e/v.mp4"}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.len() < 2_000, "a 422 of {} bytes", r.body.len());
+    srv.shutdown().await;
+}
