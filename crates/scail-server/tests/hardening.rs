@@ -5,14 +5,7 @@
 mod common;
 
 use common::*;
-
-const T: std::time::Duration = std::time::Duration::from_secs(30);
 use serde_json::{json, Value};
-
-fn b64(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
 
 /// The stored `input` column of a job, read from the data directory's database.
 async fn stored_input(dir: &std::path::Path, id: &str) -> String {
@@ -37,8 +30,8 @@ async fn job_row_keeps_the_validated_input_only() {
     let api = Api::new(&srv.public_url);
     let junk = "j".repeat(2 << 20);
     let body = json!({"prompt": "p", "num_inference_steps": 1, "unknown_field": junk,
-        "image_url": format!("data:image/png;base64,{}", b64(&png_bytes())),
-        "video_url": format!("data:video/mp4;base64,{}", b64(&mp4_bytes()))});
+        "image_url": format!("data:image/png;base64,{}", base64_of(&png_bytes())),
+        "video_url": format!("data:video/mp4;base64,{}", base64_of(&mp4_bytes()))});
     let sub = api.submit(KEY_A, &body).await;
     assert_eq!(sub.status, 200, "{}", String::from_utf8_lossy(&sub.body));
     let id = sub.json()["request_id"].as_str().unwrap().to_string();
@@ -74,8 +67,8 @@ async fn a_bad_data_uri_is_refused_at_submit() {
     let dir = tempfile::tempdir().unwrap();
     let srv = start(dir.path(), 1).await;
     let api = Api::new(&srv.public_url);
-    let body = json!({"prompt": "p", "image_url": format!("data:image/png;base64,{}", b64(b"<html>hi</html>")),
-        "video_url": format!("data:video/mp4;base64,{}", b64(&mp4_bytes()))});
+    let body = json!({"prompt": "p", "image_url": format!("data:image/png;base64,{}", base64_of(b"<html>hi</html>")),
+        "video_url": format!("data:video/mp4;base64,{}", base64_of(&mp4_bytes()))});
     let r = api.submit(KEY_A, &body).await;
     assert_eq!(r.status, 422);
     let v = r.json();

@@ -369,3 +369,11 @@ pub async fn media_server() -> String {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     format!("http://{addr}")
 }
+
+/// How long a test waits for a job to reach a state.
+pub const T: Duration = Duration::from_secs(30);
+
+pub fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
