@@ -21,7 +21,8 @@ pub fn input_schema() -> Value {
         "type": "object",
         "required": ["prompt", "image_url", "video_url"],
         "properties": {
-            "prompt": {"type": "string", "description": "What the output should show."},
+            "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS,
+                "description": "What the output should show."},
             "image_url": url_field("The reference character image (URL or data URI)."),
             "video_url": url_field("The driving video (URL or data URI)."),
             "mode": enum_field::<Mode>("animation: the character performs the driving motion on the reference's background; replacement: the driving scene's subject is replaced by the character."),

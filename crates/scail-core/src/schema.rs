@@ -13,6 +13,9 @@ pub const MAX_SEED: u64 = u32::MAX as u64;
 pub const STEPS_RANGE: (i64, i64) = (1, 100);
 /// Inclusive bounds of `guidance_scale`.
 pub const GUIDANCE_RANGE: (f64, f64) = (0.0, 20.0);
+/// Longest prompt in characters: umT5 reads 512 tokens, so more is never used, and the job row
+/// keeps the prompt.
+pub const MAX_PROMPT_CHARS: usize = 10_000;
 /// Inclusive bounds of `shift`.
 pub const SHIFT_RANGE: (f64, f64) = (0.1, 20.0);
 

@@ -230,6 +230,19 @@ impl<F> Fields<F> {
             }
         };
         required(&mut e, "prompt", self.prompt.is_some());
+        if let Some(p) = &self.prompt {
+            if p.chars().count() > MAX_PROMPT_CHARS {
+                e.push(
+                    FieldError::new(
+                        "prompt",
+                        format!("ensure this value has at most {MAX_PROMPT_CHARS} characters"),
+                        "value_error.any_str.max_length",
+                    )
+                    .ctx(json!({"limit_value": MAX_PROMPT_CHARS}))
+                    .input(&json!(p)),
+                );
+            }
+        }
         required(&mut e, "image_url", self.image_url.is_some());
         required(&mut e, "video_url", self.video_url.is_some());
         let (lo, hi) = STEPS_RANGE;

@@ -165,3 +165,12 @@ fn several_errors_at_once() {
     b.as_object_mut().unwrap().remove("prompt");
     assert_eq!(errs(b).len(), 3);
 }
+
+#[test]
+fn prompt_length_is_bounded() {
+    let ok = validate_input(&with("prompt", json!("é".repeat(MAX_PROMPT_CHARS)))).unwrap();
+    assert_eq!(ok.prompt.chars().count(), MAX_PROMPT_CHARS);
+    let e = errs(with("prompt", json!("a".repeat(MAX_PROMPT_CHARS + 1))));
+    assert_eq!(e[0].loc, ["body", "prompt"]);
+    assert_eq!(e[0].kind, "value_error.any_str.max_length");
+}

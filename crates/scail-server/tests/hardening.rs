@@ -273,3 +273,24 @@ async fn errors_are_json_ranges_follow_rfc_9110_and_parts_are_checked() {
     assert!(r.body.len() < 2_000, "a 422 of {} bytes", r.body.len());
     srv.shutdown().await;
 }
+
+/// Row 4: large bodies queue for a permit instead of all being held at once, and every one of a
+/// burst is still answered.
+#[tokio::test]
+async fn a_burst_of_large_bodies_is_served_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    let pad = "p".repeat(3 << 20);
+    let body = json!({"prompt": "p", "padding": pad, "num_inference_steps": 1,
+        "image_url": format!("data:image/png;base64,{}", base64_of(&png_bytes())),
+        "video_url": format!("data:video/mp4;base64,{}", base64_of(&mp4_bytes()))});
+    let subs = (0..6).map(|_| {
+        let api = api.clone();
+        let body = body.clone();
+        async move { api.submit(KEY_A, &body).await.status }
+    });
+    let statuses = futures_util::future::join_all(subs).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    srv.shutdown().await;
+}

@@ -9,11 +9,15 @@ use serde_json::{json, Value};
 /// A request the HTTP door refuses, and the same request as `scail generate` flags.
 struct Case {
     body: Value,
-    flags: &'static [&'static str],
+    flags: Vec<String>,
 }
 
 fn cases() -> Vec<Case> {
-    let c = |patch: Value, flags| {
+    let c = |patch: Value, flags: &[&str]| {
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        if let Some(p) = patch.get("prompt") {
+            flags.extend(["--prompt".to_string(), p.as_str().unwrap().to_string()]);
+        }
         let mut body = json!({"prompt": "p", "image_url": "https://example.com/a.png",
             "video_url": "https://example.com/b.mp4"});
         for (k, v) in patch.as_object().unwrap() {
@@ -43,6 +47,10 @@ fn cases() -> Vec<Case> {
         ),
         c(json!({"mode": "dance"}), &["--mode", "dance"]),
         c(json!({"resolution": "1080p"}), &["--resolution", "1080p"]),
+        c(
+            json!({"prompt": "a".repeat(scail_core::MAX_PROMPT_CHARS + 1)}),
+            &[],
+        ),
     ]
 }
 
@@ -72,7 +80,7 @@ fn generate_refuses_what_http_refuses_with_the_same_message() {
             .arg(&vid)
             .arg("--out")
             .arg(files.path().join("out.mp4"))
-            .args(case.flags)
+            .args(&case.flags)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

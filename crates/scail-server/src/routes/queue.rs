@@ -6,12 +6,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::error::{ApiError, ApiResult};
 use super::owner::Owner;
@@ -70,11 +71,12 @@ pub(super) async fn queue(
     Path(path): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult {
     let rest = served_endpoint(&path)?;
     match (method.clone(), rest.as_slice()) {
         (Method::POST, r) if r.first() != Some(&"requests") => {
+            let (body, _permit) = read_body(&st, &headers, body).await?;
             let job = submit(&st, &who, &q, &headers, &body).await?;
             let pos = st.store.queue_position(&job).await?;
             let mut v = base_status(&st, &job.id);
@@ -100,6 +102,52 @@ pub(super) async fn queue(
             format!("no route for {method} /queue/{path}"),
         )),
     }
+}
+
+/// A body above this size waits for one of [`LARGE_BODIES`]'s permits before it is read.
+const LARGE_BODY: u64 = 1 << 20;
+/// How many large request bodies (data URIs travel inside them) are held in memory at once; a
+/// burst of them queues here instead of multiplying the server's memory.
+static LARGE_BODIES: Semaphore = Semaphore::const_new(2);
+
+/// Reads a request body within the configured limit; a large (or unsized) one first takes a
+/// permit, held until the submit is done with the bytes.
+async fn read_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Option<SemaphorePermit<'static>>), ApiError> {
+    let limit = st.config.max_request_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("the request body is larger than the limit of {limit} bytes; send large files by URL or through the storage API"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let permit = match declared {
+        Some(n) if n <= LARGE_BODY => None,
+        _ => Some(LARGE_BODIES.acquire().await.map_err(ApiError::internal)?),
+    };
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| match declared {
+            // Within the declared size, a failed read is a client that went away.
+            Some(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "upload_interrupted",
+                "the request body ended early",
+            ),
+            None => too_large(),
+        })?;
+    Ok((bytes, permit))
 }
 
 async fn submit(
@@ -423,10 +471,12 @@ pub(super) async fn run_sync(
     Path(path): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult {
     served_endpoint(&path)?;
+    let (body, permit) = read_body(&st, &headers, body).await?;
     let job = submit(&st, &who, &q, &headers, &body).await?;
+    drop((body, permit));
     loop {
         let j = st
             .store
