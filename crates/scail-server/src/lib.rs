@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod fetch;
+pub mod retention;
 pub mod routes;
 pub mod storage;
 pub mod store;
@@ -49,6 +50,15 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for the running job before releasing it.
     pub shutdown_grace: Duration,
     pub upload_url_ttl: Duration,
+    /// How long finished jobs, their outputs and uploads are kept (a request's
+    /// `x-fal-object-lifecycle-preference` may ask for less, never more).
+    pub retention: Duration,
+    /// How often expired jobs and files are swept.
+    pub sweep_interval: Duration,
+    /// Unfinished (queued or running) jobs one key may have at once.
+    pub max_queued_per_key: usize,
+    /// Bytes of stored files one key may keep (uploads beyond it are refused).
+    pub max_storage_per_key: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +80,10 @@ impl Default for ServerConfig {
             lease: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             upload_url_ttl: Duration::from_secs(3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_interval: Duration::from_secs(600),
+            max_queued_per_key: 200,
+            max_storage_per_key: 50 << 30,
         }
     }
 }
@@ -173,14 +187,17 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     let workers = (0..state.config.workers.max(1))
         .map(|i| tokio::spawn(worker::run_worker(state.clone(), i, stop_rx.clone())))
         .collect();
-    let background = vec![tokio::spawn(webhook::run_deliveries(
-        store,
-        state.webhook_key.clone(),
-        fetcher,
-        state.webhook_notify.clone(),
-        state.config.webhook_retry_base,
-        stop_rx.clone(),
-    ))];
+    let background = vec![
+        tokio::spawn(retention::run_sweeper(state.clone(), stop_rx.clone())),
+        tokio::spawn(webhook::run_deliveries(
+            store,
+            state.webhook_key.clone(),
+            fetcher,
+            state.webhook_notify.clone(),
+            state.config.webhook_retry_base,
+            stop_rx.clone(),
+        )),
+    ];
     let app = routes::router(state.clone());
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {

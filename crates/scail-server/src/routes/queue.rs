@@ -157,6 +157,18 @@ async fn submit(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<JobHead, ApiError> {
+    // Per-key fairness: one key cannot fill the queue for everyone.
+    let open = st.store.open_jobs_of(who).await?;
+    if open as usize >= st.config.max_queued_per_key {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_limit_exceeded",
+            format!(
+                "this key already has {open} unfinished requests (the limit is {}); wait for some to finish",
+                st.config.max_queued_per_key
+            ),
+        ));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::validation(json!([{"loc": ["body"], "msg": format!("invalid JSON body: {e}"), "type": "value_error.jsondecode"}]))
     })?;
@@ -206,6 +218,8 @@ async fn submit(
         }
         None => None,
     };
+    let retain_s = crate::retention::requested_retention(headers, st.config.retention)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", m))?;
     let id = uuid::Uuid::new_v4().to_string();
     let job = st
         .store
@@ -217,6 +231,7 @@ async fn submit(
             priority,
             deadline,
             webhook_url: webhook,
+            retain_s,
         })
         .await?;
     st.store.add_log(&id, "INFO", "queued").await?;

@@ -35,13 +35,19 @@ fn expiry(st: &AppState) -> i64 {
     chrono::Utc::now().timestamp() + st.config.upload_url_ttl.as_secs() as i64
 }
 
-async fn initiate_common(st: &Arc<AppState>, who: &str, body: &[u8], multipart: bool) -> ApiResult {
+async fn initiate_common(
+    st: &Arc<AppState>,
+    who: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    multipart: bool,
+) -> ApiResult {
     let b = parse_initiate(body)?;
     let ct = b
         .content_type
         .unwrap_or_else(|| "application/octet-stream".into());
     let name = b.file_name.unwrap_or_else(|| "upload.bin".into());
-    let (id, stored_name) = new_file(st, who, &name, &ct).await?;
+    let (id, stored_name) = new_file(st, who, &name, &ct, headers).await?;
     let token = st.signer.sign("upload", &id, expiry(st));
     let upload_url = if multipart {
         format!("{}/upload/{id}/multipart?token={token}", st.public_url)
@@ -56,12 +62,22 @@ async fn initiate_common(st: &Arc<AppState>, who: &str, body: &[u8], multipart: 
     )
 }
 
-pub(super) async fn initiate(State(st): St, Owner(who): Owner, body: Bytes) -> ApiResult {
-    initiate_common(&st, &who, &body, false).await
+pub(super) async fn initiate(
+    State(st): St,
+    Owner(who): Owner,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    initiate_common(&st, &who, &headers, &body, false).await
 }
 
-pub(super) async fn initiate_multipart(State(st): St, Owner(who): Owner, body: Bytes) -> ApiResult {
-    initiate_common(&st, &who, &body, true).await
+pub(super) async fn initiate_multipart(
+    State(st): St,
+    Owner(who): Owner,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    initiate_common(&st, &who, &headers, &body, true).await
 }
 
 fn check_upload_token(
@@ -256,22 +272,43 @@ async fn create_cdn_file(
         .unwrap_or("application/octet-stream")
         .to_string();
     let name = header_str(headers, "x-fal-file-name").unwrap_or("upload.bin");
-    let (id, stored_name) = new_file(st, who, name, &ct).await?;
+    let (id, stored_name) = new_file(st, who, name, &ct, headers).await?;
     Ok((id, stored_name, ct))
 }
 
-/// Creates an empty stored file; returns its id and the name storage kept (sanitised).
+/// Creates an empty stored file within the key's storage quota, expiring as the request's
+/// lifecycle header asks (or after the server's retention); returns its id and the name
+/// storage kept (sanitised).
 async fn new_file(
     st: &AppState,
     who: &str,
     name: &str,
     ct: &str,
+    headers: &HeaderMap,
 ) -> Result<(String, String), ApiError> {
+    let used = st.store.stored_bytes_of(who).await?;
+    if used as u64 >= st.config.max_storage_per_key {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "storage_quota_exceeded",
+            format!(
+                "this key stores {used} bytes, the limit is {}; files expire after their retention",
+                st.config.max_storage_per_key
+            ),
+        ));
+    }
+    let retain = crate::retention::requested_retention(headers, st.config.retention)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", m))?;
     let id = st
         .storage
         .create(who, name, ct)
         .await
         .map_err(ApiError::internal)?;
+    if let Some(s) = retain {
+        st.store
+            .set_file_expiry(&id, crate::store::now() + s)
+            .await?;
+    }
     let row = st
         .storage
         .get(&id)

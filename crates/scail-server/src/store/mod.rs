@@ -12,7 +12,10 @@ use sqlx::{Row, SqlitePool};
 #[macro_use]
 mod types;
 mod files;
+mod retention;
 mod webhooks;
+
+pub use retention::Swept;
 
 pub use types::*;
 
@@ -48,7 +51,8 @@ const SCHEMA: &[&str] = &[
         error_status INTEGER,
         error_body TEXT,
         inference_time REAL,
-        webhook_url TEXT)",
+        webhook_url TEXT,
+        retain_s REAL)",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, priority, seq)",
     "CREATE TABLE IF NOT EXISTS logs (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,7 +84,8 @@ const SCHEMA: &[&str] = &[
         content_type TEXT NOT NULL,
         size INTEGER NOT NULL DEFAULT 0,
         complete INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL)",
+        created_at REAL NOT NULL,
+        expires_at REAL)",
 ];
 
 #[derive(Clone)]
@@ -124,17 +129,31 @@ impl Store {
             .max_connections(8)
             .connect_with(opts)
             .await?;
+        // Freed pages go back to the file system as expired jobs are swept; a database made
+        // before this setting is converted once (VACUUM is what applies it).
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&pool)
+            .await?;
+        if mode != 2 {
+            sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("VACUUM").execute(&pool).await?;
+        }
         for stmt in SCHEMA {
             sqlx::query(*stmt).execute(&pool).await?;
         }
-        Ok(Store { pool })
+        let store = Store { pool };
+        store.migrate_retention().await?;
+        Ok(store)
     }
 
     /// Queues a job; returns its status columns.
     pub async fn insert_job(&self, job: &NewJob<'_>) -> Result<JobHead> {
         let row = sqlx::query(concat!(
-            "INSERT INTO jobs (id, owner, endpoint, input, status, priority, created_at, deadline, webhook_url)
-             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?) RETURNING ",
+            "INSERT INTO jobs (id, owner, endpoint, input, status, priority, created_at, deadline,
+                 webhook_url, retain_s)
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?) RETURNING ",
             head_columns!()
         ))
         .bind(job.id)
@@ -145,6 +164,7 @@ impl Store {
         .bind(now())
         .bind(job.deadline)
         .bind(job.webhook_url)
+        .bind(job.retain_s)
         .fetch_one(&self.pool)
         .await?;
         Ok(head_from_row(&row))

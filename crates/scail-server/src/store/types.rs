@@ -83,6 +83,8 @@ pub struct NewJob<'a> {
     /// Unix seconds after which the job is stopped (`x-fal-request-timeout`).
     pub deadline: Option<f64>,
     pub webhook_url: Option<&'a str>,
+    /// Seconds the finished job is kept (None: the server's retention).
+    pub retain_s: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,4 +151,3 @@ pub struct Webhook {
     pub body: String,
     pub attempts: i64,
 }
-

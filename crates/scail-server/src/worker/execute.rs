@@ -213,11 +213,23 @@ async fn store_outputs(
     seed: u64,
     files: GenerateOutput,
 ) -> Result<Value, crate::storage::StorageError> {
+    // Outputs live as long as the job that made them.
+    let retain = match state.store.job_retention(&job.id).await? {
+        Some(s) => s,
+        None => state.config.retention.as_secs_f64(),
+    };
     let put = |f: GeneratedFile| async move {
-        state
+        let file = state
             .storage
             .import(&job.owner, &f.path, &f.file_name, &f.content_type)
-            .await
+            .await?;
+        if let Some(id) = state.storage.own_file_id(&file.url) {
+            state
+                .store
+                .set_file_expiry(id, crate::store::now() + retain)
+                .await?;
+        }
+        Ok::<_, crate::storage::StorageError>(file)
     };
     let video = put(files.video).await?;
     let preprocessing_video = match files.preprocessing_video {
