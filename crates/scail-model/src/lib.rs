@@ -6,7 +6,6 @@ pub mod blas;
 pub mod clip;
 pub mod dit;
 pub mod fixtures;
-pub mod hub;
 pub mod pth;
 pub mod rope;
 pub mod t5;

@@ -37,6 +37,17 @@ pub const CLIP_ST: &str = "clip.safetensors";
 /// Where the tokenizer goes in a canonical folder.
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
 
+/// The official repository of the published weights.
+pub const OFFICIAL_REPO: &str = "zai-org/SCAIL-2";
+
+/// What `scail weights fetch` takes from [`OFFICIAL_REPO`]: the files inference needs, the
+/// optional LoRAs left out (an entry ending in `/` stands for everything under it).
+pub fn fetch_include() -> Vec<String> {
+    [DIT_SAT, DIT_SAT_LATEST, VAE_PTH, "umt5-xxl/", CLIP_PTH]
+        .map(String::from)
+        .to_vec()
+}
+
 const SAT_PREFIX: &str = "model.diffusion_model.";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
-//! `scail weights fetch`: downloads a model repository's files from the Hugging Face hub (or a
-//! mirror with the same URL layout) with resume and checksum verification.
+//! Downloads a model repository's files from the Hugging Face hub (or a mirror with the same URL
+//! layout) with resume and checksum verification: the network side of `scail weights fetch`,
+//! kept out of the model crate so the networks build without an HTTP stack.
 //!
 //! Layout used: `GET {endpoint}/api/models/{repo}/tree/{revision}?recursive=true` lists the
 //! files (size, git blob id, and for LFS files the SHA-256), and
@@ -12,11 +13,6 @@ use std::sync::Arc;
 
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
-
-use crate::weights::{CLIP_PTH, DIT_SAT, DIT_SAT_LATEST, VAE_PTH};
-
-/// The official repository.
-pub const DEFAULT_REPO: &str = "zai-org/SCAIL-2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -72,21 +68,15 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// The files inference needs from the official repository (the optional LoRAs left out),
-    /// endpoint from `HF_ENDPOINT` else the public hub, token from `HF_TOKEN`.
-    pub fn scail2(dest: impl Into<PathBuf>) -> Self {
+    /// `repo` at `main` into `dest` with nothing included yet; endpoint from `HF_ENDPOINT`
+    /// else the public hub, token from `HF_TOKEN`.
+    pub fn from_env(repo: &str, dest: impl Into<PathBuf>) -> Self {
         Self {
             endpoint: std::env::var("HF_ENDPOINT")
                 .unwrap_or_else(|_| "https://huggingface.co".into()),
-            repo: DEFAULT_REPO.into(),
+            repo: repo.into(),
             revision: "main".into(),
-            include: vec![
-                DIT_SAT.into(),
-                DIT_SAT_LATEST.into(),
-                VAE_PTH.into(),
-                "umt5-xxl/".into(),
-                CLIP_PTH.into(),
-            ],
+            include: Vec::new(),
             dest: dest.into(),
             token: std::env::var("HF_TOKEN").ok(),
             progress: None,
