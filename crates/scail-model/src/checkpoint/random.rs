@@ -68,56 +68,8 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
     let mut files = Vec::new();
     for (component, official, dtype, keys) in contract.components() {
         let path = dir.join(official);
-        let (entries, nesting, fused): (Vec<PthEntry>, Nesting, Vec<Vec<String>>) =
-            if component == "dit" {
-                let shapes: HashMap<&str, &Vec<usize>> =
-                    keys.iter().map(|(n, s)| (n.as_str(), s)).collect();
-                let sat = wan_to_sat(&keys);
-                let entries = sat
-                    .iter()
-                    .map(|(k, parts)| {
-                        let mut shape = shapes[parts[0].as_str()].clone();
-                        shape[0] *= parts.len();
-                        PthEntry {
-                            name: k.clone(),
-                            dtype,
-                            shape,
-                        }
-                    })
-                    .collect();
-                (
-                    entries,
-                    Nesting::Under("module".into()),
-                    sat.into_iter().map(|(_, p)| p).collect(),
-                )
-            } else {
-                let entries = keys
-                    .iter()
-                    .map(|(n, s)| PthEntry {
-                        name: n.clone(),
-                        dtype,
-                        shape: s.clone(),
-                    })
-                    .collect();
-                (
-                    entries,
-                    Nesting::Flat,
-                    keys.iter().map(|(n, _)| vec![n.clone()]).collect(),
-                )
-            };
-        write_pth(&path, &entries, &nesting, sparse, |i| {
-            // A fused SAT tensor is its canonical parts concatenated along dim 0.
-            let e = &entries[i];
-            let mut part_shape = e.shape.clone();
-            if fused[i].len() > 1 {
-                part_shape[0] /= fused[i].len();
-            }
-            Ok(fused[i]
-                .iter()
-                .flat_map(|n| random_bytes(n, &part_shape, dtype, seed))
-                .collect())
-        })
-        .map_err(io_err(&path))?;
+        let random = |name: &str, shape: &[usize]| random_bytes(name, shape, dtype, seed);
+        write_official(&path, component, dtype, &keys, sparse, random)?;
         files.push(path);
     }
     let latest = dir.join(DIT_SAT_LATEST);
@@ -132,6 +84,50 @@ pub fn init_random(size: ModelSize, dir: &Path, sparse: bool, seed: u64) -> Resu
         .map(|m| m.len())
         .sum();
     Ok(InitReport { files, bytes })
+}
+
+/// Writes one component in its official layout: the SAT DiT fuses q/k/v and k/v along dim 0
+/// under `module`, the encoders are flat state dicts. `data(name, shape)` gives the bytes of
+/// one canonical tensor.
+fn write_official(
+    path: &Path,
+    component: &str,
+    dtype: DType,
+    keys: &[(String, Vec<usize>)],
+    sparse: bool,
+    data: impl Fn(&str, &[usize]) -> Vec<u8>,
+) -> Result<()> {
+    // (stored name, canonical parts concatenated in it)
+    let (stored, nesting): (Vec<(String, Vec<String>)>, Nesting) = if component == "dit" {
+        (wan_to_sat(keys), Nesting::Under("module".into()))
+    } else {
+        let flat = keys.iter().map(|(n, _)| (n.clone(), vec![n.clone()]));
+        (flat.collect(), Nesting::Flat)
+    };
+    let shapes: HashMap<&str, &Vec<usize>> = keys.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let entries: Vec<PthEntry> = stored
+        .iter()
+        .map(|(name, parts)| {
+            let mut shape = shapes[parts[0].as_str()].clone();
+            if parts.len() > 1 {
+                // Fused along dim 0 (scalars, like CLIP's log_scale, are never fused).
+                shape[0] *= parts.len();
+            }
+            PthEntry {
+                name: name.clone(),
+                dtype,
+                shape,
+            }
+        })
+        .collect();
+    write_pth(path, &entries, &nesting, sparse, |i| {
+        let parts = &stored[i].1;
+        Ok(parts
+            .iter()
+            .flat_map(|n| data(n, shapes[n.as_str()]))
+            .collect())
+    })
+    .map_err(io_err(path))
 }
 
 /// A Unigram tokenizer.json in umT5's layout (`<pad>`, `</s>`, `<unk>` = 0, 1, 2) with

@@ -37,61 +37,16 @@ impl RawCheckpoint {
             let mut f = std::fs::File::open(path).map_err(io_err(path))?;
             f.read_exact(&mut magic).map_err(io_err(path))?;
         }
-        let read = |source| WeightsError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        if &magic == b"PK" {
-            let flat = candle_core::pickle::PthTensors::new(path, None).map_err(read)?;
-            let pth = if flat.tensor_infos().is_empty() {
-                candle_core::pickle::PthTensors::new(path, Some("module")).map_err(read)?
-            } else {
-                flat
-            };
-            let metas = pth
-                .tensor_infos()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        TensorMeta {
-                            shape: v.layout.dims().to_vec(),
-                            dtype: v.dtype,
-                        },
-                    )
-                })
-                .collect();
-            Ok(Self {
-                path: path.to_path_buf(),
-                store: Store::Pth(pth),
-                metas,
-            })
+        let (store, metas) = if &magic == b"PK" {
+            open_pth(path)?
         } else {
-            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(
-                |_| WeightsError::UnknownFormat {
-                    path: path.to_path_buf(),
-                },
-            )?;
-            let mut metas = BTreeMap::new();
-            for (k, v) in st.tensors() {
-                let dtype = DType::try_from(v.dtype()).map_err(|e| WeightsError::Tensor {
-                    name: k.clone(),
-                    msg: format!("unsupported dtype: {e}"),
-                })?;
-                metas.insert(
-                    k,
-                    TensorMeta {
-                        shape: v.shape().to_vec(),
-                        dtype,
-                    },
-                );
-            }
-            Ok(Self {
-                path: path.to_path_buf(),
-                store: Store::Safetensors(st),
-                metas,
-            })
-        }
+            open_safetensors(path)?
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            store,
+            metas,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -116,4 +71,55 @@ impl RawCheckpoint {
             Store::Safetensors(s) => s.load(name, &Device::Cpu).map_err(read),
         }
     }
+}
+
+type Metas = BTreeMap<String, TensorMeta>;
+
+/// A PyTorch zip: the top-level state dict, else the one under `module` (SAT).
+fn open_pth(path: &Path) -> Result<(Store, Metas)> {
+    let read = |source| WeightsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let flat = candle_core::pickle::PthTensors::new(path, None).map_err(read)?;
+    let pth = if flat.tensor_infos().is_empty() {
+        candle_core::pickle::PthTensors::new(path, Some("module")).map_err(read)?
+    } else {
+        flat
+    };
+    let metas = pth
+        .tensor_infos()
+        .iter()
+        .map(|(k, v)| {
+            let meta = TensorMeta {
+                shape: v.layout.dims().to_vec(),
+                dtype: v.dtype,
+            };
+            (k.clone(), meta)
+        })
+        .collect();
+    Ok((Store::Pth(pth), metas))
+}
+
+/// A safetensors file, memory-mapped.
+fn open_safetensors(path: &Path) -> Result<(Store, Metas)> {
+    // SAFETY: mapped read-only; checkpoints must not change while open.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|_| {
+        WeightsError::UnknownFormat {
+            path: path.to_path_buf(),
+        }
+    })?;
+    let mut metas = BTreeMap::new();
+    for (k, v) in st.tensors() {
+        let dtype = DType::try_from(v.dtype()).map_err(|e| WeightsError::Tensor {
+            name: k.clone(),
+            msg: format!("unsupported dtype: {e}"),
+        })?;
+        let meta = TensorMeta {
+            shape: v.shape().to_vec(),
+            dtype,
+        };
+        metas.insert(k, meta);
+    }
+    Ok((Store::Safetensors(st), metas))
 }

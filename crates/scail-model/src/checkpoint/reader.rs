@@ -37,84 +37,21 @@ pub struct Checkpoint {
     fused: Mutex<Option<(String, Tensor)>>,
 }
 
+/// Canonical name → where it is stored and what a load returns.
+type KeyMap = BTreeMap<String, (Source, TensorMeta)>;
+
 impl Checkpoint {
     pub fn open(path: &Path) -> Result<Self> {
         let raw = RawCheckpoint::open(path)?;
-        let mut map = BTreeMap::new();
         let is_sat = raw.metas.keys().any(|k| {
             k.starts_with(&format!("{SAT_PREFIX}transformer.layers."))
                 || k.starts_with(&format!("{SAT_PREFIX}mixins."))
         });
-        for (k, meta) in &raw.metas {
-            if is_sat {
-                for (name, index, parts) in sat_to_wan(k)? {
-                    let mut shape = meta.shape.clone();
-                    if parts > 1 {
-                        shape[0] /= parts;
-                    }
-                    let src = if parts > 1 {
-                        Source::Chunk {
-                            name: k.clone(),
-                            index,
-                            parts,
-                        }
-                    } else {
-                        Source::Direct(k.clone())
-                    };
-                    map.insert(
-                        name,
-                        (
-                            src,
-                            TensorMeta {
-                                shape,
-                                dtype: meta.dtype,
-                            },
-                        ),
-                    );
-                }
-                continue;
-            }
-            // Community repacks carry a `model.diffusion_model.` / `diffusion_model.` prefix,
-            // and fp8_scaled files a `scale_weight` per weight and a `scaled_fp8` marker.
-            let name = k
-                .strip_prefix(SAT_PREFIX)
-                .or_else(|| k.strip_prefix("diffusion_model."))
-                .unwrap_or(k);
-            if name == "scaled_fp8"
-                || name.ends_with(".scale_weight")
-                || name.ends_with(".scale_input")
-            {
-                continue;
-            }
-            let src = if meta.dtype == DType::F8E4M3 {
-                let scale = format!("{}.scale_weight", k.strip_suffix(".weight").unwrap_or(k));
-                if raw.metas.contains_key(&scale) {
-                    Source::Fp8Scaled {
-                        name: k.clone(),
-                        scale,
-                    }
-                } else {
-                    Source::Direct(k.clone())
-                }
-            } else {
-                Source::Direct(k.clone())
-            };
-            let dtype = if matches!(src, Source::Fp8Scaled { .. }) {
-                DType::F32
-            } else {
-                meta.dtype
-            };
-            map.insert(
-                name.to_string(),
-                (
-                    src,
-                    TensorMeta {
-                        shape: meta.shape.clone(),
-                        dtype,
-                    },
-                ),
-            );
-        }
+        let map = if is_sat {
+            sat_map(&raw)?
+        } else {
+            plain_map(&raw)
+        };
         Ok(Self {
             raw,
             map,
@@ -184,6 +121,66 @@ impl Checkpoint {
     pub fn var_builder(self, dtype: DType, dev: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, dev.clone())
     }
+}
+
+/// SAT keys through the official conversion; fused tensors become chunks of it.
+fn sat_map(raw: &RawCheckpoint) -> Result<KeyMap> {
+    let mut map = KeyMap::new();
+    for (k, meta) in &raw.metas {
+        for (name, index, parts) in sat_to_wan(k)? {
+            let mut shape = meta.shape.clone();
+            let src = if parts > 1 {
+                shape[0] /= parts;
+                Source::Chunk {
+                    name: k.clone(),
+                    index,
+                    parts,
+                }
+            } else {
+                Source::Direct(k.clone())
+            };
+            let meta = TensorMeta {
+                shape,
+                dtype: meta.dtype,
+            };
+            map.insert(name, (src, meta));
+        }
+    }
+    Ok(map)
+}
+
+/// Wan-layout keys as stored. Community repacks carry a `model.diffusion_model.` /
+/// `diffusion_model.` prefix, and fp8_scaled files a `scale_weight` per weight and a
+/// `scaled_fp8` marker: prefixes are stripped, scales and markers hidden behind their weights.
+fn plain_map(raw: &RawCheckpoint) -> KeyMap {
+    let mut map = KeyMap::new();
+    for (k, meta) in &raw.metas {
+        let name = k
+            .strip_prefix(SAT_PREFIX)
+            .or_else(|| k.strip_prefix("diffusion_model."))
+            .unwrap_or(k);
+        if name == "scaled_fp8" || name.ends_with(".scale_weight") || name.ends_with(".scale_input")
+        {
+            continue;
+        }
+        let scale = format!("{}.scale_weight", k.strip_suffix(".weight").unwrap_or(k));
+        let entry = if meta.dtype == DType::F8E4M3 && raw.metas.contains_key(&scale) {
+            let src = Source::Fp8Scaled {
+                name: k.clone(),
+                scale,
+            };
+            // Dequantised on load.
+            let meta = TensorMeta {
+                shape: meta.shape.clone(),
+                dtype: DType::F32,
+            };
+            (src, meta)
+        } else {
+            (Source::Direct(k.clone()), meta.clone())
+        };
+        map.insert(name.to_string(), entry);
+    }
+    map
 }
 
 impl SimpleBackend for Checkpoint {

@@ -124,71 +124,78 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 
 /// [`verify`] against a given contract.
 pub fn verify_with(dir: &Path, contract: &Contract) -> Result<VerifyReport> {
-    let mut components = Vec::new();
-    for (component, official, _, expected) in contract.components() {
-        let expected_params: u64 = expected
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>() as u64)
-            .sum();
-        let mut rep = ComponentReport {
+    let components = contract
+        .components()
+        .into_iter()
+        .map(|(component, official, _, expected)| {
+            let mut rep = ComponentReport::new(component, &expected);
+            let canonical = canonical_name(component);
+            match locate(dir, official, canonical) {
+                None => rep.error = Some(format!("not found ({official} or {canonical})")),
+                Some(p) => {
+                    match Checkpoint::open(&p) {
+                        Err(e) => rep.error = Some(e.to_string()),
+                        Ok(ck) => rep.compare(&ck, &expected),
+                    }
+                    rep.file = Some(p);
+                }
+            }
+            rep
+        })
+        .collect();
+    Ok(VerifyReport {
+        size: contract.size,
+        components,
+        tokenizer: find_tokenizer(dir),
+    })
+}
+
+impl ComponentReport {
+    /// A report with nothing found yet.
+    fn new(component: &'static str, expected: &[(String, Vec<usize>)]) -> Self {
+        Self {
             component,
             file: None,
             expected_tensors: expected.len(),
             found_tensors: 0,
-            expected_params,
+            expected_params: expected
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>() as u64)
+                .sum(),
             found_params: 0,
             dtypes: BTreeMap::new(),
             missing: vec![],
             unexpected: vec![],
             wrong_shape: vec![],
             error: None,
-        };
-        match locate(dir, official, canonical_name(component)) {
-            None => {
-                rep.error = Some(format!(
-                    "not found ({official} or {})",
-                    canonical_name(component)
-                ))
-            }
-            Some(p) => {
-                rep.file = Some(p.clone());
-                match Checkpoint::open(&p) {
-                    Err(e) => rep.error = Some(e.to_string()),
-                    Ok(ck) => {
-                        let want: BTreeMap<&str, &Vec<usize>> =
-                            expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
-                        for (name, meta) in ck.metas() {
-                            rep.found_tensors += 1;
-                            rep.found_params += meta.shape.iter().product::<usize>() as u64;
-                            let stored = match ck.source(name) {
-                                Some(Source::Fp8Scaled { .. }) => "f8e4m3+scale".to_string(),
-                                _ => format!("{:?}", meta.dtype).to_lowercase(),
-                            };
-                            *rep.dtypes.entry(stored).or_default() += 1;
-                            match want.get(name.as_str()) {
-                                None => rep.unexpected.push(name.clone()),
-                                Some(s) if **s != meta.shape => rep.wrong_shape.push((
-                                    name.clone(),
-                                    (*s).clone(),
-                                    meta.shape.clone(),
-                                )),
-                                _ => {}
-                            }
-                        }
-                        for (n, _) in &expected {
-                            if !ck.contains(n) {
-                                rep.missing.push(n.clone());
-                            }
-                        }
-                    }
+        }
+    }
+
+    /// Counts what `ck` stores and sorts every difference from `expected` into the report.
+    fn compare(&mut self, ck: &Checkpoint, expected: &[(String, Vec<usize>)]) {
+        let want: BTreeMap<&str, &Vec<usize>> =
+            expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        for (name, meta) in ck.metas() {
+            self.found_tensors += 1;
+            self.found_params += meta.shape.iter().product::<usize>() as u64;
+            let stored = match ck.source(name) {
+                Some(Source::Fp8Scaled { .. }) => "f8e4m3+scale".to_string(),
+                _ => format!("{:?}", meta.dtype).to_lowercase(),
+            };
+            *self.dtypes.entry(stored).or_default() += 1;
+            match want.get(name.as_str()) {
+                None => self.unexpected.push(name.clone()),
+                Some(s) if **s != meta.shape => {
+                    self.wrong_shape
+                        .push((name.clone(), (*s).clone(), meta.shape.clone()))
                 }
+                _ => {}
             }
         }
-        components.push(rep);
+        for (n, _) in expected {
+            if !ck.contains(n) {
+                self.missing.push(n.clone());
+            }
+        }
     }
-    Ok(VerifyReport {
-        size: contract.size,
-        components,
-        tokenizer: find_tokenizer(dir),
-    })
 }

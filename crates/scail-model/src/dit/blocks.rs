@@ -7,7 +7,9 @@ use candle_core::{IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
 use super::gelu::gelu_tanh;
-use super::layers::{attend, get_f32, layer_norm, merge_heads_b, modulate, rms, split_heads_b, Lin};
+use super::layers::{
+    attend, get_f32, layer_norm, merge_heads_b, modulate, rms, split_heads_b, Lin,
+};
 use super::{rope, DitConfig, Result};
 use crate::attention::split_heads;
 

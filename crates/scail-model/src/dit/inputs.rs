@@ -44,7 +44,12 @@ pub fn history_mask(
     Ok(Tensor::cat(&[ones, zeros], 1)?)
 }
 
-pub(super) fn expect(name: &'static str, t: &Tensor, shape: &[usize], extra_ok: bool) -> Result<()> {
+pub(super) fn expect(
+    name: &'static str,
+    t: &Tensor,
+    shape: &[usize],
+    extra_ok: bool,
+) -> Result<()> {
     if extra_ok && t.dims() == shape {
         Ok(())
     } else {
@@ -75,7 +80,11 @@ pub fn patchify(x: &Tensor, [pt, ph, pw]: [usize; 3]) -> Result<Tensor> {
 
 /// Head output of the video tokens `[gt·gh·gw, pt·ph·pw·out]` (ordered (pt, ph, pw, c)) →
 /// `[out, T, H, W]`.
-pub(super) fn unpatchify(x: &Tensor, (gt, gh, gw): (usize, usize, usize), cfg: &DitConfig) -> Result<Tensor> {
+pub(super) fn unpatchify(
+    x: &Tensor,
+    (gt, gh, gw): (usize, usize, usize),
+    cfg: &DitConfig,
+) -> Result<Tensor> {
     let [pt, ph, pw] = cfg.patch_size;
     let c = cfg.out_dim;
     let x = x.reshape(vec![gt, gh, gw, pt, ph, pw, c])?;

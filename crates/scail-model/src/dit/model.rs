@@ -267,8 +267,7 @@ impl Dit {
         let x = self.f32_in(inp.x)?;
         let (xc, t, h, w) = x.dims4()?;
         expect("x", &x, &[c, t, h, w], xc == c)?;
-        let ok_grid =
-            t.is_multiple_of(pt) && h.is_multiple_of(2 * ph) && w.is_multiple_of(2 * pw);
+        let ok_grid = t.is_multiple_of(pt) && h.is_multiple_of(2 * ph) && w.is_multiple_of(2 * pw);
         expect("x", &x, &[c, t, h, w], ok_grid)?;
 
         let hist = match inp.history_mask {

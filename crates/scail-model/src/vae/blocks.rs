@@ -4,6 +4,7 @@
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::config::StageLayer;
 use super::conv::{use_cpu_kernels, CausalConv3d, FeatCache, RmsNorm, Slot};
 use super::VaeConfig;
 
@@ -234,41 +235,11 @@ impl Tower {
     }
 
     pub(super) fn encoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
-        let dims = cfg.encoder_dims();
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), 3, dims[0], [3, 3, 3])?;
-        let mut layers = Vec::new();
-        let ds = vb.pp("downsamples");
-        let n = cfg.dim_mult.len();
-        for i in 0..n {
-            let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
-            for _ in 0..cfg.num_res_blocks {
-                layers.push(Layer::Res(ResidualBlock::new(
-                    ds.pp(layers.len()),
-                    in_dim,
-                    out_dim,
-                )?));
-                in_dim = out_dim;
-            }
-            if i != n - 1 {
-                let mode = if cfg.temporal_downsample[i] {
-                    ResampleMode::Down3d
-                } else {
-                    ResampleMode::Down2d
-                };
-                layers.push(Layer::Resample(Resample::new(
-                    ds.pp(layers.len()),
-                    out_dim,
-                    mode,
-                )?));
-            }
-        }
-        let c = *dims.last().unwrap();
-        let m = vb.pp("middle");
-        layers.push(Layer::Res(ResidualBlock::new(m.pp("0"), c, c)?));
-        layers.push(Layer::Attn(AttentionBlock::new(m.pp("1"), c)?));
-        layers.push(Layer::Res(ResidualBlock::new(m.pp("2"), c, c)?));
+        let c = *cfg.encoder_dims().last().unwrap();
+        let mut layers = stage_layers(vb.pp("downsamples"), &cfg.encoder_stages())?;
+        layers.extend(middle(vb.pp("middle"), c)?);
         Ok(Self {
-            conv1,
+            conv1: CausalConv3d::new(vb.pp("conv1"), 3, cfg.dim, [3, 3, 3])?,
             layers,
             head_norm: RmsNorm::new(vb.pp("head.0"), c, false)?,
             head_conv: CausalConv3d::new(vb.pp("head.2"), c, 2 * cfg.z_dim, [3, 3, 3])?,
@@ -277,44 +248,47 @@ impl Tower {
 
     pub(super) fn decoder(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let dims = cfg.decoder_dims();
-        let c = dims[0];
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), cfg.z_dim, c, [3, 3, 3])?;
-        let m = vb.pp("middle");
-        let mut layers = vec![
-            Layer::Res(ResidualBlock::new(m.pp("0"), c, c)?),
-            Layer::Attn(AttentionBlock::new(m.pp("1"), c)?),
-            Layer::Res(ResidualBlock::new(m.pp("2"), c, c)?),
-        ];
-        let up = cfg.temporal_upsample();
-        let us = vb.pp("upsamples");
-        let n = cfg.dim_mult.len();
-        let mut idx = 0;
-        for i in 0..n {
-            let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
-            if i > 0 {
-                in_dim /= 2;
-            }
-            for _ in 0..=cfg.num_res_blocks {
-                layers.push(Layer::Res(ResidualBlock::new(us.pp(idx), in_dim, out_dim)?));
-                in_dim = out_dim;
-                idx += 1;
-            }
-            if i != n - 1 {
-                let mode = if up[i] {
-                    ResampleMode::Up3d
-                } else {
-                    ResampleMode::Up2d
-                };
-                layers.push(Layer::Resample(Resample::new(us.pp(idx), out_dim, mode)?));
-                idx += 1;
-            }
-        }
+        let mut layers = middle(vb.pp("middle"), dims[0])?;
+        layers.extend(stage_layers(vb.pp("upsamples"), &cfg.decoder_stages())?);
         let c = *dims.last().unwrap();
         Ok(Self {
-            conv1,
+            conv1: CausalConv3d::new(vb.pp("conv1"), cfg.z_dim, dims[0], [3, 3, 3])?,
             layers,
             head_norm: RmsNorm::new(vb.pp("head.0"), c, false)?,
             head_conv: CausalConv3d::new(vb.pp("head.2"), c, 3, [3, 3, 3])?,
         })
     }
+}
+
+/// Residual block, attention block, residual block at `c` channels.
+fn middle(vb: VarBuilder, c: usize) -> Result<Vec<Layer>> {
+    Ok(vec![
+        Layer::Res(ResidualBlock::new(vb.pp("0"), c, c)?),
+        Layer::Attn(AttentionBlock::new(vb.pp("1"), c)?),
+        Layer::Res(ResidualBlock::new(vb.pp("2"), c, c)?),
+    ])
+}
+
+/// The layers of a `downsamples` / `upsamples` list.
+fn stage_layers(vb: VarBuilder, stages: &[StageLayer]) -> Result<Vec<Layer>> {
+    stages
+        .iter()
+        .enumerate()
+        .map(|(idx, layer)| {
+            Ok(match *layer {
+                StageLayer::Res { in_dim, out_dim } => {
+                    Layer::Res(ResidualBlock::new(vb.pp(idx), in_dim, out_dim)?)
+                }
+                StageLayer::Resample { c, up, temporal } => {
+                    let mode = match (up, temporal) {
+                        (false, false) => ResampleMode::Down2d,
+                        (false, true) => ResampleMode::Down3d,
+                        (true, false) => ResampleMode::Up2d,
+                        (true, true) => ResampleMode::Up3d,
+                    };
+                    Layer::Resample(Resample::new(vb.pp(idx), c, mode)?)
+                }
+            })
+        })
+        .collect()
 }

@@ -44,126 +44,137 @@ impl VaeConfig {
             .collect()
     }
 
+    /// The encoder's `downsamples` list, in checkpoint index order: per stage
+    /// `num_res_blocks` residual blocks, then (all but the last stage) a downsampling.
+    pub(super) fn encoder_stages(&self) -> Vec<StageLayer> {
+        self.stages(&self.encoder_dims(), &self.temporal_downsample, false)
+    }
+
+    /// The decoder's `upsamples` list: one more residual block per stage, and stages after the
+    /// first start from half the channels (the upsampling before them halves them).
+    pub(super) fn decoder_stages(&self) -> Vec<StageLayer> {
+        let temporal: Vec<bool> = self.temporal_downsample.iter().rev().copied().collect();
+        self.stages(&self.decoder_dims(), &temporal, true)
+    }
+
+    fn stages(&self, dims: &[usize], temporal: &[bool], up: bool) -> Vec<StageLayer> {
+        let n = self.dim_mult.len();
+        let blocks = self.num_res_blocks + usize::from(up);
+        let mut v = Vec::new();
+        for i in 0..n {
+            let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
+            if up && i > 0 {
+                in_dim /= 2;
+            }
+            for _ in 0..blocks {
+                v.push(StageLayer::Res { in_dim, out_dim });
+                in_dim = out_dim;
+            }
+            if i != n - 1 {
+                v.push(StageLayer::Resample {
+                    c: out_dim,
+                    up,
+                    temporal: temporal[i],
+                });
+            }
+        }
+        v
+    }
+
     /// Every tensor of the official checkpoint (`Wan2.1_VAE.pth`) with its shape, in a stable
     /// order: the key contract checked by `weights verify`.
     pub fn expected_keys(&self) -> Vec<(String, Vec<usize>)> {
-        let mut out = Vec::new();
-        let conv3 =
-            |out: &mut Vec<(String, Vec<usize>)>, p: &str, o: usize, i: usize, k: [usize; 3]| {
-                out.push((format!("{p}.weight"), vec![o, i, k[0], k[1], k[2]]));
-                out.push((format!("{p}.bias"), vec![o]));
-            };
-        let res = |out: &mut Vec<(String, Vec<usize>)>, p: &str, i: usize, o: usize| {
-            out.push((format!("{p}.residual.0.gamma"), vec![i, 1, 1, 1]));
-            conv3(out, &format!("{p}.residual.2"), o, i, [3, 3, 3]);
-            out.push((format!("{p}.residual.3.gamma"), vec![o, 1, 1, 1]));
-            conv3(out, &format!("{p}.residual.6"), o, o, [3, 3, 3]);
-            if i != o {
-                conv3(out, &format!("{p}.shortcut"), o, i, [1, 1, 1]);
-            }
-        };
-        let attn = |out: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
-            out.push((format!("{p}.norm.gamma"), vec![c, 1, 1]));
-            out.push((format!("{p}.to_qkv.weight"), vec![3 * c, c, 1, 1]));
-            out.push((format!("{p}.to_qkv.bias"), vec![3 * c]));
-            out.push((format!("{p}.proj.weight"), vec![c, c, 1, 1]));
-            out.push((format!("{p}.proj.bias"), vec![c]));
-        };
+        let mut k = Keys(Vec::new());
         let z2 = self.z_dim * 2;
-        conv3(&mut out, "conv1", z2, z2, [1, 1, 1]);
-        conv3(&mut out, "conv2", self.z_dim, self.z_dim, [1, 1, 1]);
+        k.conv3("conv1", z2, z2, [1, 1, 1]);
+        k.conv3("conv2", self.z_dim, self.z_dim, [1, 1, 1]);
         // Encoder.
-        let dims = self.encoder_dims();
-        conv3(&mut out, "encoder.conv1", dims[0], 3, [3, 3, 3]);
-        let mut idx = 0;
-        let n_stages = self.dim_mult.len();
-        for i in 0..n_stages {
-            let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
-            for _ in 0..self.num_res_blocks {
-                res(
-                    &mut out,
-                    &format!("encoder.downsamples.{idx}"),
-                    in_dim,
-                    out_dim,
-                );
-                in_dim = out_dim;
-                idx += 1;
-            }
-            if i != n_stages - 1 {
-                let p = format!("encoder.downsamples.{idx}");
-                out.push((
-                    format!("{p}.resample.1.weight"),
-                    vec![out_dim, out_dim, 3, 3],
-                ));
-                out.push((format!("{p}.resample.1.bias"), vec![out_dim]));
-                if self.temporal_downsample[i] {
-                    conv3(
-                        &mut out,
-                        &format!("{p}.time_conv"),
-                        out_dim,
-                        out_dim,
-                        [3, 1, 1],
-                    );
-                }
-                idx += 1;
-            }
-        }
-        let c = *dims.last().unwrap();
-        res(&mut out, "encoder.middle.0", c, c);
-        attn(&mut out, "encoder.middle.1", c);
-        res(&mut out, "encoder.middle.2", c, c);
-        out.push(("encoder.head.0.gamma".into(), vec![c, 1, 1, 1]));
-        conv3(&mut out, "encoder.head.2", z2, c, [3, 3, 3]);
+        let c = *self.encoder_dims().last().unwrap();
+        k.conv3("encoder.conv1", self.dim, 3, [3, 3, 3]);
+        k.stages("encoder.downsamples", &self.encoder_stages());
+        k.middle("encoder.middle", c);
+        k.head("encoder.head", z2, c);
         // Decoder.
         let dims = self.decoder_dims();
-        let c = dims[0];
-        conv3(&mut out, "decoder.conv1", c, self.z_dim, [3, 3, 3]);
-        res(&mut out, "decoder.middle.0", c, c);
-        attn(&mut out, "decoder.middle.1", c);
-        res(&mut out, "decoder.middle.2", c, c);
-        let up = self.temporal_upsample();
-        let mut idx = 0;
-        for i in 0..n_stages {
-            let (mut in_dim, out_dim) = (dims[i], dims[i + 1]);
-            if i > 0 {
-                in_dim /= 2;
-            }
-            for _ in 0..=self.num_res_blocks {
-                res(
-                    &mut out,
-                    &format!("decoder.upsamples.{idx}"),
-                    in_dim,
-                    out_dim,
-                );
-                in_dim = out_dim;
-                idx += 1;
-            }
-            if i != n_stages - 1 {
-                let p = format!("decoder.upsamples.{idx}");
-                out.push((
-                    format!("{p}.resample.1.weight"),
-                    vec![out_dim / 2, out_dim, 3, 3],
-                ));
-                out.push((format!("{p}.resample.1.bias"), vec![out_dim / 2]));
-                if up[i] {
-                    conv3(
-                        &mut out,
-                        &format!("{p}.time_conv"),
-                        out_dim * 2,
-                        out_dim,
-                        [3, 1, 1],
-                    );
-                }
-                idx += 1;
-            }
-        }
-        let c = *dims.last().unwrap();
-        out.push(("decoder.head.0.gamma".into(), vec![c, 1, 1, 1]));
-        conv3(&mut out, "decoder.head.2", 3, c, [3, 3, 3]);
-        out
+        k.conv3("decoder.conv1", dims[0], self.z_dim, [3, 3, 3]);
+        k.middle("decoder.middle", dims[0]);
+        k.stages("decoder.upsamples", &self.decoder_stages());
+        k.head("decoder.head", 3, *dims.last().unwrap());
+        k.0
+    }
+}
+
+/// One layer of an encoder's `downsamples` or a decoder's `upsamples` list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum StageLayer {
+    Res {
+        in_dim: usize,
+        out_dim: usize,
+    },
+    /// Halves (`up`: doubles) the spatial size of `c` channels, and with `temporal` the time
+    /// axis too; upsampling also halves the channels.
+    Resample {
+        c: usize,
+        up: bool,
+        temporal: bool,
+    },
+}
+
+/// The key contract under construction: (name, shape) in checkpoint order.
+struct Keys(Vec<(String, Vec<usize>)>);
+
+impl Keys {
+    fn push(&mut self, name: String, shape: Vec<usize>) {
+        self.0.push((name, shape));
     }
 
-    pub(super) fn temporal_upsample(&self) -> Vec<bool> {
-        self.temporal_downsample.iter().rev().copied().collect()
+    fn conv3(&mut self, p: &str, o: usize, i: usize, k: [usize; 3]) {
+        self.push(format!("{p}.weight"), vec![o, i, k[0], k[1], k[2]]);
+        self.push(format!("{p}.bias"), vec![o]);
+    }
+
+    fn res(&mut self, p: &str, i: usize, o: usize) {
+        self.push(format!("{p}.residual.0.gamma"), vec![i, 1, 1, 1]);
+        self.conv3(&format!("{p}.residual.2"), o, i, [3, 3, 3]);
+        self.push(format!("{p}.residual.3.gamma"), vec![o, 1, 1, 1]);
+        self.conv3(&format!("{p}.residual.6"), o, o, [3, 3, 3]);
+        if i != o {
+            self.conv3(&format!("{p}.shortcut"), o, i, [1, 1, 1]);
+        }
+    }
+
+    /// Residual block, attention block, residual block.
+    fn middle(&mut self, p: &str, c: usize) {
+        self.res(&format!("{p}.0"), c, c);
+        self.push(format!("{p}.1.norm.gamma"), vec![c, 1, 1]);
+        self.push(format!("{p}.1.to_qkv.weight"), vec![3 * c, c, 1, 1]);
+        self.push(format!("{p}.1.to_qkv.bias"), vec![3 * c]);
+        self.push(format!("{p}.1.proj.weight"), vec![c, c, 1, 1]);
+        self.push(format!("{p}.1.proj.bias"), vec![c]);
+        self.res(&format!("{p}.2"), c, c);
+    }
+
+    fn stages(&mut self, p: &str, layers: &[StageLayer]) {
+        for (idx, layer) in layers.iter().enumerate() {
+            let p = format!("{p}.{idx}");
+            match *layer {
+                StageLayer::Res { in_dim, out_dim } => self.res(&p, in_dim, out_dim),
+                StageLayer::Resample { c, up, temporal } => {
+                    let c_out = if up { c / 2 } else { c };
+                    self.push(format!("{p}.resample.1.weight"), vec![c_out, c, 3, 3]);
+                    self.push(format!("{p}.resample.1.bias"), vec![c_out]);
+                    if temporal {
+                        let t_out = if up { 2 * c } else { c };
+                        self.conv3(&format!("{p}.time_conv"), t_out, c, [3, 1, 1]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// RMS norm then the output convolution.
+    fn head(&mut self, p: &str, o: usize, c: usize) {
+        self.push(format!("{p}.0.gamma"), vec![c, 1, 1, 1]);
+        self.conv3(&format!("{p}.2"), o, c, [3, 3, 3]);
     }
 }

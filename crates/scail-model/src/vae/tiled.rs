@@ -106,11 +106,7 @@ impl Canvas {
         for (k, a) in self.acc.iter_mut().enumerate() {
             *a = (*a / self.wsum[k % plane]).clamp(-1.0, 1.0);
         }
-        Tensor::from_vec(
-            self.acc,
-            (3, self.frames, self.ph, self.pw),
-            &Device::Cpu,
-        )
+        Tensor::from_vec(self.acc, (3, self.frames, self.ph, self.pw), &Device::Cpu)
     }
 }
 
