@@ -68,7 +68,7 @@ pub fn write_safetensors_streaming(
     Ok(())
 }
 
-fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+pub(crate) fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let t = t.flatten_all()?;
     Ok(match t.dtype() {
         DType::F32 => t
