@@ -142,8 +142,10 @@ fn tiled_decode_matches_untiled() {
         .unwrap();
     assert_eq!(fixtures::max_abs_diff(&one, &full), 0.0);
     // Overlapping tiles.
-    let (tile, overlap) = (h.min(w) - 1, 2);
-    assert!(tile > overlap, "latent {h}x{w} too small to tile");
+    // Two latents of overlap, or one where the latent is too small for that.
+    let tile = h.min(w) - 1;
+    let overlap = 2.min(tile - 1);
+    assert!(overlap > 0, "latent {h}x{w} too small to tile");
     let tiled = vae.decode_tiled(z, Tiling { tile, overlap }).unwrap();
     assert_eq!(tiled.dims(), full.dims());
     // Pixels covered by a single tile are exactly that tile's own decode (the blend only acts
