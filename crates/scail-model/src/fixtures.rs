@@ -54,6 +54,18 @@ pub fn atol(manifest: &serde_json::Value, file: &str, name: &str) -> Option<f64>
     e["suggested"]["atol"].as_f64()
 }
 
+/// Largest absolute value of a tensor (the scale relative errors are taken against).
+pub fn max_abs(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
 /// Largest absolute difference between two tensors of the same shape (compared in f64).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");

@@ -78,13 +78,7 @@ fn dit_bf16_weights_stay_close_to_reference() {
     let file = dit_cases(&m).into_iter().next().expect("a dit case");
     let (v, _, d) = run_case(&m, &file, DType::BF16);
     let want = &d["out.velocity"];
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
+    let scale = fixtures::max_abs(want);
     let err = fixtures::max_abs_diff(&v, want) / scale;
     eprintln!("{file}: bf16 weights, max error {err:.3e} of max |ref|");
     assert!(v.dtype() == DType::F32, "velocity must come back in f32");
@@ -103,13 +97,7 @@ fn dit_loads_bf16_and_f16_checkpoints() {
     let cfg = DitConfig::from_manifest(&m).unwrap();
     let d = fixtures::load(&file);
     let want = &d["out.velocity"];
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
+    let scale = fixtures::max_abs(want);
     let tmp = std::env::temp_dir().join(format!("scail-dit-half-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for (stored, compute, bound) in [
