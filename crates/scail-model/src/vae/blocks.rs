@@ -149,24 +149,11 @@ impl Resample {
         })
     }
 
+    /// Time upsampling (3D up), the spatial resampling, then time downsampling (3D down).
     fn forward(&self, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
         let mut x = x.clone();
         if let (ResampleMode::Up3d, Some(tc)) = (&self.mode, &self.time_conv) {
-            let slot = cache.next();
-            if matches!(slot, Slot::Empty) {
-                // The reference skips the time conv on the first chunk (no frame doubling).
-                *slot = Slot::Started;
-            } else {
-                if matches!(slot, Slot::Started) {
-                    *slot = Slot::Empty;
-                }
-                let y = tc.forward_cached(&x, slot)?;
-                let (t, c2, h, w) = y.dims4()?;
-                // Channels [0, c) are the even output frame, [c, 2c) the odd one.
-                x = y
-                    .reshape((t, 2, c2 / 2, h, w))?
-                    .reshape((2 * t, c2 / 2, h, w))?;
-            }
+            x = double_frames(tc, &x, cache.next())?;
         }
         let (_, _, h, w) = x.dims4()?;
         x = match self.mode {
@@ -180,23 +167,48 @@ impl Resample {
                 .broadcast_add(&self.down_b)?,
         };
         if let (ResampleMode::Down3d, Some(tc)) = (&self.mode, &self.time_conv) {
-            let slot = cache.next();
-            let t = x.dim(0)?;
-            let last = x.narrow(0, t - 1, 1)?.copy()?;
-            if let Slot::Frames(prev) = slot {
-                let xs = Tensor::cat(&[&*prev, &x], 0)?;
-                // Kernel 3, stride 2, no padding: output j reads frames 2j, 2j+1, 2j+2.
-                let n_out = (xs.dim(0)? - 3) / 2 + 1;
-                let outs = (0..n_out)
-                    .map(|j| tc.conv_frames(&xs.narrow(0, 2 * j, 3)?))
-                    .collect::<Result<Vec<_>>>()?;
-                x = Tensor::cat(&outs, 0)?;
-            }
-            // The first chunk passes through; every chunk's last frame seeds the next one.
-            *slot = Slot::Frames(last);
+            x = halve_frames(tc, &x, cache.next())?;
         }
         Ok(x)
     }
+}
+
+/// The upsampling time conv: every frame becomes two (its output channels [0, c) and [c, 2c)),
+/// except on the first chunk, which the reference passes through.
+fn double_frames(tc: &CausalConv3d, x: &Tensor, slot: &mut Slot) -> Result<Tensor> {
+    if matches!(slot, Slot::Empty) {
+        *slot = Slot::Started;
+        return Ok(x.clone());
+    }
+    if matches!(slot, Slot::Started) {
+        *slot = Slot::Empty;
+    }
+    let y = tc.forward_cached(x, slot)?;
+    let (t, c2, h, w) = y.dims4()?;
+    y.reshape((t, 2, c2 / 2, h, w))?
+        .reshape((2 * t, c2 / 2, h, w))
+}
+
+/// The downsampling time conv (kernel 3, stride 2, no padding) over the previous chunk's last
+/// frame and this chunk; the first chunk passes through.
+fn halve_frames(tc: &CausalConv3d, x: &Tensor, slot: &mut Slot) -> Result<Tensor> {
+    let t = x.dim(0)?;
+    let last = x.narrow(0, t - 1, 1)?.copy()?;
+    let out = match slot {
+        Slot::Frames(prev) => {
+            let xs = Tensor::cat(&[&*prev, x], 0)?;
+            // Output j reads frames 2j, 2j+1, 2j+2.
+            let n_out = (xs.dim(0)? - 3) / 2 + 1;
+            let outs = (0..n_out)
+                .map(|j| tc.conv_frames(&xs.narrow(0, 2 * j, 3)?))
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&outs, 0)?
+        }
+        _ => x.clone(),
+    };
+    // Every chunk's last frame seeds the next one.
+    *slot = Slot::Frames(last);
+    Ok(out)
 }
 
 enum Layer {

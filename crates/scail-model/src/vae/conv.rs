@@ -165,56 +165,17 @@ impl CausalConv3d {
         slot: &mut Slot,
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (t, c, h, w) = x.dims4()?;
-        let ctx = self.kd - 1;
         if let Some((taps, bias)) = &self.cpu {
-            let prev = match slot {
-                Slot::Frames(p) if ctx > 0 => Some(p.clone()),
-                _ => None,
-            };
-            let zeros;
-            let gamma = norm
-                .map(|n| n.gamma.flatten_all()?.to_vec1::<f32>())
-                .transpose()?;
-            let act = norm
-                .zip(gamma.as_deref())
-                .map(|(n, g)| crate::vae_cpu::Activation {
-                    gamma: g,
-                    scale: n.scale as f32,
-                });
-            let res = residual.map(|r| r.contiguous()).transpose()?;
-            let run = |prev: &[f32]| -> Result<(Vec<f32>, Vec<f32>)> {
-                cpu_slice(x, |xs| {
-                    let go = |r: Option<&[f32]>| {
-                        crate::vae_cpu::conv3d_stream(
-                            prev,
-                            xs,
-                            act.as_ref(),
-                            (c, h, w),
-                            taps,
-                            bias,
-                            (self.c_out, self.kd, self.k),
-                            r,
-                        )
-                    };
-                    match &res {
-                        Some(r) => cpu_slice(r, |r| go(Some(r))),
-                        None => Ok(go(None)),
-                    }
-                })?
-            };
-            let (out, cache) = match &prev {
-                Some(p) => cpu_slice(p, |p| run(p))??,
-                None => {
-                    zeros = vec![0f32; ctx * c * h * w];
-                    run(&zeros)?
-                }
-            };
-            if ctx > 0 {
-                *slot = Slot::Frames(Tensor::from_vec(cache, (ctx, c, h, w), x.device())?);
-            }
-            return Tensor::from_vec(out, (t, self.c_out, h, w), x.device());
+            return self.forward_act_cpu(
+                x,
+                norm,
+                slot,
+                residual,
+                (taps.as_slice(), bias.as_slice()),
+            );
         }
+        let (_, c, h, w) = x.dims4()?;
+        let ctx = self.kd - 1;
         let x = match norm {
             Some(n) => n.forward_silu(x)?,
             None => x.clone(),
@@ -236,6 +197,66 @@ impl CausalConv3d {
             Some(r) => y + r,
             None => Ok(y),
         }
+    }
+
+    /// [`Self::forward_act`] through the fused CPU f32 kernel: norm, SiLU, left context and
+    /// residual are applied while the taps are read.
+    fn forward_act_cpu(
+        &self,
+        x: &Tensor,
+        norm: Option<&RmsNorm>,
+        slot: &mut Slot,
+        residual: Option<&Tensor>,
+        (taps, bias): (&[f32], &[f32]),
+    ) -> Result<Tensor> {
+        let (t, c, h, w) = x.dims4()?;
+        let ctx = self.kd - 1;
+        let prev = match slot {
+            Slot::Frames(p) if ctx > 0 => Some(p.clone()),
+            _ => None,
+        };
+        let zeros;
+        let gamma = norm
+            .map(|n| n.gamma.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
+        let act = norm
+            .zip(gamma.as_deref())
+            .map(|(n, g)| crate::vae_cpu::Activation {
+                gamma: g,
+                scale: n.scale as f32,
+            });
+        let res = residual.map(|r| r.contiguous()).transpose()?;
+        let run = |prev: &[f32]| -> Result<(Vec<f32>, Vec<f32>)> {
+            cpu_slice(x, |xs| {
+                let go = |r: Option<&[f32]>| {
+                    crate::vae_cpu::conv3d_stream(
+                        prev,
+                        xs,
+                        act.as_ref(),
+                        (c, h, w),
+                        taps,
+                        bias,
+                        (self.c_out, self.kd, self.k),
+                        r,
+                    )
+                };
+                match &res {
+                    Some(r) => cpu_slice(r, |r| go(Some(r))),
+                    None => Ok(go(None)),
+                }
+            })?
+        };
+        let (out, cache) = match &prev {
+            Some(p) => cpu_slice(p, |p| run(p))??,
+            None => {
+                zeros = vec![0f32; ctx * c * h * w];
+                run(&zeros)?
+            }
+        };
+        if ctx > 0 {
+            *slot = Slot::Frames(Tensor::from_vec(cache, (ctx, c, h, w), x.device())?);
+        }
+        Tensor::from_vec(out, (t, self.c_out, h, w), x.device())
     }
 }
 
