@@ -123,20 +123,21 @@ pub fn only_file_of_kind(manifest: &serde_json::Value, kind: &str) -> String {
     files.into_iter().next().expect("one file")
 }
 
-/// The weights file a case was computed with (its manifest entry's `weights`).
-pub fn weights_of(manifest: &serde_json::Value, file: &str) -> PathBuf {
-    let w = manifest["files"][file]["weights"]
+/// The name of the weights file a case was computed with (its manifest entry's `weights`).
+fn weights_name<'a>(manifest: &'a serde_json::Value, file: &str) -> &'a str {
+    manifest["files"][file]["weights"]
         .as_str()
-        .unwrap_or_else(|| panic!("{file}: no weights file in the manifest"));
-    dir().join(w)
+        .unwrap_or_else(|| panic!("{file}: no weights file in the manifest"))
+}
+
+/// The weights file a case was computed with.
+pub fn weights_of(manifest: &serde_json::Value, file: &str) -> PathBuf {
+    dir().join(weights_name(manifest, file))
 }
 
 /// The `model_config` of the weights a case was computed with.
 pub fn model_config<'a>(manifest: &'a serde_json::Value, file: &str) -> &'a serde_json::Value {
-    let w = manifest["files"][file]["weights"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{file}: no weights file in the manifest"));
-    &manifest["files"][w]["model_config"]
+    &manifest["files"][weights_name(manifest, file)]["model_config"]
 }
 
 fn usize_of(v: &serde_json::Value, what: &str, key: &str) -> usize {
