@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the small checkpoint files of crates/scail-model/testdata/ with PyTorch itself:
+"""Writes the small checkpoint files of crates/scail-model/testdata/ with PyTorch itself (the
+official-style umT5 / CLIP .pth files are written by the tests from the fixture folder):
 
-* t5_tiny.pth, clip_tiny.pth: the fixture umT5 / CLIP weights saved with torch.save, exactly
-  like the official models_t5_*.pth / models_clip_*.pth (flat state dicts).
 * dit_sat_small.pt: a small DiT in SAT layout ({"module": ..., plus the non-tensor entries a
   SAT checkpoint carries}), built from a random Wan-layout state dict by fusing q/k/v, k/v and
   k_img/v_img; dit_sat_small_expected.safetensors holds that Wan-layout dict.
@@ -17,17 +16,13 @@ import os
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-FIX = os.environ.get("SCAIL_FIXTURES_DIR", os.path.join(ROOT, "testdata", "fixtures"))
 OUT = os.path.join(ROOT, "crates", "scail-model", "testdata")
 os.makedirs(OUT, exist_ok=True)
 g = torch.Generator().manual_seed(7)
 
-for name, src in [("t5_tiny.pth", "t5_weights.safetensors"), ("clip_tiny.pth", "clip_weights.safetensors")]:
-    sd = load_file(os.path.join(FIX, src))
-    torch.save(sd, os.path.join(OUT, name))
 
 # Small Wan-layout DiT dict with every kind of key.
 d, f, L = 16, 32, 2

@@ -9,16 +9,11 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use scail_model::dit::peak_rss_bytes;
 use scail_model::vae::{VaeConfig, WanVae};
 
 fn peak_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    peak_rss_bytes().unwrap_or(0)
 }
 
 /// User + system CPU seconds of this process (from /proc/self/stat, 100 ticks a second).

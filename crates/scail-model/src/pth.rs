@@ -1,7 +1,7 @@
 //! Writing PyTorch `.pth` checkpoints (the zip format of `torch.save`), tensor by tensor.
 //!
 //! Used by `weights init-random` to produce files in the official layout and by the loader
-//! tests. Entries are stored uncompressed and 64-byte aligned like PyTorch's writer; zip64
+//! tests (feature `testing`). Entries are stored uncompressed and 64-byte aligned like PyTorch's writer; zip64
 //! records are always written so files of any size work. In sparse mode tensor data is left as
 //! holes (reads as zeros) and costs no disk space: the CRCs are computed arithmetically.
 
@@ -311,6 +311,25 @@ pub fn write_pth(
     }
     z.entry("archive/version", b"3\n")?;
     z.finish()
+}
+
+/// Writes `tensors` (f32, bf16 or f16, in this order) as a flat state dict, the layout of the
+/// official encoder files (`torch.save(state_dict)`).
+pub fn write_state_dict(
+    path: &Path,
+    tensors: &[(String, candle_core::Tensor)],
+) -> std::io::Result<()> {
+    let entries: Vec<PthEntry> = tensors
+        .iter()
+        .map(|(name, t)| PthEntry {
+            name: name.clone(),
+            dtype: t.dtype(),
+            shape: t.dims().to_vec(),
+        })
+        .collect();
+    write_pth(path, &entries, &Nesting::Flat, false, |i| {
+        crate::checkpoint::convert::tensor_bytes(&tensors[i].1).map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]

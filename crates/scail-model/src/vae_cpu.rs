@@ -150,13 +150,7 @@ pub(crate) fn conv3d_stream(
     let (n, kk, ohw) = (h * wp, kd * c, h * w);
     // The tail covers the last tap's run past the final plane.
     let mut win = vec![0f32; kd * c * plane + 2 * p];
-    let frame = |f: usize| -> (&[f32], bool) {
-        if f < ctx {
-            (&prev[f * fl..(f + 1) * fl], false)
-        } else {
-            (&x[(f - ctx) * fl..(f - ctx + 1) * fl], true)
-        }
-    };
+    let frame = |f: usize| stream_frame(prev, x, fl, f);
     let fill = |win: &mut [f32], slot: usize, f: usize| {
         let (src, raw) = frame(f);
         fill_padded(
@@ -295,13 +289,7 @@ pub(crate) fn conv3d_wino(
     let (n, kk, ohw) = (h * wq, kd * c, h * w);
     let cb = kd * c * plane; // one component's window
     let mut win = vec![0f32; 4 * cb];
-    let frame = |f: usize| -> (&[f32], bool) {
-        if f < ctx {
-            (&prev[f * fl..(f + 1) * fl], false)
-        } else {
-            (&x[(f - ctx) * fl..(f - ctx + 1) * fl], true)
-        }
-    };
+    let frame = |f: usize| stream_frame(prev, x, fl, f);
     let fill = |win: &mut [f32], slot: usize, f: usize| {
         let (src, raw) = frame(f);
         let a = if raw { act } else { None };
@@ -408,4 +396,15 @@ pub(crate) fn conv3d_wino(
         }
     }
     (out, cache)
+}
+
+/// Frame `f` of the streamed sequence `prev ++ x` (frames of `fl` values) and whether it is a
+/// new frame of this chunk (`true`) or cached left context, which is stored already activated.
+fn stream_frame<'a>(prev: &'a [f32], x: &'a [f32], fl: usize, f: usize) -> (&'a [f32], bool) {
+    let ctx = prev.len() / fl;
+    if f < ctx {
+        (&prev[f * fl..(f + 1) * fl], false)
+    } else {
+        (&x[(f - ctx) * fl..(f - ctx + 1) * fl], true)
+    }
 }

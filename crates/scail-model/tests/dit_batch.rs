@@ -3,64 +3,29 @@
 //! weights and inputs; the second context is a shorter, rescaled copy of the first, as an empty
 //! negative prompt is shorter than the prompt).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use scail_model::dit::{Dit, DitConfig, DitInputs};
 use scail_model::fixtures;
-
-fn scalar_i64(t: &Tensor) -> i64 {
-    t.flatten_all().unwrap().to_vec1::<i64>().unwrap()[0]
-}
 
 #[test]
 fn batched_guidance_forward_equals_two_single_forwards() {
     let m = fixtures::manifest();
     let cfg = DitConfig::from_manifest(&m).expect("config.dit");
-    let mut cases: Vec<(String, String)> = m["files"]
-        .as_object()
-        .expect("manifest files")
-        .iter()
-        .filter(|(_, e)| e["kind"] == "dit")
-        .map(|(k, e)| {
-            (
-                k.clone(),
-                e["weights"].as_str().expect("weights").to_string(),
-            )
-        })
-        .collect();
-    cases.sort();
+    let cases = fixtures::files_of_kind(&m, "dit");
     assert!(!cases.is_empty(), "no dit fixtures");
-    for (file, weights) in cases {
+    for file in cases {
         let model = Dit::from_safetensors(
-            &[fixtures::dir().join(&weights)],
+            &[fixtures::weights_of(&m, &file)],
             &cfg,
             DType::F32,
             &Device::Cpu,
         )
         .expect("loading the fixture DiT");
         let d = fixtures::load(&file);
-        let hist = (scalar_i64(&d["in.has_history_mask"]) != 0).then(|| &d["in.history_mask"]);
-        let add = (scalar_i64(&d["in.n_additional_refs"]) > 0).then(|| {
-            (
-                &d["in.additional_ref_latents"],
-                &d["in.additional_ref_masks"],
-            )
-        });
-        let ctx = &d["in.context"];
+        let inputs = fixtures::dit_inputs(&d);
+        let ctx = inputs.context;
         let lt = ctx.dim(0).unwrap();
         let ctx_null = (ctx.narrow(0, 0, lt.div_ceil(2)).unwrap() * -0.5).unwrap();
-        let inputs = DitInputs {
-            x: &d["in.x"],
-            t: scalar_i64(&d["in.t"]) as f64,
-            context: ctx,
-            clip_fea: &d["in.clip_fea"],
-            ref_latents: &d["in.ref_latents"],
-            ref_masks: &d["in.ref_masks"],
-            pose_latents: &d["in.pose_latents"],
-            driving_masks: &d["in.driving_masks"],
-            history_mask: hist,
-            additional_refs: add,
-            replace: scalar_i64(&d["in.replace_flag"]) != 0,
-        };
         let cond = model.forward(&inputs).expect("cond forward");
         let unc = model
             .forward(&DitInputs {

@@ -55,7 +55,11 @@ fn fixture_checkpoint_has_exactly_the_contract_keys() {
     // The generator against a real Wan-layout file: same names, same shapes, nothing extra.
     let m = fixtures::manifest();
     let cfg = DitConfig::from_manifest(&m).unwrap();
-    let file = fixtures::dir().join("dit_weights.safetensors");
+    let case = fixtures::files_of_kind(&m, "dit")
+        .into_iter()
+        .next()
+        .expect("a dit case");
+    let file = fixtures::weights_of(&m, &case);
     // SAFETY: read-only mapping of a fixture file nobody writes.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }.unwrap();
     let on_disk: BTreeMap<String, Vec<usize>> = st
@@ -113,12 +117,18 @@ fn loader_uses_exactly_the_contract_keys() {
 fn config_from_manifest_rejects_unsupported() {
     let mut v = fixtures::manifest()["config"]["dit"].clone();
     assert!(DitConfig::from_manifest(&v).is_ok());
-    v["num_heads"] = 5.into();
+    let heads = v["num_heads"].clone();
+    // A head count that does not divide the fixture's width.
+    let dim = v["dim"].as_u64().expect("config.dit.dim");
+    let bad = (2..)
+        .find(|h: &u64| !dim.is_multiple_of(*h))
+        .expect("some count does not divide dim");
+    v["num_heads"] = bad.into();
     assert!(matches!(
         DitConfig::from_manifest(&v),
         Err(DitError::Config(_))
     ));
-    v["num_heads"] = 4.into();
+    v["num_heads"] = heads;
     v["model_type"] = "t2v".into();
     assert!(matches!(
         DitConfig::from_manifest(&v),

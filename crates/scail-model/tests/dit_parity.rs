@@ -6,24 +6,12 @@ use scail_model::dit::{Dit, DitConfig, DitInputs, Trace};
 use scail_model::fixtures;
 
 fn dit_cases(m: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = m["files"]
-        .as_object()
-        .expect("manifest files")
-        .iter()
-        .filter(|(_, e)| e["kind"] == "dit")
-        .map(|(k, _)| k.clone())
-        .collect();
-    v.sort();
-    v
+    fixtures::files_of_kind(m, "dit")
 }
 
-fn scalar_i64(t: &Tensor) -> i64 {
-    t.flatten_all().unwrap().to_vec1::<i64>().unwrap()[0]
-}
-
-fn load_model(m: &serde_json::Value, weights: &str, dtype: DType) -> Dit {
+fn load_model(m: &serde_json::Value, file: &str, dtype: DType) -> Dit {
     let cfg = DitConfig::from_manifest(m).expect("config.dit");
-    Dit::from_safetensors(&[fixtures::dir().join(weights)], &cfg, dtype, &Device::Cpu)
+    Dit::from_safetensors(&[fixtures::weights_of(m, file)], &cfg, dtype, &Device::Cpu)
         .expect("loading the fixture DiT")
 }
 
@@ -33,29 +21,9 @@ fn run_case(
     file: &str,
     dtype: DType,
 ) -> (Tensor, Trace, std::collections::HashMap<String, Tensor>) {
-    let entry = &m["files"][file];
-    let model = load_model(m, entry["weights"].as_str().expect("weights file"), dtype);
+    let model = load_model(m, file, dtype);
     let d = fixtures::load(file);
-    let hist = (scalar_i64(&d["in.has_history_mask"]) != 0).then(|| &d["in.history_mask"]);
-    let add = (scalar_i64(&d["in.n_additional_refs"]) > 0).then(|| {
-        (
-            &d["in.additional_ref_latents"],
-            &d["in.additional_ref_masks"],
-        )
-    });
-    let inputs = DitInputs {
-        x: &d["in.x"],
-        t: scalar_i64(&d["in.t"]) as f64,
-        context: &d["in.context"],
-        clip_fea: &d["in.clip_fea"],
-        ref_latents: &d["in.ref_latents"],
-        ref_masks: &d["in.ref_masks"],
-        pose_latents: &d["in.pose_latents"],
-        driving_masks: &d["in.driving_masks"],
-        history_mask: hist,
-        additional_refs: add,
-        replace: scalar_i64(&d["in.replace_flag"]) != 0,
-    };
+    let inputs = fixtures::dit_inputs(&d);
     let mut trace = Trace::new();
     let v = model
         .forward_traced(&inputs, Some(&mut trace))
@@ -71,6 +39,11 @@ fn dit_fixtures_exist() {
 #[test]
 fn dit_forward_matches_every_case_and_intermediate() {
     let m = fixtures::manifest();
+    // Everything the trace records: the embeddings (tokens, time e and e0, text and CLIP
+    // contexts), block 0's q/k before and after RoPE and its self-attention, every block's
+    // output, the head and the velocity.
+    let layers = DitConfig::from_manifest(&m).unwrap().num_layers;
+    let recorded = 11 + layers;
     for file in dit_cases(&m) {
         let (v, trace, d) = run_case(&m, &file, DType::F32);
         let mut compared = 0;
@@ -91,7 +64,10 @@ fn dit_forward_matches_every_case_and_intermediate() {
             fixtures::assert_close(&m, &file, name, got, want);
             compared += 1;
         }
-        assert!(compared >= 13, "{file}: only {compared} outputs compared");
+        assert!(
+            compared >= recorded,
+            "{file}: only {compared} outputs compared, {recorded} expected"
+        );
     }
 }
 
@@ -102,13 +78,7 @@ fn dit_bf16_weights_stay_close_to_reference() {
     let file = dit_cases(&m).into_iter().next().expect("a dit case");
     let (v, _, d) = run_case(&m, &file, DType::BF16);
     let want = &d["out.velocity"];
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
+    let scale = fixtures::max_abs(want);
     let err = fixtures::max_abs_diff(&v, want) / scale;
     eprintln!("{file}: bf16 weights, max error {err:.3e} of max |ref|");
     assert!(v.dtype() == DType::F32, "velocity must come back in f32");
@@ -122,18 +92,12 @@ fn dit_loads_bf16_and_f16_checkpoints() {
     // mmap with f32, bf16 and f16 matmuls: all close to the f32 reference velocity.
     let m = fixtures::manifest();
     let file = dit_cases(&m).into_iter().next().expect("a dit case");
-    let wfile = m["files"][&file]["weights"].as_str().unwrap().to_string();
-    let weights = fixtures::load(&wfile);
+    let weights = candle_core::safetensors::load(fixtures::weights_of(&m, &file), &Device::Cpu)
+        .expect("fixture weights");
     let cfg = DitConfig::from_manifest(&m).unwrap();
     let d = fixtures::load(&file);
     let want = &d["out.velocity"];
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
+    let scale = fixtures::max_abs(want);
     let tmp = std::env::temp_dir().join(format!("scail-dit-half-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for (stored, compute, bound) in [
@@ -149,26 +113,7 @@ fn dit_loads_bf16_and_f16_checkpoints() {
         candle_core::safetensors::save(&conv, &path).unwrap();
         let model = Dit::from_safetensors(&[&path], &cfg, compute, &Device::Cpu).unwrap();
         assert_eq!(model.dtype(), compute);
-        let inputs = DitInputs {
-            x: &d["in.x"],
-            t: scalar_i64(&d["in.t"]) as f64,
-            context: &d["in.context"],
-            clip_fea: &d["in.clip_fea"],
-            ref_latents: &d["in.ref_latents"],
-            ref_masks: &d["in.ref_masks"],
-            pose_latents: &d["in.pose_latents"],
-            driving_masks: &d["in.driving_masks"],
-            history_mask: (scalar_i64(&d["in.has_history_mask"]) != 0)
-                .then(|| &d["in.history_mask"]),
-            additional_refs: (scalar_i64(&d["in.n_additional_refs"]) > 0).then(|| {
-                (
-                    &d["in.additional_ref_latents"],
-                    &d["in.additional_ref_masks"],
-                )
-            }),
-            replace: scalar_i64(&d["in.replace_flag"]) != 0,
-        };
-        let v = model.forward(&inputs).unwrap();
+        let v = model.forward(&fixtures::dit_inputs(&d)).unwrap();
         let err = fixtures::max_abs_diff(&v, want) / scale;
         eprintln!("{stored:?} file, {compute:?} matmuls: max error {err:.3e} of max |ref|");
         assert!(err < bound, "{stored:?}/{compute:?}: {err:e} >= {bound:e}");
@@ -183,15 +128,11 @@ fn dit_accepts_several_additional_refs() {
     let m = fixtures::manifest();
     let Some(file) = dit_cases(&m).into_iter().find(|f| {
         let d = fixtures::load(f);
-        scalar_i64(&d["in.n_additional_refs"]) > 0
+        fixtures::scalar_i64(&d["in.n_additional_refs"]) > 0
     }) else {
         panic!("no dit case with additional references");
     };
-    let model = load_model(
-        &m,
-        m["files"][&file]["weights"].as_str().unwrap(),
-        DType::F32,
-    );
+    let model = load_model(&m, &file, DType::F32);
     let d = fixtures::load(&file);
     let (al, am) = (
         &d["in.additional_ref_latents"],
@@ -202,18 +143,8 @@ fn dit_accepts_several_additional_refs() {
     let am2 = Tensor::cat(&[am, am], 1).unwrap();
     let run = |refs: (&Tensor, &Tensor)| {
         let inputs = DitInputs {
-            x: &d["in.x"],
-            t: scalar_i64(&d["in.t"]) as f64,
-            context: &d["in.context"],
-            clip_fea: &d["in.clip_fea"],
-            ref_latents: &d["in.ref_latents"],
-            ref_masks: &d["in.ref_masks"],
-            pose_latents: &d["in.pose_latents"],
-            driving_masks: &d["in.driving_masks"],
-            history_mask: (scalar_i64(&d["in.has_history_mask"]) != 0)
-                .then(|| &d["in.history_mask"]),
             additional_refs: Some(refs),
-            replace: scalar_i64(&d["in.replace_flag"]) != 0,
+            ..fixtures::dit_inputs(&d)
         };
         let mut trace = Trace::new();
         let v = model.forward_traced(&inputs, Some(&mut trace)).unwrap();
@@ -225,7 +156,8 @@ fn dit_accepts_several_additional_refs() {
     let (v1, t1) = run((al, am));
     let (v2, t2) = run((&al2, &am2));
     let (h, w) = (al.dim(2).unwrap(), al.dim(3).unwrap());
-    let per = n * (h / 2) * (w / 2); // tokens of the fixture's additional refs
+    let [pt, ph, pw] = model.config().patch_size;
+    let per = (n / pt) * (h / ph) * (w / pw); // tokens of the fixture's additional refs
     let l1 = t1.dim(0).unwrap();
     assert_eq!(t2.dim(0).unwrap(), l1 + per);
     let same_first = fixtures::max_abs_diff(

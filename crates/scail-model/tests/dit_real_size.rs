@@ -4,6 +4,7 @@
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use scail_model::dit::{random_weights, Dit, DitConfig, RandomInputs};
+use scail_model::fixtures;
 
 /// Stated bound for the bf16-weights path: max |bf16 − f32| over max |f32| of the velocity.
 /// bf16 keeps 8 mantissa bits (relative rounding 2^-9 ≈ 2e-3 per operand); the f32 islands keep the
@@ -43,15 +44,9 @@ fn one_fourteen_b_block_f32_and_bf16() {
             "{name}: non-finite velocity"
         );
     }
-    let scale = v32
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
+    let scale = fixtures::max_abs(&v32);
     assert!(scale > 1e-3, "degenerate f32 output (max {scale})");
-    let rel = scail_model::fixtures::max_abs_diff(&v16, &v32) / scale;
+    let rel = fixtures::max_abs_diff(&v16, &v32) / scale;
     eprintln!("14B block: max |bf16 - f32| / max |f32| = {rel:.3e} (bound {BF16_REL_BOUND:e})");
     assert!(rel < BF16_REL_BOUND, "bf16 relative error {rel:e}");
     assert!(

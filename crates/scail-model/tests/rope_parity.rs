@@ -6,15 +6,7 @@ use scail_model::fixtures;
 use scail_model::rope::{self, ScailRope};
 
 fn rope_files(manifest: &serde_json::Value) -> Vec<String> {
-    let mut names: Vec<String> = manifest["files"]
-        .as_object()
-        .expect("manifest files")
-        .iter()
-        .filter(|(_, v)| v["kind"] == "rope")
-        .map(|(k, _)| k.clone())
-        .collect();
-    names.sort();
-    names
+    fixtures::files_of_kind(manifest, "rope")
 }
 
 fn layout(entry: &serde_json::Value) -> ScailRope {

@@ -1,33 +1,19 @@
-//! umT5 encoder against the reference (`t5_encoder`): full hidden states and trimmed contexts.
+//! umT5 encoder against the reference (the `t5` case): full hidden states and trimmed contexts.
 
 use candle_core::{DType, Device, IndexOp};
 use candle_nn::VarBuilder;
 use scail_model::fixtures;
-use scail_model::t5::{relative_position_bucket, T5Config, T5Encoder};
-
-fn config(m: &serde_json::Value) -> T5Config {
-    let c = &m["config"]["t5"];
-    let u = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("config.t5.{k}")) as usize;
-    T5Config {
-        vocab_size: u("vocab_size"),
-        dim: u("dim"),
-        dim_attn: u("dim_attn"),
-        dim_ffn: u("dim_ffn"),
-        num_heads: u("num_heads"),
-        num_layers: u("encoder_layers"),
-        num_buckets: u("num_buckets"),
-        ..T5Config::umt5_xxl()
-    }
-}
+use scail_model::t5::{relative_position_bucket, T5Encoder};
 
 #[test]
 fn t5_encoder_parity() {
     let m = fixtures::manifest();
-    let file = "t5_encoder.safetensors";
-    let path = fixtures::dir().join("t5_weights.safetensors");
+    let file = &fixtures::only_file_of_kind(&m, "t5");
+    let path = fixtures::weights_of(&m, file);
+    // SAFETY: read-only mapping of a fixture file nobody writes.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }.unwrap();
-    let enc = T5Encoder::new(&config(&m), vb).unwrap();
+    let enc = T5Encoder::new(&fixtures::t5_config(&m), vb).unwrap();
     let t = fixtures::load(file);
     let (ids, mask) = (&t["in.ids"], &t["in.mask"]);
     let hidden = enc.forward(ids, Some(mask)).unwrap();

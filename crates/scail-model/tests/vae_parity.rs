@@ -1,27 +1,45 @@
-//! Wan 2.1 VAE against the reference: every recorded output of `vae_video9` and `vae_image1`.
+//! Wan 2.1 VAE against the reference: every recorded output of every `vae` case (clips and
+//! single images).
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use scail_model::fixtures;
-use scail_model::vae::{VaeConfig, WanVae};
+use scail_model::vae::WanVae;
 
-fn build() -> WanVae {
-    build_in(DType::F32)
+/// The `vae` cases whose clip has one frame (`images`) or several.
+fn cases(m: &serde_json::Value, images: bool) -> Vec<String> {
+    let cases: Vec<String> = fixtures::files_of_kind(m, "vae")
+        .into_iter()
+        .filter(|f| {
+            let e = fixtures::tensor_entry(m, f, "in.video").expect("in.video entry");
+            (e["shape"][1].as_u64() == Some(1)) == images
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no vae case with images = {images}");
+    cases
+}
+
+fn video_case(m: &serde_json::Value) -> String {
+    cases(m, false).remove(0)
+}
+
+fn build(file: &str) -> WanVae {
+    build_in(file, DType::F32)
 }
 
 /// f64 runs candle's generic path (the CPU f32 kernels are skipped).
-fn build_in(dtype: DType) -> WanVae {
+fn build_in(file: &str, dtype: DType) -> WanVae {
     let m = fixtures::manifest();
-    let dim = m["config"]["vae_dim"].as_u64().expect("config.vae_dim") as usize;
-    let path = fixtures::dir().join("vae_weights.safetensors");
+    let path = fixtures::weights_of(&m, file);
+    // SAFETY: read-only mapping of a fixture file nobody writes.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], dtype, &Device::Cpu) }
         .expect("vae weights");
-    WanVae::new(&VaeConfig::with_dim(dim), vb).expect("build vae")
+    WanVae::new(&fixtures::vae_config(&m, file), vb).expect("build vae")
 }
 
 fn check(file: &str) {
     let m = fixtures::manifest();
-    let vae = build();
+    let vae = build(file);
     let t = fixtures::load(file);
     let video = &t["in.video"];
     let raw = vae.encode_raw(video).unwrap();
@@ -50,13 +68,17 @@ fn check(file: &str) {
 }
 
 #[test]
-fn vae_video9_parity() {
-    check("vae_video9.safetensors");
+fn vae_video_parity() {
+    for file in cases(&fixtures::manifest(), false) {
+        check(&file);
+    }
 }
 
 #[test]
-fn vae_image1_parity() {
-    check("vae_image1.safetensors");
+fn vae_image_parity() {
+    for file in cases(&fixtures::manifest(), true) {
+        check(&file);
+    }
 }
 
 #[test]
@@ -69,10 +91,10 @@ fn frame_mapping() {
 }
 
 #[test]
-fn vae_video9_generic_path_parity() {
+fn vae_video_generic_path_parity() {
     let m = fixtures::manifest();
-    let file = "vae_video9.safetensors";
-    let vae = build_in(DType::F64);
+    let file = &video_case(&m);
+    let vae = build_in(file, DType::F64);
     let t = fixtures::load(file);
     let video = t["in.video"].to_dtype(DType::F64).unwrap();
     let lat = vae.encode(&video).unwrap();
@@ -89,11 +111,22 @@ fn vae_video9_generic_path_parity() {
     fixtures::assert_close(&m, file, "out.decoded", &dec, &t["out.decoded"]);
 }
 
+/// Latents at the start and at the end of an axis of `n` that only the first / last tile of
+/// `Tiling { tile, overlap }` covers (tiles every `tile - overlap`, the last one flush with the
+/// end).
+fn single_tile_spans(n: usize, tile: usize, overlap: usize) -> (usize, usize) {
+    let step = tile - overlap;
+    let second_last = (0..).map(|i| i * step).take_while(|s| s + tile < n).last();
+    let second_last = second_last.expect("at least two tiles along the axis");
+    (step, n - (second_last + tile))
+}
+
 #[test]
 fn tiled_decode_matches_untiled() {
     use scail_model::vae::Tiling;
-    let vae = build();
-    let t = fixtures::load("vae_video9.safetensors");
+    let file = video_case(&fixtures::manifest());
+    let vae = build(&file);
+    let t = fixtures::load(&file);
     let z = &t["out.latent_normalized"];
     let (h, w) = (z.dim(2).unwrap(), z.dim(3).unwrap());
     let full = vae.decode(z).unwrap();
@@ -109,42 +142,38 @@ fn tiled_decode_matches_untiled() {
         .unwrap();
     assert_eq!(fixtures::max_abs_diff(&one, &full), 0.0);
     // Overlapping tiles.
-    let tiled = vae
-        .decode_tiled(
-            z,
-            Tiling {
-                tile: h.min(w) - 1,
-                overlap: 2,
-            },
-        )
-        .unwrap();
+    // Two latents of overlap, or one where the latent is too small for that.
+    let tile = h.min(w) - 1;
+    let overlap = 2.min(tile - 1);
+    assert!(overlap > 0, "latent {h}x{w} too small to tile");
+    let tiled = vae.decode_tiled(z, Tiling { tile, overlap }).unwrap();
     assert_eq!(tiled.dims(), full.dims());
     // Pixels covered by a single tile are exactly that tile's own decode (the blend only acts
     // on the overlaps): check the top-left and bottom-right corners.
-    let tile = h.min(w) - 1;
+    let (top, bottom) = single_tile_spans(h, tile, overlap);
+    let (left, right) = single_tile_spans(w, tile, overlap);
     let corner = |y0: usize, x0: usize| {
         let zt = z.narrow(2, y0, tile).unwrap().narrow(3, x0, tile).unwrap();
         vae.decode(&zt).unwrap()
     };
-    let own = 8 * (tile - 2); // pixels of a tile outside the 2-latent overlap
-    let tl = corner(0, 0)
-        .narrow(2, 0, own)
-        .unwrap()
-        .narrow(3, 0, own)
-        .unwrap();
-    let got = tiled.narrow(2, 0, own).unwrap().narrow(3, 0, own).unwrap();
-    assert_eq!(fixtures::max_abs_diff(&got, &tl), 0.0);
-    let (ph, pw) = (8 * h, 8 * w);
-    let br = corner(h - tile, w - tile);
-    let br = br
-        .narrow(2, 8 * tile - own, own)
-        .unwrap()
-        .narrow(3, 8 * tile - own, own)
-        .unwrap();
-    let got = tiled
-        .narrow(2, ph - own, own)
-        .unwrap()
-        .narrow(3, pw - own, own)
-        .unwrap();
+    let crop = |x: &Tensor, y0: usize, x0: usize, hh: usize, ww: usize| {
+        x.narrow(2, 8 * y0, 8 * hh)
+            .unwrap()
+            .narrow(3, 8 * x0, 8 * ww)
+            .unwrap()
+    };
+    let tl = crop(&corner(0, 0), 0, 0, top, left);
+    assert_eq!(
+        fixtures::max_abs_diff(&crop(&tiled, 0, 0, top, left), &tl),
+        0.0
+    );
+    let br = crop(
+        &corner(h - tile, w - tile),
+        tile - bottom,
+        tile - right,
+        bottom,
+        right,
+    );
+    let got = crop(&tiled, h - bottom, w - right, bottom, right);
     assert_eq!(fixtures::max_abs_diff(&got, &br), 0.0);
 }

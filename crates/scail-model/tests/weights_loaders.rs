@@ -1,12 +1,14 @@
-//! Checkpoint loaders on small files written by PyTorch (scripts/make_testdata_weights.py):
-//! official `.pth` state dicts, the SAT-layout DiT with the key conversion, fp8_scaled.
+//! Checkpoint loaders: official `.pth` state dicts (written here from the fixture folder's
+//! weights, as `torch.save` writes them), and on small files written by PyTorch
+//! (scripts/make_testdata_weights.py) the SAT-layout DiT with the key conversion and
+//! fp8_scaled.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp};
-use scail_model::clip::{ClipVision, ClipVisionConfig};
+use scail_model::clip::ClipVision;
 use scail_model::fixtures;
-use scail_model::t5::{T5Config, T5Encoder};
+use scail_model::t5::T5Encoder;
 use scail_model::weights::{sat_to_wan, Checkpoint, Source};
 
 fn testdata(name: &str) -> PathBuf {
@@ -15,51 +17,45 @@ fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The weights `case` was computed with, rewritten as an official-style flat `.pth` in a
+/// fresh temporary folder.
+fn pth_of(m: &serde_json::Value, case: &str, name: &str) -> (PathBuf, PathBuf) {
+    let st = fixtures::weights_of(m, case);
+    let tensors = candle_core::safetensors::load(&st, &Device::Cpu).expect("fixture weights");
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let dir = std::env::temp_dir().join(format!("scail-pth-{name}-{}", std::process::id()));
+    let path = dir.join(format!("{name}.pth"));
+    scail_model::pth::write_state_dict(&path, &tensors).expect("writing the .pth");
+    (dir, path)
+}
+
+fn cleanup(dir: &Path) {
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn t5_pth_runs_with_parity() {
     let m = fixtures::manifest();
-    let c = &m["config"]["t5"];
-    let u = |k: &str| c[k].as_u64().unwrap() as usize;
-    let cfg = T5Config {
-        vocab_size: u("vocab_size"),
-        dim: u("dim"),
-        dim_attn: u("dim_attn"),
-        dim_ffn: u("dim_ffn"),
-        num_heads: u("num_heads"),
-        num_layers: u("encoder_layers"),
-        num_buckets: u("num_buckets"),
-        ..T5Config::umt5_xxl()
-    };
-    let ck = Checkpoint::open(&testdata("t5_tiny.pth")).unwrap();
+    let cfg = fixtures::t5_config(&m);
+    let file = fixtures::only_file_of_kind(&m, "t5");
+    let (dir, pth) = pth_of(&m, &file, "t5");
+    let ck = Checkpoint::open(&pth).unwrap();
     assert_eq!(ck.metas().count(), cfg.expected_keys().len());
     let enc = T5Encoder::new(&cfg, ck.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let t = fixtures::load("t5_encoder.safetensors");
+    let t = fixtures::load(&file);
     let h = enc.forward(&t["in.ids"], Some(&t["in.mask"])).unwrap();
-    fixtures::assert_close(
-        &m,
-        "t5_encoder.safetensors",
-        "out.hidden_states",
-        &h,
-        &t["out.hidden_states"],
-    );
+    fixtures::assert_close(&m, &file, "out.hidden_states", &h, &t["out.hidden_states"]);
+    cleanup(&dir);
 }
 
 #[test]
 fn clip_pth_runs_with_parity() {
     let m = fixtures::manifest();
-    let c = &m["config"]["clip"];
-    let u = |k: &str| c[k].as_u64().unwrap() as usize;
-    let cfg = ClipVisionConfig {
-        image_size: u("image_size"),
-        patch_size: u("patch_size"),
-        width: u("vision_dim"),
-        heads: u("vision_heads"),
-        layers: u("vision_layers"),
-        mlp_ratio: u("vision_mlp_ratio"),
-        embed_dim: u("embed_dim"),
-        eps: 1e-5,
-    };
-    let ck = Checkpoint::open(&testdata("clip_tiny.pth")).unwrap();
+    let cfg = fixtures::clip_config(&m);
+    let file = fixtures::only_file_of_kind(&m, "clip");
+    let (dir, pth) = pth_of(&m, &file, "clip");
+    let ck = Checkpoint::open(&pth).unwrap();
     // The whole visual-only checkpoint contract, scalar log_scale included.
     let mut names: Vec<_> = ck
         .metas()
@@ -70,15 +66,10 @@ fn clip_pth_runs_with_parity() {
     want.sort();
     assert_eq!(names, want);
     let clip = ClipVision::new(&cfg, ck.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let t = fixtures::load("clip_visual.safetensors");
+    let t = fixtures::load(&file);
     let tokens = clip.forward(&t["out.preprocessed"]).unwrap();
-    fixtures::assert_close(
-        &m,
-        "clip_visual.safetensors",
-        "out.tokens",
-        &tokens,
-        &t["out.tokens"],
-    );
+    fixtures::assert_close(&m, &file, "out.tokens", &tokens, &t["out.tokens"]);
+    cleanup(&dir);
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub fn run(a: WeightsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_printer() -> scail_model::hub::ProgressFn {
+fn progress_printer() -> scail_hub::ProgressFn {
     use std::io::Write;
     std::sync::Arc::new(|path: &str, done: u64, total: u64| {
         let pct = if total > 0 {
@@ -136,11 +136,12 @@ fn progress_printer() -> scail_model::hub::ProgressFn {
 }
 
 fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::Result<()> {
-    use scail_model::hub::{fetch, list_files, FetchOptions};
+    use scail_hub::{fetch, list_files, FetchOptions};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut main = FetchOptions::scail2(dest);
+    let mut main = FetchOptions::from_env(scail_model::weights::OFFICIAL_REPO, dest);
+    main.include = scail_model::weights::fetch_include();
     if with_loras {
         main.include.push("model/bias-aware-dpo-lora.pt".into());
         main.include.push("model/relighting-lora.pt".into());
@@ -176,8 +177,7 @@ fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::R
         None => plan.push((repo.to_string(), vec![(path, local)])),
     };
     for repo in repos {
-        let mut opts = FetchOptions::scail2(cache_of(repo));
-        opts.repo = repo.to_string();
+        let opts = FetchOptions::from_env(repo, cache_of(repo));
         let listing = rt.block_on(list_files(&opts))?;
         let names: Vec<&str> = listing.iter().map(|f| f.path.as_str()).collect();
         for f in STAGEA_FILES.iter().filter(|f| f.repo == repo) {
@@ -202,8 +202,7 @@ fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::R
     }
     for (repo, items) in plan {
         let cache = cache_of(&repo);
-        let mut opts = FetchOptions::scail2(&cache);
-        opts.repo = repo.clone();
+        let mut opts = FetchOptions::from_env(&repo, &cache);
         opts.include = items.iter().map(|(p, _)| p.clone()).collect();
         opts.progress = Some(progress_printer());
         let r = rt.block_on(fetch(&opts))?;

@@ -1,5 +1,6 @@
-//! `scail weights fetch`: downloads a model repository's files from the Hugging Face hub (or a
-//! mirror with the same URL layout) with resume and checksum verification.
+//! Downloads a model repository's files from the Hugging Face hub (or a mirror with the same URL
+//! layout) with resume and checksum verification: the network side of `scail weights fetch`,
+//! kept out of the model crate so the networks build without an HTTP stack.
 //!
 //! Layout used: `GET {endpoint}/api/models/{repo}/tree/{revision}?recursive=true` lists the
 //! files (size, git blob id, and for LFS files the SHA-256), and
@@ -12,11 +13,6 @@ use std::sync::Arc;
 
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
-
-use crate::weights::{CLIP_PTH, DIT_SAT, DIT_SAT_LATEST, VAE_PTH};
-
-/// The official repository.
-pub const DEFAULT_REPO: &str = "zai-org/SCAIL-2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -72,21 +68,15 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// The files inference needs from the official repository (the optional LoRAs left out),
-    /// endpoint from `HF_ENDPOINT` else the public hub, token from `HF_TOKEN`.
-    pub fn scail2(dest: impl Into<PathBuf>) -> Self {
+    /// `repo` at `main` into `dest` with nothing included yet; endpoint from `HF_ENDPOINT`
+    /// else the public hub, token from `HF_TOKEN`.
+    pub fn from_env(repo: &str, dest: impl Into<PathBuf>) -> Self {
         Self {
             endpoint: std::env::var("HF_ENDPOINT")
                 .unwrap_or_else(|_| "https://huggingface.co".into()),
-            repo: DEFAULT_REPO.into(),
+            repo: repo.into(),
             revision: "main".into(),
-            include: vec![
-                DIT_SAT.into(),
-                DIT_SAT_LATEST.into(),
-                VAE_PTH.into(),
-                "umt5-xxl/".into(),
-                CLIP_PTH.into(),
-            ],
+            include: Vec::new(),
             dest: dest.into(),
             token: std::env::var("HF_TOKEN").ok(),
             progress: None,
@@ -278,86 +268,109 @@ pub async fn fetch(opts: &FetchOptions) -> Result<FetchReport> {
                 .await
                 .map_err(io(parent))?;
         }
-        if dst.is_file() {
-            let len = std::fs::metadata(&dst).map_err(io(&dst))?.len();
-            if len == f.size && hash_file(&dst, f).await?.as_deref() == expected(f) {
-                report.skipped.push(f.path.clone());
-                continue;
-            }
+        if is_verified(&dst, f).await? {
+            report.skipped.push(f.path.clone());
+            continue;
         }
         let part = PathBuf::from(format!("{}.incomplete", dst.display()));
-        let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        if have > f.size {
-            tokio::fs::remove_file(&part).await.map_err(io(&part))?;
-            have = 0;
-        }
-        let url = format!(
-            "{}/{}/resolve/{}/{}",
-            opts.endpoint, opts.repo, opts.revision, f.path
-        );
-        let mut got = 0u64;
-        if have < f.size || f.size == 0 {
-            let mut req = http.get(&url);
-            if have > 0 {
-                req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-            }
-            let mut resp = req.send().await.map_err(|source| FetchError::Http {
-                url: url.clone(),
-                source,
-            })?;
-            let status = resp.status().as_u16();
-            let append = match status {
-                206 => true,
-                200 => false, // the server ignored the range: start over
-                s => return Err(FetchError::Status { url, status: s }),
-            };
-            if append {
-                report.resumed_bytes += have;
-            } else {
-                have = 0;
-            }
-            let mut out = tokio::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(append)
-                .truncate(!append)
-                .open(&part)
-                .await
-                .map_err(io(&part))?;
-            while let Some(chunk) = resp.chunk().await.map_err(|source| FetchError::Http {
-                url: url.clone(),
-                source,
-            })? {
-                out.write_all(&chunk).await.map_err(io(&part))?;
-                got += chunk.len() as u64;
-                if let Some(p) = &opts.progress {
-                    p(&f.path, have + got, f.size);
-                }
-            }
-            out.flush().await.map_err(io(&part))?;
-        }
-        let len = std::fs::metadata(&part).map_err(io(&part))?.len();
-        if len != f.size {
-            return Err(FetchError::Size {
-                path: f.path.clone(),
-                expected: f.size,
-                got: len,
-            });
-        }
-        if let (Some(want), Some(h)) = (expected(f), hash_file(&part, f).await?) {
-            if h != want {
-                tokio::fs::remove_file(&part).await.map_err(io(&part))?;
-                return Err(FetchError::Checksum {
-                    path: f.path.clone(),
-                    expected: want.to_string(),
-                    got: h,
-                });
-            }
-        }
-        tokio::fs::rename(&part, &dst).await.map_err(io(&dst))?;
+        let got = download(&http, opts, f, &part, &mut report).await?;
+        verify_and_place(f, &part, &dst).await?;
         report.downloaded.push((f.path.clone(), got));
     }
     Ok(report)
+}
+
+/// `dst` exists with the listed size and checksum.
+async fn is_verified(dst: &Path, f: &RemoteFile) -> Result<bool> {
+    if !dst.is_file() {
+        return Ok(false);
+    }
+    let len = std::fs::metadata(dst).map_err(io(dst))?.len();
+    Ok(len == f.size && hash_file(dst, f).await?.as_deref() == expected(f))
+}
+
+/// Downloads `f` into `part`, resuming from its length with a `Range` request (or starting over
+/// where the server ignores it); returns the bytes transferred in this run.
+async fn download(
+    http: &reqwest::Client,
+    opts: &FetchOptions,
+    f: &RemoteFile,
+    part: &Path,
+    report: &mut FetchReport,
+) -> Result<u64> {
+    let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if have > f.size {
+        tokio::fs::remove_file(part).await.map_err(io(part))?;
+        have = 0;
+    }
+    if have == f.size && f.size != 0 {
+        return Ok(0);
+    }
+    let url = format!(
+        "{}/{}/resolve/{}/{}",
+        opts.endpoint, opts.repo, opts.revision, f.path
+    );
+    let http_err = |source| FetchError::Http {
+        url: url.clone(),
+        source,
+    };
+    let mut req = http.get(&url);
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let mut resp = req.send().await.map_err(http_err)?;
+    let append = match resp.status().as_u16() {
+        206 => true,
+        200 => false, // the server ignored the range: start over
+        s => return Err(FetchError::Status { url, status: s }),
+    };
+    if append {
+        report.resumed_bytes += have;
+    } else {
+        have = 0;
+    }
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(part)
+        .await
+        .map_err(io(part))?;
+    let mut got = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+        out.write_all(&chunk).await.map_err(io(part))?;
+        got += chunk.len() as u64;
+        if let Some(p) = &opts.progress {
+            p(&f.path, have + got, f.size);
+        }
+    }
+    out.flush().await.map_err(io(part))?;
+    Ok(got)
+}
+
+/// Checks the finished `part` against the listed size and checksum (removing it on a checksum
+/// mismatch) and renames it to `dst`.
+async fn verify_and_place(f: &RemoteFile, part: &Path, dst: &Path) -> Result<()> {
+    let len = std::fs::metadata(part).map_err(io(part))?.len();
+    if len != f.size {
+        return Err(FetchError::Size {
+            path: f.path.clone(),
+            expected: f.size,
+            got: len,
+        });
+    }
+    if let (Some(want), Some(h)) = (expected(f), hash_file(part, f).await?) {
+        if h != want {
+            tokio::fs::remove_file(part).await.map_err(io(part))?;
+            return Err(FetchError::Checksum {
+                path: f.path.clone(),
+                expected: want.to_string(),
+                got: h,
+            });
+        }
+    }
+    tokio::fs::rename(part, dst).await.map_err(io(dst))
 }
 
 /// SHA-1, only to check git blob ids of the small non-LFS files (not for security).

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use scail_model::hub::{fetch, git_blob_id, FetchError, FetchOptions};
+use scail_hub::{fetch, git_blob_id, FetchError, FetchOptions};
 use sha2::Digest;
 
 struct Repo {
@@ -124,11 +124,11 @@ fn repo() -> Repo {
 fn opts(url: &str, dest: PathBuf) -> FetchOptions {
     FetchOptions {
         endpoint: url.to_string(),
-        repo: "owner/name".into(),
         revision: "main".into(),
+        include: scail_model::weights::fetch_include(),
         token: None,
         progress: None,
-        ..FetchOptions::scail2(dest)
+        ..FetchOptions::from_env("owner/name", dest)
     }
 }
 

@@ -1,0 +1,195 @@
+//! The SAT-layout DiT's key names and the Wan layout's (the official `convert.py` mapping).
+
+use super::{Result, WeightsError};
+
+pub(crate) const SAT_PREFIX: &str = "model.diffusion_model.";
+
+/// The canonical name(s) of one SAT key (the official `convert.py` mapping), with how each is
+/// cut from the stored tensor.
+pub fn sat_to_wan(key: &str) -> Result<Vec<(String, usize, usize)>> {
+    let bad = || WeightsError::UnknownSatKey(key.to_string());
+    let k = key.strip_prefix(SAT_PREFIX).ok_or_else(bad)?;
+    let parts: Vec<&str> = k.split('.').collect();
+    let one = |s: String| Ok(vec![(s, 0, 1)]);
+    match parts.as_slice() {
+        ["mixins", "adaln_layer", "adaLN_modulations", i] => one(format!("blocks.{i}.modulation")),
+        ["mixins", "adaln_layer", list, i, suffix] => {
+            let target = match *list {
+                "query_layernorm_list" => "self_attn.norm_q",
+                "key_layernorm_list" => "self_attn.norm_k",
+                "cross_query_layernorm_list" => "cross_attn.norm_q",
+                "cross_key_layernorm_list" => "cross_attn.norm_k",
+                "clip_feature_key_layernorm_list" => "cross_attn.norm_k_img",
+                "clip_feature_key_value_list" => {
+                    return Ok(vec![
+                        (format!("blocks.{i}.cross_attn.k_img.{suffix}"), 0, 2),
+                        (format!("blocks.{i}.cross_attn.v_img.{suffix}"), 1, 2),
+                    ])
+                }
+                _ => return Err(bad()),
+            };
+            one(format!("blocks.{i}.{target}.{suffix}"))
+        }
+        ["mixins", "final_layer", "adaLN_modulation"] => one("head.modulation".into()),
+        ["mixins", "final_layer", "linear", s] => one(format!("head.head.{s}")),
+        ["mixins", "patch_embed", proj, s] => {
+            let t = match *proj {
+                "proj" => "patch_embedding",
+                "proj_pose" => "patch_embedding_pose",
+                "proj_mask" => "patch_embedding_mask",
+                _ => return Err(bad()),
+            };
+            one(format!("{t}.{s}"))
+        }
+        ["transformer", "layers", i, "attention", "dense", s] => {
+            one(format!("blocks.{i}.self_attn.o.{s}"))
+        }
+        ["transformer", "layers", i, "attention", "query_key_value", s] => Ok(["q", "k", "v"]
+            .iter()
+            .enumerate()
+            .map(|(j, n)| (format!("blocks.{i}.self_attn.{n}.{s}"), j, 3))
+            .collect()),
+        ["transformer", "layers", i, "cross_attention", "dense", s] => {
+            one(format!("blocks.{i}.cross_attn.o.{s}"))
+        }
+        ["transformer", "layers", i, "cross_attention", "query", s] => {
+            one(format!("blocks.{i}.cross_attn.q.{s}"))
+        }
+        ["transformer", "layers", i, "cross_attention", "key_value", s] => Ok(vec![
+            (format!("blocks.{i}.cross_attn.k.{s}"), 0, 2),
+            (format!("blocks.{i}.cross_attn.v.{s}"), 1, 2),
+        ]),
+        ["transformer", "layers", i, "post_cross_attention_layernorm", s] => {
+            one(format!("blocks.{i}.norm3.{s}"))
+        }
+        ["transformer", "layers", i, "mlp", "dense_h_to_4h", s] => {
+            one(format!("blocks.{i}.ffn.0.{s}"))
+        }
+        ["transformer", "layers", i, "mlp", "dense_4h_to_h", s] => {
+            one(format!("blocks.{i}.ffn.2.{s}"))
+        }
+        ["time_embed", a, s] => one(format!("time_embedding.{a}.{s}")),
+        ["adaln_projection", a, s] => one(format!("time_projection.{a}.{s}")),
+        ["text_embedding", a, s] => one(format!("text_embedding.{a}.{s}")),
+        ["clip_proj", "proj", a, s] => one(format!("img_emb.proj.{a}.{s}")),
+        _ => Err(bad()),
+    }
+}
+
+/// Inverse of [`sat_to_wan`] for writing SAT files: SAT key → canonical parts fused in order.
+#[cfg(feature = "testing")]
+pub(crate) fn wan_to_sat(canonical: &[(String, Vec<usize>)]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in canonical {
+        let p: Vec<&str> = name.split('.').collect();
+        let sat = |s: &str| format!("{SAT_PREFIX}{s}");
+        let entry: (String, Vec<String>) = match p.as_slice() {
+            ["blocks", i, "modulation"] => (
+                sat(&format!("mixins.adaln_layer.adaLN_modulations.{i}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, a, n, s] if ["q", "k", "v"].contains(n) && *a == "self_attn" => (
+                sat(&format!(
+                    "transformer.layers.{i}.attention.query_key_value.{s}"
+                )),
+                ["q", "k", "v"]
+                    .iter()
+                    .map(|x| format!("blocks.{i}.self_attn.{x}.{s}"))
+                    .collect(),
+            ),
+            ["blocks", i, "self_attn", "o", s] => (
+                sat(&format!("transformer.layers.{i}.attention.dense.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "cross_attn", "q", s] => (
+                sat(&format!("transformer.layers.{i}.cross_attention.query.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "cross_attn", n, s] if *n == "k" || *n == "v" => (
+                sat(&format!(
+                    "transformer.layers.{i}.cross_attention.key_value.{s}"
+                )),
+                vec![
+                    format!("blocks.{i}.cross_attn.k.{s}"),
+                    format!("blocks.{i}.cross_attn.v.{s}"),
+                ],
+            ),
+            ["blocks", i, "cross_attn", n, s] if *n == "k_img" || *n == "v_img" => (
+                sat(&format!(
+                    "mixins.adaln_layer.clip_feature_key_value_list.{i}.{s}"
+                )),
+                vec![
+                    format!("blocks.{i}.cross_attn.k_img.{s}"),
+                    format!("blocks.{i}.cross_attn.v_img.{s}"),
+                ],
+            ),
+            ["blocks", i, "cross_attn", "o", s] => (
+                sat(&format!("transformer.layers.{i}.cross_attention.dense.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, a, n, s] if n.starts_with("norm_") => {
+                let list = match (*a, *n) {
+                    ("self_attn", "norm_q") => "query_layernorm_list",
+                    ("self_attn", "norm_k") => "key_layernorm_list",
+                    ("cross_attn", "norm_q") => "cross_query_layernorm_list",
+                    ("cross_attn", "norm_k") => "cross_key_layernorm_list",
+                    _ => "clip_feature_key_layernorm_list",
+                };
+                (
+                    sat(&format!("mixins.adaln_layer.{list}.{i}.{s}")),
+                    vec![name.clone()],
+                )
+            }
+            ["blocks", i, "norm3", s] => (
+                sat(&format!(
+                    "transformer.layers.{i}.post_cross_attention_layernorm.{s}"
+                )),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "ffn", "0", s] => (
+                sat(&format!("transformer.layers.{i}.mlp.dense_h_to_4h.{s}")),
+                vec![name.clone()],
+            ),
+            ["blocks", i, "ffn", "2", s] => (
+                sat(&format!("transformer.layers.{i}.mlp.dense_4h_to_h.{s}")),
+                vec![name.clone()],
+            ),
+            ["head", "modulation"] => (
+                sat("mixins.final_layer.adaLN_modulation"),
+                vec![name.clone()],
+            ),
+            ["head", "head", s] => (
+                sat(&format!("mixins.final_layer.linear.{s}")),
+                vec![name.clone()],
+            ),
+            [pe, s] if pe.starts_with("patch_embedding") => {
+                let proj = match *pe {
+                    "patch_embedding" => "proj",
+                    "patch_embedding_pose" => "proj_pose",
+                    _ => "proj_mask",
+                };
+                (
+                    sat(&format!("mixins.patch_embed.{proj}.{s}")),
+                    vec![name.clone()],
+                )
+            }
+            ["time_embedding", a, s] => (sat(&format!("time_embed.{a}.{s}")), vec![name.clone()]),
+            ["time_projection", a, s] => (
+                sat(&format!("adaln_projection.{a}.{s}")),
+                vec![name.clone()],
+            ),
+            ["text_embedding", a, s] => {
+                (sat(&format!("text_embedding.{a}.{s}")), vec![name.clone()])
+            }
+            ["img_emb", "proj", a, s] => {
+                (sat(&format!("clip_proj.proj.{a}.{s}")), vec![name.clone()])
+            }
+            _ => continue,
+        };
+        if seen.insert(entry.0.clone()) {
+            out.push(entry);
+        }
+    }
+    out
+}

@@ -1,0 +1,216 @@
+//! A checkpoint seen through canonical (Wan-layout) names: SAT fused tensors cut on read,
+//! fp8_scaled weights dequantised, community prefixes stripped; also a candle `VarBuilder`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+
+use super::keys::{sat_to_wan, SAT_PREFIX};
+use super::{RawCheckpoint, Result, TensorMeta, WeightsError};
+
+/// How a canonical (Wan-layout) tensor is obtained from a stored one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Direct(String),
+    /// Part `index` of `parts` equal chunks along dim 0 of a fused tensor (SAT q/k/v, k/v).
+    Chunk {
+        name: String,
+        index: usize,
+        parts: usize,
+    },
+    /// fp8 weight times its `scale_weight` (scalar or per output channel).
+    Fp8Scaled {
+        name: String,
+        scale: String,
+    },
+}
+
+/// A checkpoint seen through canonical (Wan-layout) names, whatever its layout on disk.
+pub struct Checkpoint {
+    raw: RawCheckpoint,
+    map: BTreeMap<String, (Source, TensorMeta)>,
+    /// The last fused tensor read, so q, k and v cost one read of `query_key_value`.
+    fused: Mutex<Option<(String, Tensor)>>,
+}
+
+/// Canonical name → where it is stored and what a load returns.
+type KeyMap = BTreeMap<String, (Source, TensorMeta)>;
+
+impl Checkpoint {
+    pub fn open(path: &Path) -> Result<Self> {
+        let raw = RawCheckpoint::open(path)?;
+        let is_sat = raw.metas.keys().any(|k| {
+            k.starts_with(&format!("{SAT_PREFIX}transformer.layers."))
+                || k.starts_with(&format!("{SAT_PREFIX}mixins."))
+        });
+        let map = if is_sat {
+            sat_map(&raw)?
+        } else {
+            plain_map(&raw)
+        };
+        Ok(Self {
+            raw,
+            map,
+            fused: Mutex::new(None),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.raw.path()
+    }
+
+    /// Canonical names with shape and the dtype a load returns before conversion.
+    pub fn metas(&self) -> impl Iterator<Item = (&String, &TensorMeta)> {
+        self.map.iter().map(|(k, (_, m))| (k, m))
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.map.get(name).map(|(s, _)| s)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// One canonical tensor on the CPU (fp8_scaled weights dequantised to f32).
+    pub fn load(&self, name: &str) -> Result<Tensor> {
+        let (src, _) = self
+            .map
+            .get(name)
+            .ok_or_else(|| WeightsError::Missing(name.into()))?;
+        match src {
+            Source::Direct(k) => self.raw.load(k),
+            Source::Chunk {
+                name: k,
+                index,
+                parts,
+            } => {
+                let mut cache = self.fused.lock().unwrap_or_else(|e| e.into_inner());
+                let full = match cache.as_ref() {
+                    Some((n, t)) if n == k => t.clone(),
+                    _ => {
+                        let t = self.raw.load(k)?;
+                        *cache = Some((k.clone(), t.clone()));
+                        t
+                    }
+                };
+                let n = full.dim(0)? / parts;
+                Ok(full.narrow(0, index * n, n)?.contiguous()?)
+            }
+            Source::Fp8Scaled { name: k, scale } => {
+                let w = self.raw.load(k)?.to_dtype(DType::F32)?;
+                let s = self.raw.load(scale)?.to_dtype(DType::F32)?;
+                let s = if s.elem_count() == 1 {
+                    s.flatten_all()?.reshape(())?
+                } else {
+                    // Per output channel: broadcast over the remaining dims.
+                    let mut shape = vec![1usize; w.rank()];
+                    shape[0] = s.elem_count();
+                    s.reshape(shape)?
+                };
+                Ok(w.broadcast_mul(&s)?)
+            }
+        }
+    }
+
+    /// A `VarBuilder` over this checkpoint (tensors loaded on demand, converted to `dtype`).
+    pub fn var_builder(self, dtype: DType, dev: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, dev.clone())
+    }
+}
+
+/// SAT keys through the official conversion; fused tensors become chunks of it.
+fn sat_map(raw: &RawCheckpoint) -> Result<KeyMap> {
+    let mut map = KeyMap::new();
+    for (k, meta) in &raw.metas {
+        for (name, index, parts) in sat_to_wan(k)? {
+            let mut shape = meta.shape.clone();
+            let src = if parts > 1 {
+                shape[0] /= parts;
+                Source::Chunk {
+                    name: k.clone(),
+                    index,
+                    parts,
+                }
+            } else {
+                Source::Direct(k.clone())
+            };
+            let meta = TensorMeta {
+                shape,
+                dtype: meta.dtype,
+            };
+            map.insert(name, (src, meta));
+        }
+    }
+    Ok(map)
+}
+
+/// Wan-layout keys as stored. Community repacks carry a `model.diffusion_model.` /
+/// `diffusion_model.` prefix, and fp8_scaled files a `scale_weight` per weight and a
+/// `scaled_fp8` marker: prefixes are stripped, scales and markers hidden behind their weights.
+fn plain_map(raw: &RawCheckpoint) -> KeyMap {
+    let mut map = KeyMap::new();
+    for (k, meta) in &raw.metas {
+        let name = k
+            .strip_prefix(SAT_PREFIX)
+            .or_else(|| k.strip_prefix("diffusion_model."))
+            .unwrap_or(k);
+        if name == "scaled_fp8" || name.ends_with(".scale_weight") || name.ends_with(".scale_input")
+        {
+            continue;
+        }
+        let scale = format!("{}.scale_weight", k.strip_suffix(".weight").unwrap_or(k));
+        let entry = if meta.dtype == DType::F8E4M3 && raw.metas.contains_key(&scale) {
+            let src = Source::Fp8Scaled {
+                name: k.clone(),
+                scale,
+            };
+            // Dequantised on load.
+            let meta = TensorMeta {
+                shape: meta.shape.clone(),
+                dtype: DType::F32,
+            };
+            (src, meta)
+        } else {
+            (Source::Direct(k.clone()), meta.clone())
+        };
+        map.insert(name.to_string(), entry);
+    }
+    map
+}
+
+impl SimpleBackend for Checkpoint {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &s {
+            candle_core::bail!(
+                "shape mismatch for {name}: stored {:?}, expected {:?}",
+                t.dims(),
+                s.dims()
+            )
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self
+            .load(name)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+}

@@ -1,0 +1,167 @@
+//! Random weights and inputs and the forward benchmark (`scail bench dit`, real-size tests):
+//! feature `testing`.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{Dit, DitConfig, DitInputs, Result, CLIP_DIM};
+use crate::rope::ScailRope;
+
+/// Latent grid `(T, h, w)` of a clip of `frames` frames at `height × width` pixels (VAE stride
+/// 4×8×8), the units [`bench_forward`] takes.
+pub fn latent_size(frames: usize, height: usize, width: usize) -> (usize, usize, usize) {
+    (frames.saturating_sub(1) / 4 + 1, height / 8, width / 8)
+}
+
+/// Output of [`bench_forward`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub tokens: usize,
+    /// Mean over the timed forwards.
+    pub seconds_per_forward: f64,
+    /// Fastest timed forward (robust to other load on a shared machine).
+    pub best_seconds_per_forward: f64,
+    pub tokens_per_second: f64,
+    /// Peak resident memory of the process (VmHWM) in bytes, when the OS reports it.
+    pub peak_memory_bytes: Option<u64>,
+    pub forwards: usize,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Random weights for `cfg` (normal, std 1/√fan_in; norms and modulation around their natural
+/// values) in `dtype`, for benchmarks and real-size tests. Not seeded (candle's CPU RNG cannot
+/// be): convert one draw to compare dtypes.
+pub fn random_weights(
+    cfg: &DitConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let mut m = HashMap::new();
+    for (name, shape) in cfg.weight_shapes() {
+        let fan_in: usize = if shape.len() >= 2 {
+            shape[1..].iter().product()
+        } else {
+            1
+        };
+        let t = if name.ends_with("modulation") {
+            (Tensor::randn(0f32, 1.0, shape.as_slice(), device)? / (cfg.dim as f64).sqrt())?
+        } else if shape.len() == 1
+            && (name.contains("norm")
+                || name.starts_with("img_emb.proj.0")
+                || name.starts_with("img_emb.proj.4"))
+            && name.ends_with("weight")
+        {
+            Tensor::ones(shape.as_slice(), DType::F32, device)?
+        } else if shape.len() == 1 {
+            (Tensor::randn(0f32, 1.0, shape.as_slice(), device)? * 0.02)?
+        } else {
+            (Tensor::randn(0f32, 1.0, shape.as_slice(), device)? / (fan_in as f64).sqrt())?
+        };
+        m.insert(name, t.to_dtype(dtype)?);
+    }
+    Ok(m)
+}
+
+/// Random inputs for a forward at latent size `frames × height × width` (latent units).
+pub struct RandomInputs {
+    pub x: Tensor,
+    pub context: Tensor,
+    pub clip_fea: Tensor,
+    pub ref_latents: Tensor,
+    pub ref_masks: Tensor,
+    pub pose_latents: Tensor,
+    pub driving_masks: Tensor,
+}
+
+impl RandomInputs {
+    pub fn new(cfg: &DitConfig, (t, h, w): (usize, usize, usize), device: &Device) -> Result<Self> {
+        let c = cfg.latent_channels();
+        let r = |s: &[usize]| Tensor::randn(0f32, 1.0, s, device);
+        let u = |s: &[usize]| Tensor::rand(0f32, 1.0, s, device);
+        Ok(Self {
+            x: r(&[c, t, h, w])?,
+            context: r(&[cfg.text_len.min(64), cfg.text_dim])?,
+            clip_fea: r(&[1, 257, CLIP_DIM])?,
+            ref_latents: r(&[c, 1, h, w])?,
+            ref_masks: u(&[cfg.mask_dim, 1 + t, h, w])?,
+            pose_latents: r(&[c, t, h / 2, w / 2])?,
+            driving_masks: u(&[cfg.mask_dim, t, h / 2, w / 2])?,
+        })
+    }
+
+    pub fn inputs(&self, t: f64) -> DitInputs<'_> {
+        DitInputs {
+            x: &self.x,
+            t,
+            context: &self.context,
+            clip_fea: &self.clip_fea,
+            ref_latents: &self.ref_latents,
+            ref_masks: &self.ref_masks,
+            pose_latents: &self.pose_latents,
+            driving_masks: &self.driving_masks,
+            history_mask: None,
+            additional_refs: None,
+            replace: false,
+        }
+    }
+}
+
+/// `scail bench dit`: the forward of `cfg` with random weights at a latent size of
+/// `frames × height × width` (latent units: pixels / 8, frames (n−1)/4+1), `dtype` weights.
+/// One warm-up forward, then `forwards` timed ones.
+pub fn bench_forward(
+    cfg: &DitConfig,
+    (frames, height, width): (usize, usize, usize),
+    dtype: DType,
+    device: &Device,
+    forwards: usize,
+) -> Result<BenchReport> {
+    let weights = random_weights(cfg, dtype, device)?;
+    let vb = VarBuilder::from_tensors(weights, dtype, device);
+    let model = Dit::load(vb, cfg)?;
+    let inputs = RandomInputs::new(cfg, (frames, height, width), device)?;
+    let tokens = ScailRope {
+        head_dim: cfg.head_dim(),
+        grid: (
+            frames / cfg.patch_size[0],
+            height / cfg.patch_size[1],
+            width / cfg.patch_size[2],
+        ),
+        n_additional_refs: 0,
+        replace: false,
+    }
+    .seq_len();
+    let out = model.forward(&inputs.inputs(500.0))?;
+    out.device().synchronize()?;
+    let forwards = forwards.max(1);
+    let mut times = Vec::with_capacity(forwards);
+    for _ in 0..forwards {
+        let start = std::time::Instant::now();
+        let out = model.forward(&inputs.inputs(500.0))?;
+        out.device().synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let secs = times.iter().sum::<f64>() / forwards as f64;
+    Ok(BenchReport {
+        tokens,
+        seconds_per_forward: secs,
+        best_seconds_per_forward: times.iter().copied().fold(f64::INFINITY, f64::min),
+        tokens_per_second: tokens as f64 / secs,
+        peak_memory_bytes: peak_rss_bytes(),
+        forwards,
+    })
+}
