@@ -4,7 +4,8 @@ use scail_stagea::compose::{
     colour_mask_frame, decode_palette_mask, mask_from_alpha, masked_frame,
 };
 use scail_stagea::dwpose::{decode_simcc, keypoints_to_source, Crop, INPUT_H, INPUT_W};
-use scail_stagea::palette::{Mode, BLACK, PALETTE, WHITE};
+use scail_media::mask::{BLACK, PALETTE, WHITE};
+use scail_stagea::{Mode, ModeMasks};
 use scail_stagea::track::{filter_frame, track, SegDetection, TrackerConfig};
 use scail_stagea::yolox::{decode_grid, letterbox, nms, postprocess, STRIDES};
 use scail_stagea::{BBox, Mask, RgbImage};
@@ -41,7 +42,7 @@ fn set_anchor(preds: &mut [f32], stride: u32, b: BBox, obj: f32, cls: usize, cls
 
 #[test]
 fn letterbox_scales_to_fit_and_pads_bottom_right_with_114() {
-    let img = RgbImage::filled(320, 160, [10, 20, 30]);
+    let img = RgbImage::filled_rgb(320, 160, [10, 20, 30]);
     let lb = letterbox(&img, 640);
     assert_eq!(lb.scale, 2.0);
     let plane = 640 * 640;
@@ -177,23 +178,23 @@ fn affine_crop_round_trips_and_fixes_aspect() {
     );
 
     // A bright pixel lands where `forward` says, and keypoints come back through it.
-    let mut img = RgbImage::filled(300, 500, [0, 0, 0]);
+    let mut img = RgbImage::filled_rgb(300, 500, [0, 0, 0]);
     // 3x3 patch so bilinear sampling of a downscaled crop still sees it.
     for y in 199..202 {
         for x in 119..122 {
-            img.put(x, y, [255, 255, 255]);
+            img.put_rgb(x, y, [255, 255, 255]);
         }
     }
     let warped = crop.warp(&img);
-    assert_eq!((warped.width, warped.height), (INPUT_W, INPUT_H));
+    assert_eq!((warped.width, warped.height), (INPUT_W as usize, INPUT_H as usize));
     let (u, v) = crop.forward(120.0, 200.0);
-    assert!(warped.get(u.round() as u32, v.round() as u32)[0] > 128);
-    assert_eq!(warped.get(5, 5), [0, 0, 0]);
+    assert!(warped.rgb(u.round() as usize, v.round() as usize)[0] > 128);
+    assert_eq!(warped.rgb(5, 5), [0, 0, 0]);
     let tensor = crop.input_tensor(&img);
     assert_eq!(tensor.len(), 3 * 288 * 384);
     assert!((tensor[0] - (0.0 - 123.675) / 58.395).abs() < 1e-5);
     // BGR order: input channel 0 is the blue channel, normalised with mean[0] / std[0].
-    let coloured = RgbImage::filled(300, 500, [200, 100, 50]);
+    let coloured = RgbImage::filled_rgb(300, 500, [200, 100, 50]);
     let t = crop.input_tensor(&coloured);
     let plane = 288 * 384;
     let mid = 192 * 288 + 144;
@@ -287,10 +288,10 @@ fn tracking_keeps_identities_through_an_occlusion() {
     assert_eq!(b.masks[6].as_ref().unwrap().bbox().unwrap().x0, 70.0);
     // Colours follow identities: frame 4 paints only A (blue), B's red is unused.
     let f4 = colour_mask_frame(100, 100, &tracks.frame_masks(4), BLACK).unwrap();
-    assert_eq!(f4.get(20, 50), PALETTE[0]);
-    assert_eq!(f4.get(75, 50), BLACK);
+    assert_eq!(f4.rgb(20, 50), PALETTE[0]);
+    assert_eq!(f4.rgb(75, 50), BLACK);
     let f6 = colour_mask_frame(100, 100, &tracks.frame_masks(6), BLACK).unwrap();
-    assert_eq!(f6.get(75, 50), PALETTE[1]);
+    assert_eq!(f6.rgb(75, 50), PALETTE[1]);
 }
 
 #[test]
@@ -361,9 +362,9 @@ fn palette_and_background_per_mode() {
     for mode in [Mode::Animation, Mode::Replacement] {
         let r = colour_mask_frame(100, 100, &[Some(&a), Some(&b)], mode.reference_background())
             .unwrap();
-        assert_eq!(r.get(10, 10), PALETTE[0]);
-        assert_eq!(r.get(80, 10), PALETTE[1]);
-        assert_eq!(r.get(50, 10), mode.reference_background());
+        assert_eq!(r.rgb(10, 10), PALETTE[0]);
+        assert_eq!(r.rgb(80, 10), PALETTE[1]);
+        assert_eq!(r.rgb(50, 10), mode.reference_background());
         // And back: the decoder recovers both masks exactly whatever the background.
         let back = decode_palette_mask(&r);
         assert_eq!(back.len(), 2);
@@ -381,7 +382,7 @@ fn palette_and_background_per_mode() {
 
 #[test]
 fn masked_driving_frame_blacks_out_everything_but_subjects() {
-    let mut frame = RgbImage::filled(100, 100, [0, 0, 0]);
+    let mut frame = RgbImage::filled_rgb(100, 100, [0, 0, 0]);
     for (i, v) in frame.data.iter_mut().enumerate() {
         *v = (i % 251) as u8 | 1;
     }
@@ -390,7 +391,8 @@ fn masked_driving_frame_blacks_out_everything_but_subjects() {
     for y in 0..100 {
         for x in 0..100 {
             let inside = a.get(x, y) || b.get(x, y);
-            assert_eq!(out.get(x, y), if inside { frame.get(x, y) } else { BLACK });
+            let (px, py) = (x as usize, y as usize);
+            assert_eq!(out.rgb(px, py), if inside { frame.rgb(px, py) } else { BLACK });
         }
     }
 }
@@ -409,7 +411,7 @@ fn alpha_channel_gives_the_reference_mask() {
 }
 
 mod refusals {
-    use scail_stagea::palette::Mode;
+    use scail_stagea::Mode;
     use scail_stagea::sam3::Segmenter;
     use scail_stagea::stagea::{
         run_stage_a, run_stage_a_with, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels,
@@ -423,8 +425,9 @@ mod refusals {
     impl Segmenter for Fake {
         fn detect(&mut self, f: &RgbImage) -> Result<Vec<SegDetection>, StageAError> {
             if f.data[0] > 128 {
+                let (w, h) = (f.width as u32, f.height as u32);
                 Ok(vec![SegDetection {
-                    mask: Mask::from_rect(f.width, f.height, 0, 0, f.width / 2, f.height),
+                    mask: Mask::from_rect(w, h, 0, 0, w / 2, h),
                     score: 0.9,
                 }])
             } else {
@@ -435,10 +438,10 @@ mod refusals {
 
     fn inputs(reference: [u8; 3], driving: [u8; 3]) -> StageAInputs {
         StageAInputs {
-            reference: RgbImage::filled(32, 16, reference),
+            reference: RgbImage::filled_rgb(32, 16, reference),
             reference_alpha: None,
             driving: Clip {
-                frames: vec![RgbImage::filled(32, 16, driving); 3],
+                frames: vec![RgbImage::filled_rgb(32, 16, driving); 3],
                 fps: 16.0,
             },
             reference_mask: None,
@@ -568,7 +571,7 @@ mod timing_and_pose_masks {
 
     fn numbered(n: usize) -> Vec<RgbImage> {
         (0..n)
-            .map(|i| RgbImage::filled(2, 2, [i as u8, 0, 0]))
+            .map(|i| RgbImage::filled_rgb(2, 2, [i as u8, 0, 0]))
             .collect()
     }
 

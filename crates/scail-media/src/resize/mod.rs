@@ -8,12 +8,14 @@
 //! and a one-ulp change flips a pixel.
 //!
 //! One job per file: [`crop`] plans the cover crop, [`aa_taps`] and [`band`] hold the
-//! antialiased bicubic's weights and horizontal kernels, [`planned`] runs whole frames and
-//! [`planes`] the float tensor kernels and CLIP.
+//! antialiased bicubic's weights and horizontal kernels, [`planned`] runs whole frames,
+//! [`planes`] the float tensor kernels and CLIP, [`opencv`] the OpenCV filters Stage A uses
+//! on RGB8 frames.
 
 mod aa_taps;
 mod band;
 mod crop;
+pub mod opencv;
 mod planes;
 mod planned;
 
