@@ -4,7 +4,8 @@
 
 use scail_stagea::runtime::{resolve_dylib, RuntimeConfig};
 use scail_stagea::stagea::Clip;
-use scail_stagea::RgbImage;
+use scail_stagea::track::SegDetection;
+use scail_stagea::{Mask, RgbImage};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -96,4 +97,13 @@ pub fn load_image(name: &str, w: usize, h: usize) -> (RgbImage, Option<Vec<u8>>)
     let rgb = img.to_rgb8();
     let rgba = has_alpha.then(|| img.to_rgba8().into_raw());
     (RgbImage::from_vec(w, h, 3, rgb.into_raw()), rgba)
+}
+
+/// A 100x100 mask set inside [x0, x1) x [y0, y1).
+pub fn rect(x0: u32, y0: u32, x1: u32, y1: u32) -> Mask {
+    Mask::from_rect(100, 100, x0, y0, x1, y1)
+}
+
+pub fn det(m: Mask, score: f32) -> SegDetection {
+    SegDetection { mask: m, score }
 }
