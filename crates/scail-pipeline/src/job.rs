@@ -92,7 +92,9 @@ fn input_err(what: &str, e: impl std::fmt::Display) -> PipelineError {
 /// video it belongs to, but nearest-neighbour so palette colours stay exact.
 fn mask_to_target(img: &ImageU8, h: usize, w: usize) -> Result<RgbImage> {
     let cc = resize::cover_crop(img.height, img.width, h, w);
-    let big = img.take_channels(3).resize_nearest(cc.resize_w, cc.resize_h);
+    let big = img
+        .take_channels(3)
+        .resize_nearest(cc.resize_w, cc.resize_h);
     Ok(big.crop(cc.top, cc.left, h, w))
 }
 
@@ -375,10 +377,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
         }
     };
     let ref_model = resize::reference_image_to_model(&img, th, tw);
-    let ref_u8 = resize::video_frame_resize_crop(
-        &img,
-        &resize::cover_crop(img.height, img.width, th, tw),
-    );
+    let ref_u8 =
+        resize::video_frame_resize_crop(&img, &resize::cover_crop(img.height, img.width, th, tw));
     progress.log(&format!("target size {tw}x{th}"));
 
     // Driving video on the 16 fps timeline.
@@ -550,20 +550,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn JobProgress) ->
             audio_from: None,
             ..enc.clone()
         };
-        write_mp4(
-            &pv,
-            stagea.driving_video.iter().cloned(),
-            w,
-            h,
-            &noaudio,
-        )?;
-        write_mp4(
-            &pm,
-            stagea.driving_mask.iter().cloned(),
-            w,
-            h,
-            &noaudio,
-        )?;
+        write_mp4(&pv, stagea.driving_video.iter().cloned(), w, h, &noaudio)?;
+        write_mp4(&pm, stagea.driving_mask.iter().cloned(), w, h, &noaudio)?;
         pre_v = Some(pv);
         pre_m = Some(pm);
     }

@@ -10,10 +10,10 @@
 use scail_media::frame::Tensor;
 use scail_media::mask::{driving_mask_latent, reference_mask_latent, MaskColor};
 use scail_media::mask::{BLACK, PALETTE, WHITE};
-use scail_stagea::Mode;
 use scail_stagea::stagea::{
     run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
 };
+use scail_stagea::Mode;
 use scail_stagea::RgbImage;
 
 const W: usize = 64;

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use scail_media::mask::BLACK;
 use scail_stagea::compose::{colour_mask_frame, masked_frame};
 use scail_stagea::dwpose::{decode_simcc, keypoints_to_source, Crop};
-use scail_media::mask::BLACK;
 use scail_stagea::pose::{resize_for_detection, PoseEstimator};
 use scail_stagea::runtime::RuntimeConfig;
 use scail_stagea::sam3::{Sam3Files, Sam3Segmenter, Segmenter};

@@ -89,7 +89,11 @@ impl Crop {
                         }
                     }
                 }
-                out.put_rgb(u as usize, v as usize, acc.map(|a| a.round().clamp(0.0, 255.0) as u8));
+                out.put_rgb(
+                    u as usize,
+                    v as usize,
+                    acc.map(|a| a.round().clamp(0.0, 255.0) as u8),
+                );
             }
         }
         out

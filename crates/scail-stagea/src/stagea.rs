@@ -445,12 +445,8 @@ pub fn run_stage_a_with(
     }
 
     let ref_refs: Vec<Option<&Mask>> = ref_masks.iter().map(Some).collect();
-    let reference_mask = colour_mask_frame(
-        ref_w,
-        ref_h,
-        &ref_refs,
-        cfg.mode.reference_background(),
-    )?;
+    let reference_mask =
+        colour_mask_frame(ref_w, ref_h, &ref_refs, cfg.mode.reference_background())?;
     let driving_mask = (0..n)
         .map(|t| colour_mask_frame(w, h, &tracks.frame_masks(t), cfg.mode.driving_background()))
         .collect::<Result<Vec<_>, _>>()?;

@@ -52,7 +52,10 @@ fn masked_driving_frame_blacks_out_everything_but_subjects() {
         for x in 0..100 {
             let inside = a.get(x, y) || b.get(x, y);
             let (px, py) = (x as usize, y as usize);
-            assert_eq!(out.rgb(px, py), if inside { frame.rgb(px, py) } else { BLACK });
+            assert_eq!(
+                out.rgb(px, py),
+                if inside { frame.rgb(px, py) } else { BLACK }
+            );
         }
     }
 }

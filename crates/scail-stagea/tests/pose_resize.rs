@@ -161,10 +161,7 @@ fn resize_lanczos4_keeps_constants_and_output_size() {
     let c = RgbImage::filled_rgb(11, 7, [0, 128, 255]);
     for (w, h) in [(22, 14), (100, 60), (13, 7), (5, 3)] {
         let out = c.resize_lanczos4(w, h);
-        assert_eq!(
-            (out.width, out.height, out.data.len()),
-            (w, h, w * h * 3)
-        );
+        assert_eq!((out.width, out.height, out.data.len()), (w, h, w * h * 3));
         assert!(
             out.data.chunks_exact(3).all(|p| p == [0, 128, 255]),
             "{w}x{h}"

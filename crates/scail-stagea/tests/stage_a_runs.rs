@@ -2,13 +2,13 @@
 //! cancellation, frame-rate resampling and keypoints restricted to the subject mask.
 
 mod refusals {
-    use scail_stagea::Mode;
     use scail_stagea::sam3::Segmenter;
     use scail_stagea::stagea::{
         run_stage_a, run_stage_a_with, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels,
         StageAProgress, SubjectType,
     };
     use scail_stagea::track::SegDetection;
+    use scail_stagea::Mode;
     use scail_stagea::{Mask, RgbImage, StageAError};
 
     /// Finds one subject in the left half of bright frames, nothing in dark ones.

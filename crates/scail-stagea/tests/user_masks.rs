@@ -2,10 +2,10 @@
 //! without any model: subject identity by palette colour, counted the same way on both sides.
 
 use scail_media::mask::{BLACK, PALETTE, WHITE};
-use scail_stagea::Mode;
 use scail_stagea::stagea::{
     run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
 };
+use scail_stagea::Mode;
 use scail_stagea::RgbImage;
 
 const W: usize = 48;

@@ -182,7 +182,10 @@ fn affine_crop_round_trips_and_fixes_aspect() {
         }
     }
     let warped = crop.warp(&img);
-    assert_eq!((warped.width, warped.height), (INPUT_W as usize, INPUT_H as usize));
+    assert_eq!(
+        (warped.width, warped.height),
+        (INPUT_W as usize, INPUT_H as usize)
+    );
     let (u, v) = crop.forward(120.0, 200.0);
     assert!(warped.rgb(u.round() as usize, v.round() as usize)[0] > 128);
     assert_eq!(warped.rgb(5, 5), [0, 0, 0]);

@@ -71,7 +71,6 @@ pub(super) fn aa_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,7 +54,6 @@ pub fn cover_crop(src_h: usize, src_w: usize, target_h: usize, target_w: usize) 
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

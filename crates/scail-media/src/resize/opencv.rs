@@ -41,6 +41,18 @@ impl ImageU8 {
         out
     }
 
+    /// The result of a resize that needs no filter: a copy at equal size, black when there is
+    /// nothing to sample from.
+    fn trivial_resize(&self, width: usize, height: usize) -> Option<ImageU8> {
+        if (width, height) == (self.width, self.height) {
+            Some(self.clone())
+        } else if self.width == 0 || self.height == 0 {
+            Some(ImageU8::new(width, height, self.channels))
+        } else {
+            None
+        }
+    }
+
     /// OpenCV `INTER_AREA` resize, the filter the reference's `resize_image` uses when it
     /// shrinks a frame for DWPose, so scail's DWPose sees the reference's pixels. Written
     /// here (this and [`Self::resize_lanczos4`]) so no native image library is needed for
@@ -61,12 +73,8 @@ impl ImageU8 {
     /// filter. Its 11-bit fixed-point arithmetic is reproduced too (bit-exact against
     /// OpenCV 5.0 on x86-64 when this was written).
     pub fn resize_area(&self, width: usize, height: usize) -> ImageU8 {
-        if (width, height) == (self.width, self.height) {
-            return self.clone();
-        }
-        if self.width == 0 || self.height == 0 {
-            // Nothing to sample from.
-            return ImageU8::new(width, height, self.channels);
+        if let Some(done) = self.trivial_resize(width, height) {
+            return done;
         }
         if width <= self.width && height <= self.height {
             let den = self.width as i64 * self.height as i64;
@@ -75,8 +83,7 @@ impl ImageU8 {
                 self,
                 width,
                 height,
-                &area_taps(self.width, width),
-                &area_taps(self.height, height),
+                area_taps,
                 |h, q| h * q,
                 |v| div_round(v, den, half_up),
             )
@@ -85,8 +92,7 @@ impl ImageU8 {
                 self,
                 width,
                 height,
-                &area_two_taps(self.width, width),
-                &area_two_taps(self.height, height),
+                area_two_taps,
                 // The vertical pass drops low bits as OpenCV's 16-bit SIMD path does
                 // (4 + 16 + 2 = the 22 fractional bits of two 11-bit weights).
                 |h, q| ((h >> 4) * q) >> 16,
@@ -103,25 +109,19 @@ impl ImageU8 {
     /// from it by 1 on a few percent of pixels; this is off by 1 on a few tenths of a
     /// percent, where a weight sits near a rounding half).
     pub fn resize_lanczos4(&self, width: usize, height: usize) -> ImageU8 {
-        if (width, height) == (self.width, self.height) {
-            return self.clone();
-        }
-        if self.width == 0 || self.height == 0 {
-            // Nothing to sample from.
-            return ImageU8::new(width, height, self.channels);
+        if let Some(done) = self.trivial_resize(width, height) {
+            return done;
         }
         resample_separable(
             self,
             width,
             height,
-            &lanczos4_taps(self.width, width),
-            &lanczos4_taps(self.height, height),
+            lanczos4_taps,
             |h, q| h * q,
             |v| ((v + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS)).clamp(0, 255) as u8,
         )
     }
 }
-
 
 /// Fractional bits of the fixed-point weights (OpenCV's 8-bit resize uses 11).
 const COEF_BITS: u32 = 11;
@@ -207,18 +207,18 @@ fn lanczos4_taps(src: usize, dst: usize) -> Taps {
         .collect()
 }
 
-/// Applies integer per-axis weights: rows first into an `i64` buffer (nothing rounded
-/// between the passes), then columns, each term `term(row value, weight)`, and `finish`
-/// turns the column sum into a pixel.
+/// Applies integer per-axis weights (`weights(source side, output side)` on each axis): rows
+/// first into an `i64` buffer (nothing rounded between the passes), then columns, each term
+/// `term(row value, weight)`, and `finish` turns the column sum into a pixel.
 fn resample_separable(
     img: &ImageU8,
     width: usize,
     height: usize,
-    xs: &Taps,
-    ys: &Taps,
+    weights: fn(usize, usize) -> Taps,
     term: impl Fn(i64, i64) -> i64,
     finish: impl Fn(i64) -> u8,
 ) -> ImageU8 {
+    let (xs, ys) = (weights(img.width, width), weights(img.height, height));
     let ch = img.channels;
     let (sw, dw) = (img.width, width);
     let mut rows = vec![0i64; img.height * dw * ch];

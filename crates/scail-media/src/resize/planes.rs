@@ -4,7 +4,6 @@
 use super::aa_taps::{cubic_conv1, cubic_conv2};
 use crate::frame::{ImageF32, Tensor};
 
-
 /// CLIP normalisation of `CLIPModel.visual` (OpenAI constants), the reference's decimal
 /// literals rounded to float32 as PyTorch does.
 #[allow(clippy::excessive_precision)]

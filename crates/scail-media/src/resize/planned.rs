@@ -325,7 +325,6 @@ fn round_u8(v: f32) -> u8 {
     ((c + MAGIC) - MAGIC) as u8
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

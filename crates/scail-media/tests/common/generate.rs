@@ -35,10 +35,7 @@ pub fn small() -> DecodeOptions {
     DecodeOptions::default()
 }
 
-pub fn decode_all(
-    path: &Path,
-    opts: &DecodeOptions,
-) -> Result<Vec<VideoFrame>, MediaError> {
+pub fn decode_all(path: &Path, opts: &DecodeOptions) -> Result<Vec<VideoFrame>, MediaError> {
     let mut d = VideoDecoder::open(path, opts)?;
     let mut v = Vec::new();
     while let Some(f) = d.next_frame()? {
@@ -46,4 +43,3 @@ pub fn decode_all(
     }
     Ok(v)
 }
-

@@ -158,6 +158,17 @@ fn inputs(test: &str, seconds: f64) -> Option<Inputs> {
     })
 }
 
+/// The animation-mode user masks of [`expected_colour`] in the inputs' folder: the reference
+/// mask (PNG, on white) and a 16-frame driving mask video (on black).
+fn animation_masks(inp: &Inputs) -> (PathBuf, PathBuf) {
+    let d = inp.dir.path();
+    let ref_mask = d.join("ref_mask.png");
+    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
+    let drv_mask = d.join("drv_mask.mp4");
+    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    (ref_mask, drv_mask)
+}
+
 /// A lossless (RGB H.264, qp 0) palette mask video at 16 fps.
 fn write_mask_video(path: &Path, frame: &ImageU8, frames: usize) {
     write_mask_video_at(path, frame, frames, 16);

@@ -10,10 +10,7 @@ fn pose_driving_for_animals_is_refused_even_with_user_inputs() {
         return;
     };
     let d = inp.dir.path();
-    let ref_mask = d.join("ref_mask.png");
-    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
-    let drv_mask = d.join("drv_mask.mp4");
-    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    let (ref_mask, drv_mask) = animation_masks(&inp);
     // Masks and a pose video supplied: no model is loaded, the refusal is about the request.
     let pose = media_dir().join("pose_dwpose_skeleton_30fps.mp4");
     let out = d.join("animal.mp4");
@@ -95,10 +92,7 @@ fn missing_stage_a_models_are_named_with_the_way_to_get_them() {
     );
     assert!(!out.exists());
     // With both masks supplied segmentation is not needed, but pose still is.
-    let ref_mask = d.join("ref_mask.png");
-    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
-    let drv_mask = d.join("drv_mask.mp4");
-    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    let (ref_mask, drv_mask) = animation_masks(&inp);
     let out = d.join("no_pose.mp4");
     let (success, _, all) = run(&mut generate(
         &inp,

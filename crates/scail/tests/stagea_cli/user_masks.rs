@@ -11,10 +11,7 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     };
     let d = inp.dir.path();
     // Animation: reference mask on white, driving masks on black.
-    let ref_mask = d.join("ref_mask.png");
-    scail_media::image_io::save_png(&source_mask(WHITE, expected_colour), &ref_mask).unwrap();
-    let drv_mask = d.join("drv_mask.mp4");
-    write_mask_video(&drv_mask, &source_mask(BLACK, expected_colour), 16);
+    let (ref_mask, drv_mask) = animation_masks(&inp);
 
     let out = d.join("out.mp4");
     let stdout = ok(&mut generate(
