@@ -2,7 +2,7 @@
 //! converts.
 
 /// An interleaved image: `height` rows of `width` pixels of `channels` samples (HWC).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Image<T> {
     pub width: usize,
     pub height: usize,
@@ -12,6 +12,13 @@ pub struct Image<T> {
 
 pub type ImageU8 = Image<u8>;
 pub type ImageF32 = Image<f32>;
+
+/// The size, not the samples: a failed comparison of two frames would print megabytes.
+impl<T> std::fmt::Debug for Image<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({}x{}x{})", self.width, self.height, self.channels)
+    }
+}
 
 impl<T: Copy + Default> Image<T> {
     pub fn new(width: usize, height: usize, channels: usize) -> Self {
@@ -37,10 +44,21 @@ impl<T: Copy + Default> Image<T> {
         }
     }
 
+    /// An image whose every pixel is `px` (`px.len()` channels).
+    pub fn filled(width: usize, height: usize, px: &[T]) -> Self {
+        Image::from_vec(width, height, px.len(), px.repeat(width * height))
+    }
+
     /// One pixel's samples.
     pub fn pixel(&self, x: usize, y: usize) -> &[T] {
         let i = (y * self.width + x) * self.channels;
         &self.data[i..i + self.channels]
+    }
+
+    /// One pixel's samples, to write.
+    pub fn pixel_mut(&mut self, x: usize, y: usize) -> &mut [T] {
+        let i = (y * self.width + x) * self.channels;
+        &mut self.data[i..i + self.channels]
     }
 
     /// A copy of the rectangle `[top, top+h) x [left, left+w)`.
@@ -98,6 +116,25 @@ impl<T: Copy + Default> Image<T> {
 }
 
 impl ImageU8 {
+    /// An RGB image of one colour.
+    pub fn filled_rgb(width: usize, height: usize, rgb: [u8; 3]) -> Self {
+        Self::filled(width, height, &rgb)
+    }
+
+    /// The RGB samples of pixel (x, y) (the first three channels).
+    #[inline]
+    pub fn rgb(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * self.channels;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// Sets the RGB samples of pixel (x, y).
+    #[inline]
+    pub fn put_rgb(&mut self, x: usize, y: usize, rgb: [u8; 3]) {
+        let i = (y * self.width + x) * self.channels;
+        self.data[i..i + 3].copy_from_slice(&rgb);
+    }
+
     /// Samples as f32, unchanged in value (0..=255).
     pub fn to_f32(&self) -> ImageF32 {
         Image::from_vec(

@@ -43,7 +43,7 @@ impl MaskColor {
         MaskColor::Yellow,
     ];
 
-    pub fn rgb(self) -> [u8; 3] {
+    pub const fn rgb(self) -> [u8; 3] {
         match self {
             MaskColor::White => [255, 255, 255],
             MaskColor::Red => [255, 0, 0],
@@ -59,11 +59,42 @@ impl MaskColor {
         Self::ALL.iter().position(|&c| c == self).unwrap()
     }
 
-    /// The colour of an RGB triple by the on-rule (component > 225), `None` for black.
+    /// The colour of an RGB triple by the on-rule (component > [`ON_THRESHOLD`]), `None` for
+    /// black.
     pub fn classify(rgb: [u8; 3]) -> Option<MaskColor> {
-        let on = rgb.map(|v| v > 225);
+        let on = rgb.map(|v| v > ON_THRESHOLD);
         colour_of(on)
     }
+}
+
+/// The model's "channel is on" threshold: a pixel value strictly above 225.
+pub const ON_THRESHOLD: u8 = 225;
+
+pub const WHITE: [u8; 3] = MaskColor::White.rgb();
+pub const BLACK: [u8; 3] = [0, 0, 0];
+
+/// Subject colours as RGB, in the order segmentation assigns them ([`MaskColor::PEOPLE`]):
+/// blue, red, green, magenta, cyan, yellow.
+pub const PALETTE: [[u8; 3]; 6] = {
+    let mut out = [[0; 3]; 6];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = MaskColor::PEOPLE[i].rgb();
+        i += 1;
+    }
+    out
+};
+
+/// The [`PALETTE`] index of a pixel by the on-rule; None for black, white and anything the
+/// palette does not hold.
+pub fn palette_index(rgb: [u8; 3]) -> Option<usize> {
+    let on = rgb.map(|v| if v > ON_THRESHOLD { 255 } else { 0 });
+    // Off channels must be clearly off too, so blurred edges between two colours do not
+    // invent a third subject.
+    if rgb.iter().zip(on).any(|(&v, o)| o == 0 && v >= 128) {
+        return None;
+    }
+    PALETTE.iter().position(|&c| c == on)
 }
 
 fn colour_of(on: [bool; 3]) -> Option<MaskColor> {
@@ -269,6 +300,19 @@ mod tests {
         assert_eq!(MaskColor::classify([0, 0, 0]), None);
         assert_eq!(MaskColor::classify([225, 225, 225]), None);
         assert_eq!(MaskColor::classify([226, 0, 0]), Some(MaskColor::Red));
+    }
+
+    #[test]
+    fn palette_is_the_people_order() {
+        assert_eq!(PALETTE[0], [0, 0, 255]);
+        assert_eq!(PALETTE[1], [255, 0, 0]);
+        for (i, c) in MaskColor::PEOPLE.iter().enumerate() {
+            assert_eq!(palette_index(c.rgb()), Some(i));
+        }
+        assert_eq!(palette_index(WHITE), None);
+        assert_eq!(palette_index(BLACK), None);
+        // Half-on off-channels are an edge blend, not a colour.
+        assert_eq!(palette_index([255, 130, 0]), None);
     }
 
     #[test]

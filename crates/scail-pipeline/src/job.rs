@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use scail_core::generator::{EtaClock, LogLevel, Progress, ProgressUpdate};
-use scail_core::schema::{DrivingType, Mode, ScailInput, SubjectType};
+use scail_core::schema::{DrivingType, Mode, ScailInput};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::{ImageF32, ImageU8};
 use scail_media::image_io::decode_image;
@@ -83,23 +83,14 @@ fn input_err(what: &str, e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Input(format!("{what}: {e}"))
 }
 
-fn to_rgb(img: &ImageU8) -> Result<RgbImage> {
-    let rgb = if img.channels == 3 {
-        img.clone()
-    } else {
-        img.take_channels(3)
-    };
-    RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
-        .map_err(|e| input_err("image", e))
-}
-
 /// A palette mask at the target size: the same cover-resize and centre crop as the image or
 /// video it belongs to, but nearest-neighbour so palette colours stay exact.
 fn mask_to_target(img: &ImageU8, h: usize, w: usize) -> Result<RgbImage> {
     let cc = resize::cover_crop(img.height, img.width, h, w);
-    let big = to_rgb(img)?.resize_nearest(cc.resize_w as u32, cc.resize_h as u32);
-    let big = ImageU8::from_vec(cc.resize_w, cc.resize_h, 3, big.data);
-    to_rgb(&big.crop(cc.top, cc.left, h, w))
+    let big = img
+        .take_channels(3)
+        .resize_nearest(cc.resize_w, cc.resize_h);
+    Ok(big.crop(cc.top, cc.left, h, w))
 }
 
 /// The subject mask of an RGBA reference with real transparency, cropped like the reference
@@ -143,7 +134,7 @@ fn frames_tensor(frames: &[RgbImage], norm: fn(u8) -> f32, channels_first: bool)
 /// RGB8 frames → u8 `[T, 3, H, W]` (or `[3, T, H, W]`).
 fn frames_u8(frames: &[RgbImage], channels_first: bool) -> Result<Tensor> {
     let t = frames.len();
-    let (w, h) = (frames[0].width as usize, frames[0].height as usize);
+    let (w, h) = (frames[0].width, frames[0].height);
     let mut data = vec![0u8; 3 * t * h * w];
     for (f, img) in frames.iter().enumerate() {
         for (i, px) in img.data.chunks_exact(3).enumerate() {
@@ -182,7 +173,7 @@ fn decode_clip(
         let r = if is_mask {
             mask_to_target(img, h, w)
         } else {
-            to_rgb(&resize::video_frame_resize_crop(img, &cc))
+            Ok(resize::video_frame_resize_crop(img, &cc))
         };
         match r {
             Ok(r) => frames.push(r),
@@ -217,10 +208,6 @@ fn write_mp4(
     }
     wr.finish()?;
     Ok(())
-}
-
-fn rgb_to_image(f: &RgbImage) -> ImageU8 {
-    ImageU8::from_vec(f.width as usize, f.height as usize, 3, f.data.clone())
 }
 
 /// Stage A's per-frame steps as job progress (`preprocessing: segmentation` / `pose`), with
@@ -366,19 +353,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
         clock = Instant::now();
     };
     // Stage A settings, checked before any decoding or model loading (animal + pose is refused).
-    let mode = match i.mode {
-        Mode::Animation => scail_stagea::Mode::Animation,
-        Mode::Replacement => scail_stagea::Mode::Replacement,
-    };
-    let dt = match i.driving_type {
-        DrivingType::EndToEnd => sa::DrivingType::EndToEnd,
-        DrivingType::Pose => sa::DrivingType::Pose,
-    };
-    let st = match i.subject_type {
-        SubjectType::Human => sa::SubjectType::Human,
-        SubjectType::Animal => sa::SubjectType::Animal,
-    };
-    let cfg = StageAConfig::new(mode, dt, st);
+    let cfg = StageAConfig::new(i.mode, i.driving_type, i.subject_type);
     cfg.validate()
         .map_err(|e| PipelineError::Input(format!("preprocessing: {e}")))?;
     // Reference and target size.
@@ -403,10 +378,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
         }
     };
     let ref_model = resize::reference_image_to_model(&img, th, tw);
-    let ref_u8 = to_rgb(&resize::video_frame_resize_crop(
-        &img,
-        &resize::cover_crop(img.height, img.width, th, tw),
-    ))?;
+    let ref_u8 =
+        resize::video_frame_resize_crop(&img, &resize::cover_crop(img.height, img.width, th, tw));
     progress.log(LogLevel::Info, &format!("target size {tw}x{th}"));
 
     // Driving video on the 16 fps timeline.
@@ -579,20 +552,8 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
             audio_from: None,
             ..enc.clone()
         };
-        write_mp4(
-            &pv,
-            stagea.driving_video.iter().map(rgb_to_image),
-            w,
-            h,
-            &noaudio,
-        )?;
-        write_mp4(
-            &pm,
-            stagea.driving_mask.iter().map(rgb_to_image),
-            w,
-            h,
-            &noaudio,
-        )?;
+        write_mp4(&pv, stagea.driving_video.iter().cloned(), w, h, &noaudio)?;
+        write_mp4(&pm, stagea.driving_mask.iter().cloned(), w, h, &noaudio)?;
         pre_v = Some(pv);
         pre_m = Some(pm);
     }

@@ -7,33 +7,30 @@
 //! only when all four source pixels have the channel at 255, and a latent cell's value is the
 //! fraction of its 8x8 half- (or full-) resolution pixels of that colour.
 
-use scail_media::frame::{ImageU8, Tensor};
+use scail_media::frame::Tensor;
 use scail_media::mask::{driving_mask_latent, reference_mask_latent, MaskColor};
-use scail_stagea::palette::{Mode, BLACK, PALETTE, WHITE};
+use scail_media::mask::{BLACK, PALETTE, WHITE};
 use scail_stagea::stagea::{
     run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
 };
+use scail_stagea::Mode;
 use scail_stagea::RgbImage;
 
-const W: u32 = 64;
-const H: u32 = 32;
+const W: usize = 64;
+const H: usize = 32;
 const BLUE: [u8; 3] = PALETTE[0];
 const RED: [u8; 3] = PALETTE[1];
 
-fn paint(bg: [u8; 3], colour: impl Fn(u32, u32) -> Option<[u8; 3]>) -> RgbImage {
-    let mut img = RgbImage::filled(W, H, bg);
+fn paint(bg: [u8; 3], colour: impl Fn(usize, usize) -> Option<[u8; 3]>) -> RgbImage {
+    let mut img = RgbImage::filled_rgb(W, H, bg);
     for y in 0..H {
         for x in 0..W {
             if let Some(c) = colour(x, y) {
-                img.put(x, y, c);
+                img.put_rgb(x, y, c);
             }
         }
     }
     img
-}
-
-fn to_media(img: &RgbImage) -> ImageU8 {
-    ImageU8::from_vec(img.width as usize, img.height as usize, 3, img.data.clone())
 }
 
 /// Value at `[c, t, y, x]` of a `[28, T, H, W]` tensor.
@@ -49,10 +46,10 @@ fn colour(p: [u8; 3]) -> Option<MaskColor> {
 
 /// The half-resolution colour of `img` at (hx, hy): a channel is on when all four source
 /// pixels have it at 255 (values are only 0 or 255 here).
-fn half_colour(img: &RgbImage, hx: u32, hy: u32) -> Option<MaskColor> {
+fn half_colour(img: &RgbImage, hx: usize, hy: usize) -> Option<MaskColor> {
     let mut on = [true; 3];
     for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-        let p = img.get(2 * hx + dx, 2 * hy + dy);
+        let p = img.rgb(2 * hx + dx, 2 * hy + dy);
         for c in 0..3 {
             on[c] &= p[c] == 255;
         }
@@ -63,16 +60,16 @@ fn half_colour(img: &RgbImage, hx: u32, hy: u32) -> Option<MaskColor> {
 /// Expected `[7, H_lat, W_lat]` fractions of one frame whose pixel colours (at a resolution 8x
 /// the latent grid) are given by `colour_at`.
 fn expected_fractions(
-    w: u32,
-    h: u32,
-    colour_at: impl Fn(u32, u32) -> Option<MaskColor>,
+    w: usize,
+    h: usize,
+    colour_at: impl Fn(usize, usize) -> Option<MaskColor>,
 ) -> Vec<f32> {
-    let (wl, hl) = ((w / 8) as usize, (h / 8) as usize);
+    let (wl, hl) = (w / 8, h / 8);
     let mut out = vec![0.0f32; 7 * hl * wl];
     for y in 0..h {
         for x in 0..w {
             if let Some(c) = colour_at(x, y) {
-                let i = (c.channel() * hl + (y / 8) as usize) * wl + (x / 8) as usize;
+                let i = (c.channel() * hl + y / 8) * wl + x / 8;
                 out[i] += 1.0 / 64.0;
             }
         }
@@ -116,10 +113,10 @@ fn stage_a(
     let cfg = StageAConfig::new(mode, DrivingType::EndToEnd, SubjectType::Human);
     let n = driving_masks.len();
     let inputs = StageAInputs {
-        reference: RgbImage::filled(W, H, [90, 120, 150]),
+        reference: RgbImage::filled_rgb(W, H, [90, 120, 150]),
         reference_alpha: None,
         driving: Clip {
-            frames: vec![RgbImage::filled(W, H, [200, 100, 50]); n],
+            frames: vec![RgbImage::filled_rgb(W, H, [200, 100, 50]); n],
             fps: 16.0,
         },
         reference_mask: Some(reference_mask),
@@ -141,7 +138,7 @@ fn animation_masks_give_exact_one_hot_area_fractions() {
     // edge at x = 39), occluded in frame 3; in frame 0 blue reaches x = 32.
     let blue_end = |f: usize| if f == 0 { 32 } else { 21 };
     let subjects = |f: usize| {
-        move |x: u32, y: u32| {
+        move |x: usize, y: usize| {
             if x < blue_end(f) {
                 Some(BLUE)
             } else if x >= 39 && y < 16 && f != 3 {
@@ -162,9 +159,9 @@ fn animation_masks_give_exact_one_hot_area_fractions() {
         assert_eq!(*m, paint(BLACK, subjects(f)), "driving mask {f}");
     }
 
-    let r = reference_mask_latent(&to_media(&ref_mask)).unwrap();
+    let r = reference_mask_latent(&ref_mask).unwrap();
     assert_eq!(r.shape, vec![28, 1, 4, 8]);
-    let want = expected_fractions(W, H, |x, y| colour(ref_mask.get(x, y)));
+    let want = expected_fractions(W, H, |x, y| colour(ref_mask.rgb(x, y)));
     check_packing(&r, &[want]);
     // By hand: cell 2 holds 5 blue columns of 8, cell 4 one red column.
     let (white, red, blue) = (
@@ -179,8 +176,7 @@ fn animation_masks_give_exact_one_hot_area_fractions() {
     // Every sub-frame slot repeats the single reference frame.
     assert_eq!(at(&r, 21 + blue, 0, 0, 2), 0.625);
 
-    let media: Vec<ImageU8> = drv_masks.iter().map(to_media).collect();
-    let d = driving_mask_latent(&media).unwrap();
+    let d = driving_mask_latent(&drv_masks).unwrap();
     assert_eq!(d.shape, vec![28, 2, 2, 4]);
     let per_frame: Vec<Vec<f32>> = drv_masks
         .iter()
@@ -209,7 +205,7 @@ fn animation_masks_give_exact_one_hot_area_fractions() {
 
 #[test]
 fn replacement_masks_on_white_keep_blended_edges_on_the_blue_channel() {
-    let blue = |x: u32, _y: u32| (x < 21).then_some(BLUE);
+    let blue = |x: usize, _y: usize| (x < 21).then_some(BLUE);
     let (ref_mask, drv_masks) = stage_a(
         Mode::Replacement,
         paint(WHITE, blue),
@@ -219,17 +215,16 @@ fn replacement_masks_on_white_keep_blended_edges_on_the_blue_channel() {
     assert_eq!(ref_mask, paint(BLACK, blue));
     assert!(drv_masks.iter().all(|m| *m == paint(WHITE, blue)));
 
-    let r = reference_mask_latent(&to_media(&ref_mask)).unwrap();
+    let r = reference_mask_latent(&ref_mask).unwrap();
     check_packing(
         &r,
-        &[expected_fractions(W, H, |x, y| colour(ref_mask.get(x, y)))],
+        &[expected_fractions(W, H, |x, y| colour(ref_mask.rgb(x, y)))],
     );
     let (wc, bc) = (MaskColor::White.channel(), MaskColor::Blue.channel());
     assert_eq!(at(&r, bc, 0, 3, 2), 0.625);
     assert_eq!(at(&r, wc, 0, 3, 2), 0.0);
 
-    let media: Vec<ImageU8> = drv_masks.iter().map(to_media).collect();
-    let d = driving_mask_latent(&media).unwrap();
+    let d = driving_mask_latent(&drv_masks).unwrap();
     let per_frame: Vec<Vec<f32>> = drv_masks
         .iter()
         .map(|m| expected_fractions(W / 2, H / 2, |x, y| half_colour(m, x, y)))

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use scail_media::mask::BLACK;
 use scail_stagea::compose::{colour_mask_frame, masked_frame};
 use scail_stagea::dwpose::{decode_simcc, keypoints_to_source, Crop};
-use scail_stagea::palette::BLACK;
 use scail_stagea::pose::{resize_for_detection, PoseEstimator};
 use scail_stagea::runtime::RuntimeConfig;
 use scail_stagea::sam3::{Sam3Files, Sam3Segmenter, Segmenter};
@@ -22,12 +22,12 @@ const W: u32 = 896;
 const H: u32 = 512;
 
 fn frame(t: u32) -> RgbImage {
-    let mut f = RgbImage::filled(W, H, [40, 60, 90]);
+    let mut f = RgbImage::filled_rgb(W as usize, H as usize, [40, 60, 90]);
     for y in 0..H {
         for x in 0..W {
             let v = ((x * 7 + y * 3 + t * 11) % 255) as u8;
             if (200..420).contains(&x) && (60..480).contains(&y) {
-                f.put(x, y, [v, 200, 180]);
+                f.put_rgb(x as usize, y as usize, [v, 200, 180]);
             }
         }
     }

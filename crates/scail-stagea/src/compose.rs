@@ -1,8 +1,8 @@
 //! Colour-mask frames, masked driving frames, and reading masks back from images.
 
-use crate::frame::{Mask, RgbImage};
-use crate::palette::{palette_index, PALETTE};
+use crate::frame::{dims, Mask, RgbImage};
 use crate::StageAError;
+use scail_media::mask::{palette_index, PALETTE};
 
 /// Paints subject `i` with `PALETTE[i]` over `background`. Absent subjects (None) leave
 /// their colour unused so identities keep their colours through occlusions. Where masks
@@ -19,7 +19,7 @@ pub fn colour_mask_frame(
             max: PALETTE.len(),
         });
     }
-    let mut out = RgbImage::filled(width, height, background);
+    let mut out = RgbImage::filled_rgb(width as usize, height as usize, background);
     for (i, m) in masks.iter().enumerate().rev() {
         let Some(m) = m else { continue };
         check_size(m, width, height)?;
@@ -34,9 +34,10 @@ pub fn colour_mask_frame(
 
 /// The driving frame with every pixel outside the union of `masks` set to black.
 pub fn masked_frame(frame: &RgbImage, masks: &[Option<&Mask>]) -> Result<RgbImage, StageAError> {
-    let mut out = RgbImage::filled(frame.width, frame.height, [0, 0, 0]);
+    let mut out = RgbImage::new(frame.width, frame.height, 3);
+    let (w, h) = dims(frame);
     for m in masks.iter().flatten() {
-        check_size(m, frame.width, frame.height)?;
+        check_size(m, w, h)?;
         for (p, &v) in m.data.iter().enumerate() {
             if v != 0 {
                 out.data[p * 3..p * 3 + 3].copy_from_slice(&frame.data[p * 3..p * 3 + 3]);
@@ -62,11 +63,12 @@ fn check_size(m: &Mask, width: u32, height: u32) -> Result<(), StageAError> {
 /// white are background in either mode.
 pub fn decode_palette_mask(img: &RgbImage) -> Vec<Option<Mask>> {
     let mut masks: Vec<Option<Mask>> = vec![None; PALETTE.len()];
+    let (w, h) = dims(img);
     for y in 0..img.height {
         for x in 0..img.width {
-            if let Some(i) = palette_index(img.get(x, y)) {
-                let m = masks[i].get_or_insert_with(|| Mask::empty(img.width, img.height));
-                m.data[(y * img.width + x) as usize] = 1;
+            if let Some(i) = palette_index(img.rgb(x, y)) {
+                let m = masks[i].get_or_insert_with(|| Mask::empty(w, h));
+                m.data[y * img.width + x] = 1;
             }
         }
     }

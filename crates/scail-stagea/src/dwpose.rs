@@ -68,7 +68,7 @@ impl Crop {
     /// The 288x384 crop as RGB8 (bilinear, constant-0 border, sampling source point
     /// `inverse(u, v)` for output pixel (u, v) like `cv2.warpAffine`).
     pub fn warp(&self, img: &RgbImage) -> RgbImage {
-        let mut out = RgbImage::filled(INPUT_W, INPUT_H, [0, 0, 0]);
+        let mut out = RgbImage::new(INPUT_W as usize, INPUT_H as usize, 3);
         let (w, h) = (img.width as i64, img.height as i64);
         for v in 0..INPUT_H {
             for u in 0..INPUT_W {
@@ -83,13 +83,17 @@ impl Crop {
                         if xx < 0 || yy < 0 || xx >= w || yy >= h {
                             continue;
                         }
-                        let p = img.get(xx as u32, yy as u32);
+                        let p = img.rgb(xx as usize, yy as usize);
                         for c in 0..3 {
                             acc[c] += p[c] as f32 * wx * wy;
                         }
                     }
                 }
-                out.put(u, v, acc.map(|a| a.round().clamp(0.0, 255.0) as u8));
+                out.put_rgb(
+                    u as usize,
+                    v as usize,
+                    acc.map(|a| a.round().clamp(0.0, 255.0) as u8),
+                );
             }
         }
         out

@@ -3,8 +3,9 @@
 //! Turns a driving video and a reference image into what the SCAIL-2 model consumes
 //! (`spec/model.md` §2 "Modes" and §4): palette-coded subject masks for the reference and
 //! every driving frame, the masked driving video (`end_to_end`) or a rendered skeleton
-//! video (`pose`). Frames are plain RGB8 buffers ([`RgbImage`]) so the crate does not
-//! depend on the media crate.
+//! video (`pose`). Frames are the media crate's RGB8 images ([`RgbImage`] is
+//! [`scail_media::ImageU8`]) and the mode, driving and subject types are scail-core's, so
+//! callers pass what they decoded and parsed without translating.
 //!
 //! Host code (testable without models): [`yolox`], [`dwpose`], [`skeleton`], [`track`],
 //! [`compose`]. Model execution: [`runtime`] (ONNX Runtime via `ort`, loaded at run
@@ -26,7 +27,8 @@ pub mod weights;
 pub mod yolox;
 
 pub use frame::{BBox, Mask, RgbImage};
-pub use palette::Mode;
+pub use palette::ModeMasks;
+pub use scail_core::schema::{DrivingType, Mode, SubjectType};
 
 /// Everything Stage A can refuse or fail with. Messages name what was found.
 #[derive(Debug, thiserror::Error)]

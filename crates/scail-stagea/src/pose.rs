@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::dwpose::{
     decode_simcc, keypoints_to_source, Crop, Keypoint, WholeBody, INPUT_H, INPUT_W, NUM_KEYPOINTS,
 };
-use crate::frame::{BBox, RgbImage};
+use crate::frame::{dims, BBox, RgbImage};
 use crate::runtime::{HostTensor, OnnxModel, RuntimeConfig, RuntimeError};
 use crate::yolox::{letterbox, postprocess, INPUT_SIZE};
 use crate::StageAError;
@@ -32,8 +32,10 @@ pub fn detect_size(w: u32, h: u32) -> (u32, u32) {
 /// The frame at [`detect_size`], resampled as the reference does: OpenCV `INTER_AREA`
 /// when the scale factor 512 / short side is at most 1, `INTER_LANCZOS4` when enlarging.
 pub fn resize_for_detection(frame: &RgbImage) -> RgbImage {
-    let (w, h) = detect_size(frame.width, frame.height);
-    if frame.width.min(frame.height) >= DETECT_RESOLUTION {
+    let (fw, fh) = dims(frame);
+    let (w, h) = detect_size(fw, fh);
+    let (w, h) = (w as usize, h as usize);
+    if fw.min(fh) >= DETECT_RESOLUTION {
         frame.resize_area(w, h)
     } else {
         frame.resize_lanczos4(w, h)
@@ -53,10 +55,11 @@ pub struct DetectionFrame {
 
 impl DetectionFrame {
     pub fn new(frame: &RgbImage) -> Self {
+        let (frame_width, frame_height) = dims(frame);
         Self {
             image: resize_for_detection(frame),
-            frame_width: frame.width,
-            frame_height: frame.height,
+            frame_width,
+            frame_height,
         }
     }
 

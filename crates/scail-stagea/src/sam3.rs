@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::frame::{axis_taps, Mask, RgbImage};
+use crate::frame::{dims, Mask, RgbImage};
 use crate::runtime::{ElemType, HostTensor, OnnxModel, RuntimeConfig, RuntimeError, TensorData};
 use crate::tokenizer::ClipTokenizer;
 use crate::track::SegDetection;
 use crate::StageAError;
+use scail_media::resize::opencv::axis_taps;
 
 /// Something that finds subjects in one frame. SAM3 implements it; tests and
 /// user-supplied masks can too.
@@ -235,7 +236,7 @@ impl Sam3Segmenter {
     /// The vision input: bilinear resize to the encoder size, x / 127.5 - 1, CHW.
     fn image_tensor(&self, frame: &RgbImage) -> HostTensor {
         let (w, h) = self.image_size;
-        let r = frame.resize_bilinear(w, h);
+        let r = frame.resize_bilinear(w as usize, h as usize);
         let plane = (w * h) as usize;
         let mut chw = vec![0f32; plane * 3];
         for (p, px) in r.data.chunks_exact(3).enumerate() {
@@ -249,8 +250,8 @@ impl Sam3Segmenter {
 
 /// Bilinear upsampling of one mask-logit map to the frame, thresholded at 0.
 pub fn logits_to_mask(logits: &[f32], lw: u32, lh: u32, width: u32, height: u32) -> Mask {
-    let xs = axis_taps(lw, width);
-    let ys = axis_taps(lh, height);
+    let xs = axis_taps(lw as usize, width as usize);
+    let ys = axis_taps(lh as usize, height as usize);
     let mut m = Mask::empty(width, height);
     let lw = lw as usize;
     for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
@@ -325,13 +326,8 @@ impl Segmenter for Sam3Segmenter {
                     continue;
                 }
                 let plane = (mh * mw) as usize;
-                let mask = logits_to_mask(
-                    &mv[qi * plane..(qi + 1) * plane],
-                    mw,
-                    mh,
-                    frame.width,
-                    frame.height,
-                );
+                let (fw, fh) = dims(frame);
+                let mask = logits_to_mask(&mv[qi * plane..(qi + 1) * plane], mw, mh, fw, fh);
                 dets.push(SegDetection { mask, score });
             }
         }

@@ -123,7 +123,7 @@ pub fn openpose_body(p: &WholeBody) -> [Option<(f32, f32)>; 18] {
 /// Renders all people on a black `width` x `height` canvas: body limbs (all people),
 /// dimmed to 60%, then body joints, then hands, then faces.
 pub fn render_skeleton(width: u32, height: u32, people: &[WholeBody]) -> RgbImage {
-    let mut c = RgbImage::filled(width, height, [0, 0, 0]);
+    let mut c = RgbImage::new(width as usize, height as usize, 3);
     let bodies: Vec<_> = people
         .iter()
         .filter(|p| p.keypoints.len() == NUM_KEYPOINTS)
@@ -205,7 +205,7 @@ fn fill_disc(c: &mut RgbImage, cx: f32, cy: f32, r: f32, colour: [u8; 3]) {
         for x in (x0 - ri).max(0)..=(x0 + ri).min(w - 1) {
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
             if dx * dx + dy * dy <= r * r + 0.5 {
-                c.put(x as u32, y as u32, colour);
+                c.put_rgb(x as usize, y as usize, colour);
             }
         }
     }
@@ -233,7 +233,7 @@ fn fill_limb(c: &mut RgbImage, a: (f32, f32), b: (f32, f32), half_width: f32, co
             let u = dx * ca + dy * sa;
             let v = -dx * sa + dy * ca;
             if (u / semi).powi(2) + (v / half_width).powi(2) <= 1.0 + 1e-4 {
-                c.put(x as u32, y as u32, colour);
+                c.put_rgb(x as usize, y as usize, colour);
             }
         }
     }
@@ -256,7 +256,7 @@ fn draw_line(c: &mut RgbImage, a: (f32, f32), b: (f32, f32), colour: [u8; 3]) {
             };
             let (dx, dy) = (px - t * ex, py - t * ey);
             if dx * dx + dy * dy <= 1.0 {
-                c.put(x as u32, y as u32, colour);
+                c.put_rgb(x as usize, y as usize, colour);
             }
         }
     }

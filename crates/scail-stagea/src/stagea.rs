@@ -6,25 +6,14 @@
 
 use crate::compose::{colour_mask_frame, connected_components, decode_palette_mask, masked_frame};
 use crate::dwpose::WholeBody;
-use crate::frame::{BBox, Mask, RgbImage};
-use crate::palette::Mode;
+use crate::frame::{dims, BBox, Mask, RgbImage};
+use crate::palette::ModeMasks;
 use crate::pose::{DetectionFrame, PoseEstimator};
 use crate::sam3::Segmenter;
 use crate::skeleton::render_skeleton;
 use crate::track::{order_left_to_right, track, SubjectTrack, SubjectTracks, TrackerConfig};
 use crate::StageAError;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DrivingType {
-    EndToEnd,
-    Pose,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubjectType {
-    Human,
-    Animal,
-}
+pub use scail_core::schema::{DrivingType, Mode, SubjectType};
 
 /// Prompts for SAM3: the reference's `human`, `character` for people; animal words
 /// otherwise (configurable through [`StageAConfig::prompts`]).
@@ -159,7 +148,8 @@ pub fn segment_video_with(
         dets.push(seg.detect(f)?);
         progress.frame("segmentation", i + 1, frames.len())?;
     }
-    track(first.width, first.height, dets, cfg)
+    let (w, h) = dims(first);
+    track(w, h, dets, cfg)
 }
 
 /// The reference image's subjects, left to right: from its alpha channel when it has
@@ -193,7 +183,8 @@ pub fn reference_subjects(
             )
         })?;
         let dets = seg.detect(reference)?;
-        let tr = track(reference.width, reference.height, vec![dets], cfg)?;
+        let (w, h) = dims(reference);
+        let tr = track(w, h, vec![dets], cfg)?;
         tr.subjects
             .into_iter()
             .filter_map(|mut s| s.masks.remove(0))
@@ -240,12 +231,35 @@ pub fn resample_clip(
         .collect())
 }
 
+/// Every frame handed in must be RGB8: the kernels read three samples per pixel.
+fn check_rgb_inputs(inputs: &StageAInputs) -> Result<(), StageAError> {
+    let clips = [
+        Some(&inputs.driving),
+        inputs.driving_mask.as_ref(),
+        inputs.pose_video.as_ref(),
+    ];
+    let frames = std::iter::once(&inputs.reference)
+        .chain(inputs.reference_mask.as_ref())
+        .chain(clips.into_iter().flatten().flat_map(|c| &c.frames));
+    for f in frames {
+        let want = f.width * f.height * 3;
+        if f.channels != 3 || f.data.len() != want {
+            return Err(StageAError::BadBuffer {
+                what: "RGB frame",
+                expected: want,
+                got: f.data.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn fit_mask_image(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    if (img.width, img.height) == (w, h) {
+    if dims(img) == (w, h) {
         img.clone()
     } else {
         // Nearest keeps palette colours exact.
-        img.resize_nearest(w, h)
+        img.resize_nearest(w as usize, h as usize)
     }
 }
 
@@ -269,8 +283,8 @@ pub fn tracks_from_mask_video(frames: &[RgbImage]) -> SubjectTracks {
         })
         .collect();
     SubjectTracks {
-        width: frames.first().map_or(0, |f| f.width),
-        height: frames.first().map_or(0, |f| f.height),
+        width: frames.first().map_or(0, |f| dims(f).0),
+        height: frames.first().map_or(0, |f| dims(f).1),
         num_frames: frames.len(),
         subjects,
     }
@@ -364,13 +378,15 @@ pub fn run_stage_a_with(
     progress: &mut dyn StageAProgress,
 ) -> Result<StageAOutput, StageAError> {
     cfg.validate()?;
+    check_rgb_inputs(inputs)?;
     let prompts = cfg.prompts().join(", ");
     let drv = &inputs.driving;
     let first = drv
         .frames
         .first()
         .ok_or_else(|| StageAError::Invalid("the driving video has no frames".into()))?;
-    let (w, h) = (first.width, first.height);
+    let (w, h) = dims(first);
+    let (ref_w, ref_h) = dims(&inputs.reference);
     let n = drv.frames.len();
 
     // Driving subjects.
@@ -403,7 +419,7 @@ pub fn run_stage_a_with(
     // Reference subjects.
     let ref_masks: Vec<Mask> = match &inputs.reference_mask {
         Some(img) => {
-            let img = fit_mask_image(img, inputs.reference.width, inputs.reference.height);
+            let img = fit_mask_image(img, ref_w, ref_h);
             let masks: Vec<Mask> = decode_palette_mask(&img).into_iter().flatten().collect();
             if masks.is_empty() {
                 return Err(StageAError::NoSubject {
@@ -429,12 +445,8 @@ pub fn run_stage_a_with(
     }
 
     let ref_refs: Vec<Option<&Mask>> = ref_masks.iter().map(Some).collect();
-    let reference_mask = colour_mask_frame(
-        inputs.reference.width,
-        inputs.reference.height,
-        &ref_refs,
-        cfg.mode.reference_background(),
-    )?;
+    let reference_mask =
+        colour_mask_frame(ref_w, ref_h, &ref_refs, cfg.mode.reference_background())?;
     let driving_mask = (0..n)
         .map(|t| colour_mask_frame(w, h, &tracks.frame_masks(t), cfg.mode.driving_background()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -450,10 +462,10 @@ pub fn run_stage_a_with(
             Some(clip) => resample_clip(clip, n, drv.fps, "pose video")?
                 .into_iter()
                 .map(|f| {
-                    if (f.width, f.height) == (w, h) {
+                    if dims(&f) == (w, h) {
                         f
                     } else {
-                        f.resize_bilinear(w, h)
+                        f.resize_bilinear(w as usize, h as usize)
                     }
                 })
                 .collect(),

@@ -26,7 +26,7 @@ pub fn letterbox(img: &RgbImage, size: u32) -> Letterbox {
     let r = (size as f32 / img.height as f32).min(size as f32 / img.width as f32);
     let nw = ((img.width as f32 * r) as u32).clamp(1, size);
     let nh = ((img.height as f32 * r) as u32).clamp(1, size);
-    let resized = img.resize_bilinear(nw, nh);
+    let resized = img.resize_bilinear(nw as usize, nh as usize);
     let plane = size as usize * size as usize;
     let mut chw = vec![PAD_VALUE; plane * 3];
     for y in 0..nh as usize {

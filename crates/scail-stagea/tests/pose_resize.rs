@@ -16,12 +16,12 @@ use scail_stagea::track::{SubjectTrack, SubjectTracks};
 use scail_stagea::{BBox, Mask, RgbImage};
 
 /// A deterministic image with structure on every channel (the fixtures' input).
-fn pattern(w: u32, h: u32) -> RgbImage {
-    let mut img = RgbImage::filled(w, h, [0, 0, 0]);
+fn pattern(w: usize, h: usize) -> RgbImage {
+    let mut img = RgbImage::filled_rgb(w, h, [0, 0, 0]);
     for y in 0..h {
         for x in 0..w {
-            let v = |c: u32| ((x * x * 7 + y * y * 13 + c * 101 + x * y * 3) % 256) as u8;
-            img.put(x, y, [v(0), v(1), v(2)]);
+            let v = |c: usize| ((x * x * 7 + y * y * 13 + c * 101 + x * y * 3) % 256) as u8;
+            img.put_rgb(x, y, [v(0), v(1), v(2)]);
         }
     }
     img
@@ -29,12 +29,12 @@ fn pattern(w: u32, h: u32) -> RgbImage {
 
 /// Single-channel rows -> a grey image.
 fn grey(rows: &[&[u8]]) -> RgbImage {
-    let (w, h) = (rows[0].len() as u32, rows.len() as u32);
+    let (w, h) = (rows[0].len(), rows.len());
     let data = rows
         .iter()
         .flat_map(|r| r.iter().flat_map(|&v| [v, v, v]))
         .collect();
-    RgbImage::from_raw(w, h, data).unwrap()
+    RgbImage::from_vec(w, h, 3, data)
 }
 
 fn channel0(img: &RgbImage) -> Vec<u8> {
@@ -81,15 +81,15 @@ fn resize_area_averages_2x2_blocks_exactly() {
     assert_eq!((out.width, out.height), (2, 2));
     assert_eq!(channel0(&out), [3, 1, 10, 8]);
     // Channels are independent.
-    let mut rgb = RgbImage::filled(4, 4, [0, 0, 0]);
+    let mut rgb = RgbImage::filled_rgb(4, 4, [0, 0, 0]);
     for y in 0..4 {
         for x in 0..4 {
-            rgb.put(x, y, [4 * (x / 2) as u8, 100, 8 * (y / 2) as u8 + 1]);
+            rgb.put_rgb(x, y, [4 * (x / 2) as u8, 100, 8 * (y / 2) as u8 + 1]);
         }
     }
     let out = rgb.resize_area(2, 2);
-    assert_eq!(out.get(1, 0), [4, 100, 1]);
-    assert_eq!(out.get(0, 1), [0, 100, 9]);
+    assert_eq!(out.rgb(1, 0), [4, 100, 1]);
+    assert_eq!(out.rgb(0, 1), [0, 100, 9]);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn resize_area_weights_partial_pixels_at_non_integer_factors() {
                 }
             }
             let want = (sum / 25.0).round() as u8;
-            assert_eq!(out.get(ox as u32, oy as u32)[0], want, "({ox},{oy}) {sum}");
+            assert_eq!(out.rgb(ox, oy)[0], want, "({ox},{oy}) {sum}");
         }
     }
     // Away from 2x, exact halves round to even (OpenCV's general path): 2.5 -> 2.
@@ -133,7 +133,7 @@ fn resize_area_weights_partial_pixels_at_non_integer_factors() {
 
 #[test]
 fn resize_area_keeps_constants_and_copies_at_equal_size() {
-    let c = RgbImage::filled(37, 23, [17, 200, 255]);
+    let c = RgbImage::filled_rgb(37, 23, [17, 200, 255]);
     for (w, h) in [(5, 3), (36, 23), (37, 1), (12, 12), (40, 20), (50, 30)] {
         let out = c.resize_area(w, h);
         assert_eq!((out.width, out.height), (w, h));
@@ -158,13 +158,10 @@ fn resize_area_matches_opencv() {
 
 #[test]
 fn resize_lanczos4_keeps_constants_and_output_size() {
-    let c = RgbImage::filled(11, 7, [0, 128, 255]);
+    let c = RgbImage::filled_rgb(11, 7, [0, 128, 255]);
     for (w, h) in [(22, 14), (100, 60), (13, 7), (5, 3)] {
         let out = c.resize_lanczos4(w, h);
-        assert_eq!(
-            (out.width, out.height, out.data.len()),
-            (w, h, (w * h * 3) as usize)
-        );
+        assert_eq!((out.width, out.height, out.data.len()), (w, h, w * h * 3));
         assert!(
             out.data.chunks_exact(3).all(|p| p == [0, 128, 255]),
             "{w}x{h}"
@@ -176,12 +173,12 @@ fn resize_lanczos4_keeps_constants_and_output_size() {
 fn resize_lanczos4_upscales_a_ramp_to_a_ramp_inside() {
     // A linear ramp along x (and a constant along y): away from the replicated edges a
     // 2x upscale samples source position (x + 0.5) / 2 - 0.5 on the same line.
-    let (w, h) = (40u32, 6u32);
-    let mut src = RgbImage::filled(w, h, [0, 0, 0]);
+    let (w, h) = (40usize, 6usize);
+    let mut src = RgbImage::filled_rgb(w, h, [0, 0, 0]);
     for y in 0..h {
         for x in 0..w {
             let v = (10 + 5 * x) as u8;
-            src.put(x, y, [v, 255 - v, 77]);
+            src.put_rgb(x, y, [v, 255 - v, 77]);
         }
     }
     let out = src.resize_lanczos4(2 * w, 2 * h);
@@ -190,7 +187,7 @@ fn resize_lanczos4_upscales_a_ramp_to_a_ramp_inside() {
         for x in 8..2 * w - 8 {
             let s = (x as f64 + 0.5) / 2.0 - 0.5;
             let want = 10.0 + 5.0 * s;
-            let p = out.get(x, y);
+            let p = out.rgb(x, y);
             assert!((p[0] as f64 - want).abs() <= 1.0, "({x},{y}) {p:?} {want}");
             assert!(
                 (p[1] as f64 - (255.0 - want)).abs() <= 1.0,
@@ -200,7 +197,7 @@ fn resize_lanczos4_upscales_a_ramp_to_a_ramp_inside() {
         }
     }
     // Near the edges the replicated border bends the ramp, but only toward the edge value.
-    assert!(out.get(0, 0)[0] >= 9 && out.get(0, 0)[0] <= 11);
+    assert!(out.rgb(0, 0)[0] >= 9 && out.rgb(0, 0)[0] <= 11);
 }
 
 #[test]
@@ -228,7 +225,7 @@ fn resize_for_detection_shrinks_with_area_and_enlarges_with_lanczos() {
 
 #[test]
 fn detection_frame_maps_boxes_and_keypoints_per_axis() {
-    let d = DetectionFrame::new(&RgbImage::filled(1280, 704, [9, 9, 9]));
+    let d = DetectionFrame::new(&RgbImage::filled_rgb(1280, 704, [9, 9, 9]));
     assert_eq!((d.image.width, d.image.height), (960, 512));
     assert_eq!((d.frame_width, d.frame_height), (1280, 704));
     let b = BBox::new(128.0, 88.0, 640.0, 704.0);
@@ -276,7 +273,7 @@ fn one_subject(w: u32, h: u32, r: [u32; 4]) -> (Mask, SubjectTracks) {
 
 fn run_one(pose: &mut PoseEstimator, w: u32, h: u32, r: [u32; 4]) -> WholeBody {
     let (_, tracks) = one_subject(w, h, r);
-    let mut out = estimate_pose(pose, &[pattern(w, h)], &tracks).unwrap();
+    let mut out = estimate_pose(pose, &[pattern(w as usize, h as usize)], &tracks).unwrap();
     assert_eq!((out.len(), out[0].len()), (1, 1));
     out.remove(0).remove(0)
 }
@@ -292,7 +289,7 @@ fn estimate_pose_at_512p_is_what_it_was_before_the_resize() {
         (512, 896, [100, 300, 400, 800]),
     ] {
         let (m, tracks) = one_subject(w, h, r);
-        let frame = pattern(w, h);
+        let frame = pattern(w as usize, h as usize);
         // The code before this change: the model on the full frame in the mask's box.
         let mut before = pose
             .estimate(&frame, &[m.bbox().unwrap()])
@@ -370,10 +367,10 @@ fn detect_people_runs_yolox_on_the_resized_frame() {
     };
     let mut pose = standin_pose(&rt);
     // A bright block on a dark 1280x704 frame.
-    let mut img = RgbImage::filled(1280, 704, [10, 10, 10]);
+    let mut img = RgbImage::filled_rgb(1280, 704, [10, 10, 10]);
     for y in 256..448 {
         for x in 512..704 {
-            img.put(x, y, [250, 250, 250]);
+            img.put_rgb(x, y, [250, 250, 250]);
         }
     }
     let boxes = pose.detect_people(&img).unwrap();

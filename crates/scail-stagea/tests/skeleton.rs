@@ -77,8 +77,8 @@ fn skeleton_matches_golden_png() {
         image::save_buffer(
             &path,
             &img.data,
-            img.width,
-            img.height,
+            img.width as u32,
+            img.height as u32,
             image::ColorType::Rgb8,
         )
         .unwrap();
@@ -86,7 +86,7 @@ fn skeleton_matches_golden_png() {
     let golden = image::open(&path)
         .unwrap_or_else(|e| panic!("golden {} unreadable: {e}", path.display()))
         .to_rgb8();
-    assert_eq!(golden.dimensions(), (img.width, img.height));
+    assert_eq!(golden.dimensions(), (img.width as u32, img.height as u32));
     let diff = golden
         .as_raw()
         .iter()
@@ -104,22 +104,22 @@ fn skeleton_colours_follow_the_openpose_rules() {
     // Neck = mid-shoulders.
     assert_eq!(body[1], Some((70.0, 40.0)));
     // Joint discs at full colour: nose (joint 0) red, right shoulder (joint 2) orange.
-    assert_eq!(img.get(70, 20), BODY_COLOURS[0]);
-    assert_eq!(img.get(88, 40), BODY_COLOURS[2]);
+    assert_eq!(img.rgb(70, 20), BODY_COLOURS[0]);
+    assert_eq!(img.rgb(88, 40), BODY_COLOURS[2]);
     // Limb pixels at 60%: the right upper arm (limb 2, joints 3-4) midway shoulder->elbow,
     // away from the joint discs.
-    let mid = img.get(92, 55);
+    let mid = img.rgb(92, 55);
     assert_eq!(mid, BODY_COLOURS[2].map(|c| (c as f32 * 0.6) as u8));
     // Face points white, hand joints blue.
     let f = p.keypoints[FACE.start];
-    assert_eq!(img.get(f.x as u32, f.y as u32), FACE_COLOUR);
+    assert_eq!(img.rgb(f.x as usize, f.y as usize), FACE_COLOUR);
     let h = p.keypoints[RIGHT_HAND.start + 4];
-    assert_eq!(img.get(h.x as u32, h.y as u32), HAND_JOINT_COLOUR);
+    assert_eq!(img.rgb(h.x as usize, h.y as usize), HAND_JOINT_COLOUR);
     // Background black far from the figure.
-    assert_eq!(img.get(250, 5), [0, 0, 0]);
+    assert_eq!(img.rgb(250, 5), [0, 0, 0]);
     // Below 0.3 nothing is drawn for that joint.
     let mut q = p.clone();
     q.keypoints[0].score = 0.29;
     let img2 = render_skeleton(256, 200, &[q]);
-    assert_ne!(img2.get(70, 20), BODY_COLOURS[0]);
+    assert_ne!(img2.rgb(70, 20), BODY_COLOURS[0]);
 }

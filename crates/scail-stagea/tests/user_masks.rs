@@ -1,20 +1,21 @@
 //! User-supplied palette masks (the `reference_mask_url` / `driving_mask_url` extensions)
 //! without any model: subject identity by palette colour, counted the same way on both sides.
 
-use scail_stagea::palette::{Mode, BLACK, PALETTE, WHITE};
+use scail_media::mask::{BLACK, PALETTE, WHITE};
 use scail_stagea::stagea::{
     run_stage_a, Clip, DrivingType, StageAConfig, StageAInputs, StageAModels, SubjectType,
 };
+use scail_stagea::Mode;
 use scail_stagea::RgbImage;
 
-const W: u32 = 48;
-const H: u32 = 32;
+const W: usize = 48;
+const H: usize = 32;
 
-fn block(bg: [u8; 3], colour: [u8; 3], x0: u32, x1: u32) -> RgbImage {
-    let mut img = RgbImage::filled(W, H, bg);
+fn block(bg: [u8; 3], colour: [u8; 3], x0: usize, x1: usize) -> RgbImage {
+    let mut img = RgbImage::filled_rgb(W, H, bg);
     for y in 4..28 {
         for x in x0..x1 {
-            img.put(x, y, colour);
+            img.put_rgb(x, y, colour);
         }
     }
     img
@@ -23,10 +24,10 @@ fn block(bg: [u8; 3], colour: [u8; 3], x0: u32, x1: u32) -> RgbImage {
 fn inputs(reference_mask: RgbImage, driving: Vec<RgbImage>) -> StageAInputs {
     let n = driving.len();
     StageAInputs {
-        reference: RgbImage::filled(W, H, [100, 100, 100]),
+        reference: RgbImage::filled_rgb(W, H, [100, 100, 100]),
         reference_alpha: None,
         driving: Clip {
-            frames: vec![RgbImage::filled(W, H, [50, 60, 70]); n],
+            frames: vec![RgbImage::filled_rgb(W, H, [50, 60, 70]); n],
             fps: 16.0,
         },
         reference_mask: Some(reference_mask),
@@ -44,13 +45,13 @@ fn two_user_subjects_keep_their_colours_and_backgrounds() {
     let mut two = block(WHITE, PALETTE[0], 4, 16);
     for y in 4..28 {
         for x in 30..44 {
-            two.put(x, y, PALETTE[1]);
+            two.put_rgb(x, y, PALETTE[1]);
         }
     }
     let mut drv = block(BLACK, PALETTE[0], 2, 14);
     for y in 4..28 {
         for x in 32..46 {
-            drv.put(x, y, PALETTE[1]);
+            drv.put_rgb(x, y, PALETTE[1]);
         }
     }
     let out = run_stage_a(
@@ -64,9 +65,9 @@ fn two_user_subjects_keep_their_colours_and_backgrounds() {
     assert!(out.driving_mask.iter().all(|m| *m == drv));
     // The masked driving video keeps the source inside the subjects, black elsewhere.
     let v = &out.driving_video[0];
-    assert_eq!(v.get(5, 10), [50, 60, 70]);
-    assert_eq!(v.get(20, 10), BLACK);
-    assert_eq!(v.get(40, 10), [50, 60, 70]);
+    assert_eq!(v.rgb(5, 10), [50, 60, 70]);
+    assert_eq!(v.rgb(20, 10), BLACK);
+    assert_eq!(v.rgb(40, 10), [50, 60, 70]);
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! The `scail` binary end to end: help texts, probe, weights, and `serve` (SIGTERM; with tiny
 //! random weights, a request from the official JS client returns a real video).
 
-mod harness;
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::*;
+use common::*;
 
 #[test]
 fn serve_help_documents_every_option() {

@@ -1,9 +1,9 @@
 //! Both front doors apply one rule set: whatever `POST /queue/fal-ai/scail-2` answers 422 for,
 //! `scail generate` refuses before loading anything, with the same message for the same field.
 
-mod harness;
+mod common;
 
-use harness::*;
+use common::*;
 use serde_json::{json, Value};
 
 /// A request the HTTP door refuses, and the same request as `scail generate` flags.

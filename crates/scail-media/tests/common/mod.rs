@@ -1,8 +1,11 @@
 //! Shared test helpers: the fixture folder (sizes from its manifest) and the test media folder.
 #![allow(dead_code)]
 
+#[cfg(feature = "ffmpeg")]
+pub mod generate;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `SCAIL_FIXTURES_DIR`, else `testdata/fixtures`.
 pub fn fixtures_dir() -> PathBuf {

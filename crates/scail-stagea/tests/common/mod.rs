@@ -4,7 +4,8 @@
 
 use scail_stagea::runtime::{resolve_dylib, RuntimeConfig};
 use scail_stagea::stagea::Clip;
-use scail_stagea::RgbImage;
+use scail_stagea::track::SegDetection;
+use scail_stagea::{Mask, RgbImage};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -53,7 +54,7 @@ fn probe_fps(path: &std::path::Path) -> Option<f64> {
 
 /// Decodes a video at its own rate, scaled to `w` x `h`. None (printed) if ffmpeg or the
 /// file is missing.
-pub fn decode_or_skip(name: &str, w: u32, h: u32, test: &str) -> Option<Clip> {
+pub fn decode_or_skip(name: &str, w: usize, h: usize, test: &str) -> Option<Clip> {
     let path = media_dir().join(name);
     if !path.is_file() {
         eprintln!("skipping {test}: {} not found", path.display());
@@ -80,20 +81,29 @@ pub fn decode_or_skip(name: &str, w: u32, h: u32, test: &str) -> Option<Clip> {
         ])
         .output()
         .ok()?;
-    let fsz = (w * h * 3) as usize;
+    let fsz = w * h * 3;
     let frames = out
         .stdout
         .chunks_exact(fsz)
-        .map(|c| RgbImage::from_raw(w, h, c.to_vec()).unwrap())
+        .map(|c| RgbImage::from_vec(w, h, 3, c.to_vec()))
         .collect();
     Some(Clip { frames, fps })
 }
 
-pub fn load_image(name: &str, w: u32, h: u32) -> (RgbImage, Option<Vec<u8>>) {
+pub fn load_image(name: &str, w: usize, h: usize) -> (RgbImage, Option<Vec<u8>>) {
     let img = image::open(media_dir().join(name)).expect("test image");
     let has_alpha = img.color().has_alpha();
-    let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
     let rgb = img.to_rgb8();
     let rgba = has_alpha.then(|| img.to_rgba8().into_raw());
-    (RgbImage::from_raw(w, h, rgb.into_raw()).unwrap(), rgba)
+    (RgbImage::from_vec(w, h, 3, rgb.into_raw()), rgba)
+}
+
+/// A 100x100 mask set inside [x0, x1) x [y0, y1).
+pub fn rect(x0: u32, y0: u32, x1: u32, y1: u32) -> Mask {
+    Mask::from_rect(100, 100, x0, y0, x1, y1)
+}
+
+pub fn det(m: Mask, score: f32) -> SegDetection {
+    SegDetection { mask: m, score }
 }

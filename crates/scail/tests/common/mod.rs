@@ -1,5 +1,6 @@
-//! What the `scail` binary's tests share: running the binary, a served instance that is killed
-//! when dropped, and plain HTTP calls (no client library or curl needed).
+//! Shared harness of the binary's tests: the built `scail`, the test media, running commands
+//! with their output kept for failure messages, a served instance that is killed when dropped,
+//! and plain HTTP calls (no client library or curl needed).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -15,15 +16,37 @@ pub fn media_dir() -> PathBuf {
     scail_testdata::media_dir()
 }
 
-pub fn ok(cmd: &mut Command) -> String {
+pub fn have_ffmpeg() -> bool {
+    Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a command, returning (success, stdout, stdout+stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout, all)
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let (success, stdout, all) = run(cmd);
+    assert!(success, "{cmd:?} failed:\n{all}");
+    stdout
+}
+
+/// The ONNX Runtime library from `ORT_DYLIB_PATH` (or the active venv); false, printed, when
+/// it is absent.
+pub fn ort_or_skip(test: &str) -> bool {
+    match scail_stagea::runtime::resolve_dylib(None) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
 }
 
 pub struct Reap(pub std::process::Child);

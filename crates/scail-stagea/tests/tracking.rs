@@ -1,0 +1,121 @@
+//! Segmentation detections to subject tracks on constructed masks (no ONNX Runtime needed):
+//! the per-frame filters, identity through occlusions, subject choice and ordering.
+
+mod common;
+
+use common::{det, rect};
+use scail_media::mask::{BLACK, PALETTE};
+use scail_stagea::compose::colour_mask_frame;
+use scail_stagea::track::{filter_frame, track, TrackerConfig};
+use scail_stagea::{Mode, ModeMasks};
+
+#[test]
+fn one_percent_and_score_filters_and_mask_nms() {
+    let cfg = TrackerConfig::default();
+    let dets = vec![
+        det(rect(0, 0, 9, 10), 0.9),    // 0.9% of the frame: dropped
+        det(rect(20, 0, 31, 10), 0.9),  // 1.1%: kept
+        det(rect(50, 0, 70, 20), 0.24), // below 0.25: dropped
+        det(rect(50, 50, 70, 70), 0.8), // kept
+        det(rect(51, 50, 70, 70), 0.7), // duplicate of the previous: suppressed
+    ];
+    let kept = filter_frame(dets, &cfg);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].score, 0.9);
+    assert_eq!(kept[0].mask.area(), 110);
+    assert_eq!(kept[1].score, 0.8);
+}
+
+#[test]
+fn tracking_keeps_identities_through_an_occlusion() {
+    // A walks right from x=10; B stands at x=70 and is hidden in frames 3..6.
+    let mut frames = Vec::new();
+    for t in 0..10u32 {
+        let mut f = Vec::new();
+        if !(3..6).contains(&t) {
+            f.push(det(rect(70, 20, 85, 80), 0.8));
+        }
+        f.push(det(rect(10 + 2 * t, 20, 25 + 2 * t, 80), 0.9));
+        if t == 7 {
+            // A one-frame false positive: never a subject.
+            f.push(det(rect(40, 0, 55, 12), 0.5));
+        }
+        frames.push(f);
+    }
+    let tracks = track(100, 100, frames, &TrackerConfig::default()).unwrap();
+    assert_eq!(tracks.subjects.len(), 2);
+    assert_eq!(tracks.num_frames, 10);
+    let (a, b) = (&tracks.subjects[0], &tracks.subjects[1]);
+    assert_eq!(a.frames_seen(), 10);
+    for t in 0..10u32 {
+        assert_eq!(
+            a.masks[t as usize].as_ref().unwrap().bbox().unwrap().x0,
+            (10 + 2 * t) as f32
+        );
+    }
+    assert_eq!(b.frames_seen(), 7);
+    assert!(b.masks[4].is_none());
+    assert_eq!(b.masks[6].as_ref().unwrap().bbox().unwrap().x0, 70.0);
+    // Colours follow identities: frame 4 paints only A (blue), B's red is unused.
+    let f4 = colour_mask_frame(100, 100, &tracks.frame_masks(4), BLACK).unwrap();
+    assert_eq!(f4.rgb(20, 50), PALETTE[0]);
+    assert_eq!(f4.rgb(75, 50), BLACK);
+    let f6 = colour_mask_frame(100, 100, &tracks.frame_masks(6), BLACK).unwrap();
+    assert_eq!(f6.rgb(75, 50), PALETTE[1]);
+}
+
+#[test]
+fn subjects_are_chosen_in_the_first_frame_by_size_and_keep_small_masks_later() {
+    let cfg = TrackerConfig {
+        max_subjects: 2,
+        ..TrackerConfig::default()
+    };
+    // Largest at first: chosen, and kept while it shrinks to 0.9% (IoU >= 0.3 per step).
+    let shrinking = [(90, 90), (80, 70), (74, 50), (70, 30), (70, 19)];
+    let mut frames = Vec::new();
+    for (t, &(x1, y1)) in shrinking.iter().enumerate() {
+        let mut f = vec![
+            det(rect(60, 10, x1, y1), 0.9),
+            det(rect(5, 10, 25, 60), 0.9),
+            // Third largest in frame 0: not chosen with max 2.
+            det(rect(30, 70, 45, 80), 0.9),
+        ];
+        if t >= 1 {
+            // Appears after the first frame, bigger than everyone: never a subject.
+            f.push(det(rect(0, 62, 30, 100), 0.95));
+        }
+        frames.push(f);
+    }
+    let tr = track(100, 100, frames, &cfg).unwrap();
+    assert_eq!(tr.subjects.len(), 2);
+    assert_eq!(tr.subjects[0].first_box().unwrap().x0, 5.0);
+    let right = &tr.subjects[1];
+    assert_eq!(right.first_box().unwrap().x0, 60.0);
+    let last = right.masks[4].as_ref().unwrap();
+    assert_eq!(last.area(), 90);
+}
+
+#[test]
+fn subjects_are_ordered_left_to_right_by_first_box_centre() {
+    // Right person detected first and with a higher score; the left one still comes first.
+    let frames = vec![
+        vec![
+            det(rect(60, 10, 90, 90), 0.99),
+            det(rect(5, 10, 35, 90), 0.5),
+        ],
+        vec![
+            det(rect(60, 10, 90, 90), 0.99),
+            det(rect(5, 10, 35, 90), 0.5),
+        ],
+    ];
+    let tr = track(100, 100, frames.clone(), &TrackerConfig::default()).unwrap();
+    assert_eq!(tr.subjects[0].first_box().unwrap().x0, 5.0);
+    assert_eq!(tr.subjects[1].first_box().unwrap().x0, 60.0);
+    // Replacement keeps one subject.
+    let cfg = TrackerConfig {
+        max_subjects: Mode::Replacement.max_subjects(),
+        ..TrackerConfig::default()
+    };
+    let tr1 = track(100, 100, frames, &cfg).unwrap();
+    assert_eq!(tr1.subjects.len(), 1);
+}
