@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod fetch;
+pub mod keys;
 pub mod routes;
 pub mod storage;
 pub mod store;
@@ -31,7 +32,7 @@ pub struct ServerConfig {
     /// Base URL clients reach this server at (absolute URLs in responses); default
     /// `http://{host}:{port}`.
     pub public_url: Option<String>,
-    /// Key entries (`owner=key` or `key`), e.g. from `SCAIL_API_KEYS`.
+    /// Key entries (a bare `key`, never split, or `owner@@key`), e.g. from `SCAIL_API_KEYS`.
     pub api_keys: Vec<String>,
     pub keys_file: Option<PathBuf>,
     pub workers: usize,
@@ -123,12 +124,15 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         .trim_end_matches('/')
         .to_string();
 
-    let mut keys = auth::Keys::parse_entries(config.api_keys.iter().map(String::as_str));
+    let mut keys = auth::Keys::parse(
+        "SCAIL_API_KEYS (--api-keys)",
+        config.api_keys.iter().map(String::as_str),
+    )?;
     if let Some(f) = &config.keys_file {
         keys.merge(
             auth::Keys::from_file(f)
                 .with_context(|| format!("reading keys file {}", f.display()))?,
-        );
+        )?;
     }
     let mut generated_key = None;
     if keys.is_empty() {

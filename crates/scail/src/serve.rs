@@ -43,16 +43,18 @@ pub struct ServeArgs {
     /// experiments and smoke tests with small random weights.
     #[arg(long, value_parser = crate::generate::parse_size)]
     size: Option<(u32, u32)>,
-    /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
-    /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
+    /// API keys, comma-separated. A bare entry is one whole key, never split (`=`, `:`, `+`, `/`
+    /// are part of it) and is its own owner; `owner@@key` names the owner. Without keys here or
+    /// in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
     #[arg(
         long,
+        alias = "api-key",
         env = "SCAIL_API_KEYS",
         value_delimiter = ',',
         hide_env_values = true
     )]
     api_keys: Vec<String>,
-    /// File of API keys, one `owner=key` (or `key`) a line.
+    /// File of API keys, one entry a line in the same form (`key` or `owner@@key`); `#` comments.
     #[arg(long, env = "SCAIL_KEYS_FILE")]
     keys_file: Option<PathBuf>,
     /// Jobs run at once (each holds a model's worth of memory).
