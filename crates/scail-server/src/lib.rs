@@ -3,6 +3,7 @@
 //! SQLite job store and the worker loop that drives a [`scail_core::generator::Generator`].
 
 pub mod auth;
+pub mod datalock;
 pub mod fetch;
 pub mod keys;
 pub mod routes;
@@ -103,6 +104,7 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    _data_lock: datalock::DataLock,
 }
 
 /// Opens the data directory, requeues jobs a dead process left running, binds and starts serving.
@@ -110,6 +112,8 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    // Before anything in the directory is read or changed: a second server must not touch it.
+    let data_lock = datalock::DataLock::acquire(&data_dir)?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -207,6 +211,7 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         http,
         workers,
         background,
+        _data_lock: data_lock,
     })
 }
 
