@@ -6,6 +6,7 @@ pub mod auth;
 pub mod datalock;
 pub mod fetch;
 pub mod keys;
+pub mod listen;
 pub mod routes;
 pub mod storage;
 pub mod store;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for the running job before releasing it.
     pub shutdown_grace: Duration,
     pub upload_url_ttl: Duration,
+    /// Connection caps and the header-read timeout.
+    pub connections: listen::ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             lease: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             upload_url_ttl: Duration::from_secs(3600),
+            connections: listen::ConnLimits::default(),
         }
     }
 }
@@ -191,16 +195,12 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     ))];
     let app = routes::router(state.clone());
     let mut http_stop = stop_rx.clone();
+    let limits = state.config.connections;
     let http = tokio::spawn(async move {
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("http server: {e}");
-        }
+        listen::serve(listener, app, limits, shutdown).await;
     });
     Ok(Server {
         addr,
