@@ -42,7 +42,10 @@ async fn a_second_server_on_the_same_data_dir_refuses_and_touches_nothing() {
     );
 
     // The first server's job went on undisturbed: same folder, still running, then done.
-    assert!(work.is_dir(), "the refused server left the work folder alone");
+    assert!(
+        work.is_dir(),
+        "the refused server left the work folder alone"
+    );
     let s = api.status(KEY_A, &id).await;
     assert_eq!(s["status"], "IN_PROGRESS", "{s}");
     let done = api.wait_status(KEY_A, &id, "COMPLETED", t).await;
