@@ -13,6 +13,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::storage::Storage;
 
+#[path = "addr_class.rs"]
+mod addr_class;
+pub use addr_class::{embedded_v4, is_non_public, non_public_reason};
+
 /// What a field must contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaKind {
@@ -89,37 +93,6 @@ impl AllowNet {
                 (u128::from(n) & m) == (u128::from(a) & m)
             }
             _ => false,
-        }
-    }
-}
-
-/// Loopback, private, link-local, CGNAT, unspecified, multicast and similar non-public ranges.
-pub fn is_non_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => {
-            let o = v.octets();
-            v.is_loopback()
-                || v.is_private()
-                || v.is_link_local()
-                || v.is_unspecified()
-                || v.is_broadcast()
-                || v.is_multicast()
-                || v.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 198 && (o[1] & 0xfe) == 18)
-                || o[0] >= 240
-        }
-        IpAddr::V6(v) => {
-            if let Some(v4) = v.to_ipv4_mapped() {
-                return is_non_public(IpAddr::V4(v4));
-            }
-            let s = v.segments();
-            v.is_loopback()
-                || v.is_unspecified()
-                || v.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -488,15 +461,16 @@ impl Fetcher {
             .collect();
         let mut refused = None;
         for a in addrs {
-            if !is_non_public(a.ip()) || self.allow.iter().any(|n| n.contains(a.ip())) {
-                return Ok(a);
+            match non_public_reason(a.ip()) {
+                None => return Ok(a),
+                Some(_) if self.allow.iter().any(|n| n.contains(a.ip())) => return Ok(a),
+                Some(why) => refused = Some((a.ip(), why)),
             }
-            refused = Some(a.ip());
         }
         match refused {
-            Some(ip) => Err(err(
+            Some((ip, why)) => Err(err(
                 "forbidden_address",
-                format!("{field}: {host} resolves to {ip}, a private, loopback or link-local address; this server does not fetch from those (see --allow-fetch-from)"),
+                format!("{field}: {host} resolves to {ip} ({why}), not a public address; this server does not fetch from those (see --allow-fetch-from)"),
             )),
             None => Err(err("file_download_error", format!("{field}: host {host} has no address"))),
         }
