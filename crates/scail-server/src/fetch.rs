@@ -15,7 +15,10 @@ use crate::storage::Storage;
 
 #[path = "addr_class.rs"]
 mod addr_class;
+#[path = "fetch_paths.rs"]
+mod paths;
 pub use addr_class::{embedded_v4, is_non_public, non_public_reason};
+pub use paths::scrub_local_paths;
 
 /// What a field must contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,16 @@ fn err(kind: &'static str, message: impl Into<String>) -> FetchError {
         message: message.into(),
         kind,
     }
+}
+
+/// A fault of this server, not of the request: the detail (OS and database errors, which can
+/// name local paths) goes to the log; the client learns only which input and that it was ours.
+fn internal(field: &str, what: &str, detail: impl std::fmt::Display) -> FetchError {
+    tracing::error!("{field}: {what}: {detail}");
+    err(
+        "internal_error",
+        format!("{field}: {what} failed on the server (internal error; see the server log)"),
+    )
 }
 
 /// A range of addresses a fetch may reach although it is private (configuration; tests allow
@@ -254,12 +267,7 @@ impl Fetcher {
         want: MediaKind,
         dest: &Path,
     ) -> Result<Fetched, FetchError> {
-        let io = |e: std::io::Error| {
-            err(
-                "internal_error",
-                format!("{field}: writing the download: {e}"),
-            )
-        };
+        let io = |e: std::io::Error| internal(field, "storing the input", e);
         if let Some(rest) = url.strip_prefix("data:") {
             let (_, payload) = rest
                 .split_once(',')
@@ -302,7 +310,7 @@ impl Fetcher {
                 .storage
                 .get(id)
                 .await
-                .map_err(|e| err("internal_error", e.to_string()))?
+                .map_err(|e| internal(field, "looking up the stored file", e))?
                 .filter(|r| r.complete)
                 .ok_or_else(|| {
                     err(
@@ -426,7 +434,7 @@ impl Fetcher {
             .resolve(&host, addr)
             .no_proxy()
             .build()
-            .map_err(|e| err("internal_error", e.to_string()))?;
+            .map_err(|e| internal(field, "setting up the download", e))?;
         client.get(url.clone()).send().await.map_err(|e| {
             err(
                 "file_download_error",
