@@ -14,7 +14,15 @@ fn blocked(ip: IpAddr) -> bool {
 
 /// (range, first, last, just below or None, just above or None): both ends are refused; a
 /// neighbour given here is public (neighbours inside another block are tested with that block).
-const V4_RANGES: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const V4_RANGES: &[Case] = &[
     ("0/8", "0.0.0.0", "0.255.255.255", None, Some("1.0.0.0")),
     (
         "10/8",
@@ -138,7 +146,7 @@ const V4_RANGES: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
     ),
 ];
 
-const V6_RANGES: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+const V6_RANGES: &[Case] = &[
     ("::/128", "::", "::", None, None),
     ("::1/128", "::1", "::1", None, None),
     (

@@ -32,7 +32,9 @@ fn raise_nofile() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+    let soft = lim.rlim_cur as u64;
+    soft
 }
 
 /// A connection from `from` (any 127.x.y.z is loopback on Linux, so peers can differ).
