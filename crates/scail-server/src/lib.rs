@@ -196,11 +196,12 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     let app = routes::router(state.clone());
     let mut http_stop = stop_rx.clone();
     let limits = state.config.connections;
+    let grace = state.config.shutdown_grace;
     let http = tokio::spawn(async move {
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        listen::serve(listener, app, limits, shutdown).await;
+        listen::serve(listener, app, limits, shutdown, grace).await;
     });
     Ok(Server {
         addr,

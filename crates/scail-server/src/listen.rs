@@ -141,12 +141,13 @@ fn effective_total(configured: usize) -> usize {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each open
-/// connection finish its current request and returns when all have closed.
+/// connection finish its current request within `drain` and returns when all have closed.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send,
+    drain: Duration,
 ) {
     let tracker = Tracker::new(
         effective_total(limits.max_connections),
@@ -207,9 +208,10 @@ pub async fn serve(
                 }
                 // The guard `wait_for` returns is not Send: drop it inside.
                 _ = async { drop(stop.wait_for(|s| *s).await) } => {
-                    // Finish the request in flight, then close.
+                    // Finish the request in flight, then close. A client that sent half a
+                    // request head counts as in flight to hyper: `drain` bounds the wait.
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    let _ = tokio::time::timeout(drain, conn).await;
                 }
             }
             // `stop` (a receiver) drops here: shutdown waits for all of them.
