@@ -154,7 +154,8 @@ pub async fn serve(
         limits.max_connections_per_peer,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut refused_logged = std::time::Instant::now() - Duration::from_secs(60);
+    // Not `now - 60 s`: that underflows on a machine booted less than a minute ago.
+    let mut refused_logged: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -175,8 +176,8 @@ pub async fn serve(
         };
         let Some(slot) = tracker.admit(peer.ip()) else {
             // Closed at once (dropped); log at most every 10 s, a flood must not flood the log.
-            if refused_logged.elapsed() > Duration::from_secs(10) {
-                refused_logged = std::time::Instant::now();
+            if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                refused_logged = Some(std::time::Instant::now());
                 tracing::warn!(
                     "refusing connections: {} open, caps {} in total and {} per peer (from {})",
                     tracker.open(),
