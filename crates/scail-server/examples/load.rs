@@ -84,7 +84,7 @@ fn main() {
         let cfg = ServerConfig {
             port: 0,
             data_dir: dir.path().to_path_buf(),
-            api_keys: vec![format!("bench={KEY}")],
+            api_keys: vec![format!("bench@@{KEY}")],
             ..ServerConfig::default()
         };
         let srv = scail_server::start(cfg, Arc::new(NoWeightsGenerator)).await.unwrap();

@@ -1,86 +1,14 @@
-//! API keys, owners, and the signed tokens that let upload URLs work without `Authorization`.
+//! Signed tokens that let upload URLs work without `Authorization`, and private-file helpers.
+//! API keys live in [`crate::keys`] (re-exported here).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+
+pub use crate::keys::{ensure_generated_key, Keys};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Maps keys to owners. A request is visible only to keys of the owner that submitted it.
-#[derive(Clone, Debug, Default)]
-pub struct Keys {
-    by_key: HashMap<String, String>,
-}
-
-impl Keys {
-    /// Parses entries `owner=key` or a bare `key` (then the key is its own owner, named by a hash
-    /// so the key never appears in stored rows). A key may itself contain `:` (fal's `id:secret`).
-    pub fn parse_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> Keys {
-        let mut by_key = HashMap::new();
-        for e in entries {
-            let e = e.trim();
-            if e.is_empty() || e.starts_with('#') {
-                continue;
-            }
-            let (owner, key) = match e.split_once('=') {
-                Some((o, k)) if !o.trim().is_empty() && !k.trim().is_empty() => {
-                    (o.trim().to_string(), k.trim().to_string())
-                }
-                _ => (owner_of_bare_key(e), e.to_string()),
-            };
-            by_key.insert(key, owner);
-        }
-        Keys { by_key }
-    }
-
-    /// Reads a keys file: one entry a line, as in [`Keys::parse_entries`].
-    pub fn from_file(path: &Path) -> std::io::Result<Keys> {
-        let text = std::fs::read_to_string(path)?;
-        Ok(Keys::parse_entries(text.lines()))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn merge(&mut self, other: Keys) {
-        self.by_key.extend(other.by_key);
-    }
-
-    /// The owner of an `Authorization` header value (`Key <key>`), if the key is known.
-    pub fn owner_of_header(&self, value: &str) -> Option<&str> {
-        let key = value
-            .strip_prefix("Key ")
-            .or_else(|| value.strip_prefix("key "))?;
-        self.by_key.get(key.trim()).map(String::as_str)
-    }
-}
-
-fn owner_of_bare_key(key: &str) -> String {
-    let h = Sha256::digest(key.as_bytes());
-    format!("key-{}", &hex::encode(h)[..12])
-}
-
-/// Makes sure the data directory has at least one key: with none configured, a key is generated
-/// at first start, stored in `keys` there and returned so the caller can print it.
-pub fn ensure_generated_key(data_dir: &Path) -> std::io::Result<(Keys, Option<String>)> {
-    let path = data_dir.join("keys");
-    if path.exists() {
-        return Ok((Keys::from_file(&path)?, None));
-    }
-    let key = format!("scail_{}", random_hex(24));
-    let text = format!(
-        "# scail API keys: one `owner=key` a line. Clients send `Authorization: Key <key>`.\nlocal={key}\n"
-    );
-    write_private(&path, text.as_bytes())?;
-    Ok((Keys::from_file(&path)?, Some(key)))
-}
 
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -188,21 +116,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_owners() {
-        let k = Keys::parse_entries(["alice=k1", "bob=k2", "id:secret", "alice=k3", "", "# c"]);
-        assert_eq!(k.len(), 4);
-        assert_eq!(k.owner_of_header("Key k1"), Some("alice"));
-        assert_eq!(k.owner_of_header("Key k3"), Some("alice"));
-        assert_eq!(k.owner_of_header("Key k2"), Some("bob"));
-        assert!(k
-            .owner_of_header("Key id:secret")
-            .unwrap()
-            .starts_with("key-"));
-        assert_eq!(k.owner_of_header("Bearer k1"), None);
-        assert_eq!(k.owner_of_header("Key nope"), None);
-    }
-
-    #[test]
     fn tokens() {
         let d = tempfile::tempdir().unwrap();
         let s = Signer::load_or_create(d.path()).unwrap();
@@ -224,16 +137,5 @@ mod tests {
             s.cdn_owner(&forged).is_err(),
             "a token names its owner unforgeably"
         );
-    }
-
-    #[test]
-    fn generated_key_is_stored_once() {
-        let d = tempfile::tempdir().unwrap();
-        let (k, shown) = ensure_generated_key(d.path()).unwrap();
-        let key = shown.expect("first start prints the key");
-        assert_eq!(k.owner_of_header(&format!("Key {key}")), Some("local"));
-        let (k2, shown2) = ensure_generated_key(d.path()).unwrap();
-        assert!(shown2.is_none());
-        assert_eq!(k2.owner_of_header(&format!("Key {key}")), Some("local"));
     }
 }

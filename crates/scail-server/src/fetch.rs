@@ -16,6 +16,13 @@ pub use scail_core::MediaKind;
 
 use crate::storage::Storage;
 
+#[path = "addr_class.rs"]
+mod addr_class;
+#[path = "fetch_paths.rs"]
+mod paths;
+pub use addr_class::{embedded_v4, is_non_public, non_public_reason};
+pub use paths::scrub_local_paths;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct FetchError {
@@ -29,6 +36,16 @@ fn err(kind: &'static str, message: impl Into<String>) -> FetchError {
         message: message.into(),
         kind,
     }
+}
+
+/// A fault of this server, not of the request: the detail (OS and database errors, which can
+/// name local paths) goes to the log; the client learns only which input and that it was ours.
+fn internal(field: &str, what: &str, detail: impl std::fmt::Display) -> FetchError {
+    tracing::error!("{field}: {what}: {detail}");
+    err(
+        "internal_error",
+        format!("{field}: {what} failed on the server (internal error; see the server log)"),
+    )
 }
 
 /// A range of addresses a fetch may reach although it is private (configuration; tests allow
@@ -83,37 +100,6 @@ impl AllowNet {
                 (u128::from(n) & m) == (u128::from(a) & m)
             }
             _ => false,
-        }
-    }
-}
-
-/// Loopback, private, link-local, CGNAT, unspecified, multicast and similar non-public ranges.
-pub fn is_non_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => {
-            let o = v.octets();
-            v.is_loopback()
-                || v.is_private()
-                || v.is_link_local()
-                || v.is_unspecified()
-                || v.is_broadcast()
-                || v.is_multicast()
-                || v.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 198 && (o[1] & 0xfe) == 18)
-                || o[0] >= 240
-        }
-        IpAddr::V6(v) => {
-            if let Some(v4) = v.to_ipv4_mapped() {
-                return is_non_public(IpAddr::V4(v4));
-            }
-            let s = v.segments();
-            v.is_loopback()
-                || v.is_unspecified()
-                || v.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -225,12 +211,7 @@ impl Fetcher {
         want: MediaKind,
         dest: &Path,
     ) -> Result<Fetched, FetchError> {
-        let io = |e: std::io::Error| {
-            err(
-                "internal_error",
-                format!("{field}: writing the download: {e}"),
-            )
-        };
+        let io = |e: std::io::Error| internal(field, "storing the input", e);
         if let Some(rest) = url.strip_prefix("data:") {
             let (_, payload) = rest
                 .split_once(',')
@@ -273,7 +254,7 @@ impl Fetcher {
                 .storage
                 .get(id)
                 .await
-                .map_err(|e| err("internal_error", e.to_string()))?
+                .map_err(|e| internal(field, "looking up the stored file", e))?
                 .filter(|r| r.complete)
                 .ok_or_else(|| {
                     err(
@@ -397,7 +378,7 @@ impl Fetcher {
             .resolve(&host, addr)
             .no_proxy()
             .build()
-            .map_err(|e| err("internal_error", e.to_string()))?;
+            .map_err(|e| internal(field, "setting up the download", e))?;
         client.get(url.clone()).send().await.map_err(|e| {
             err(
                 "file_download_error",
@@ -432,15 +413,16 @@ impl Fetcher {
             .collect();
         let mut refused = None;
         for a in addrs {
-            if !is_non_public(a.ip()) || self.allow.iter().any(|n| n.contains(a.ip())) {
-                return Ok(a);
+            match non_public_reason(a.ip()) {
+                None => return Ok(a),
+                Some(_) if self.allow.iter().any(|n| n.contains(a.ip())) => return Ok(a),
+                Some(why) => refused = Some((a.ip(), why)),
             }
-            refused = Some(a.ip());
         }
         match refused {
-            Some(ip) => Err(err(
+            Some((ip, why)) => Err(err(
                 "forbidden_address",
-                format!("{field}: {host} resolves to {ip}, a private, loopback or link-local address; this server does not fetch from those (see --allow-fetch-from)"),
+                format!("{field}: {host} resolves to {ip} ({why}), not a public address; this server does not fetch from those (see --allow-fetch-from)"),
             )),
             None => Err(err("file_download_error", format!("{field}: host {host} has no address"))),
         }

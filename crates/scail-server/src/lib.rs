@@ -3,8 +3,11 @@
 //! SQLite job store and the worker loop that drives a [`scail_core::generator::Generator`].
 
 pub mod auth;
+pub mod datalock;
 pub mod fetch;
 pub mod retention;
+pub mod keys;
+pub mod listen;
 pub mod routes;
 pub mod storage;
 pub mod store;
@@ -32,7 +35,7 @@ pub struct ServerConfig {
     /// Base URL clients reach this server at (absolute URLs in responses); default
     /// `http://{host}:{port}`.
     pub public_url: Option<String>,
-    /// Key entries (`owner=key` or `key`), e.g. from `SCAIL_API_KEYS`.
+    /// Key entries (a bare `key`, never split, or `owner@@key`), e.g. from `SCAIL_API_KEYS`.
     pub api_keys: Vec<String>,
     pub keys_file: Option<PathBuf>,
     pub workers: usize,
@@ -59,6 +62,8 @@ pub struct ServerConfig {
     pub max_queued_per_key: usize,
     /// Bytes of stored files one key may keep (uploads beyond it are refused).
     pub max_storage_per_key: u64,
+    /// Connection caps and the header-read timeout.
+    pub connections: listen::ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +89,7 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(600),
             max_queued_per_key: 200,
             max_storage_per_key: 50 << 30,
+            connections: listen::ConnLimits::default(),
         }
     }
 }
@@ -116,6 +122,7 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    _data_lock: datalock::DataLock,
 }
 
 /// Opens the data directory, requeues jobs a dead process left running, binds and starts serving.
@@ -123,6 +130,8 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    // Before anything in the directory is read or changed: a second server must not touch it.
+    let data_lock = datalock::DataLock::acquire(&data_dir)?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -137,12 +146,15 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         .trim_end_matches('/')
         .to_string();
 
-    let mut keys = auth::Keys::parse_entries(config.api_keys.iter().map(String::as_str));
+    let mut keys = auth::Keys::parse(
+        "SCAIL_API_KEYS (--api-keys)",
+        config.api_keys.iter().map(String::as_str),
+    )?;
     if let Some(f) = &config.keys_file {
         keys.merge(
             auth::Keys::from_file(f)
                 .with_context(|| format!("reading keys file {}", f.display()))?,
-        );
+        )?;
     }
     let mut generated_key = None;
     if keys.is_empty() {
@@ -200,16 +212,13 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     ];
     let app = routes::router(state.clone());
     let mut http_stop = stop_rx.clone();
+    let limits = state.config.connections;
+    let grace = state.config.shutdown_grace;
     let http = tokio::spawn(async move {
         let shutdown = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("http server: {e}");
-        }
+        listen::serve(listener, app, limits, shutdown, grace).await;
     });
     Ok(Server {
         addr,
@@ -220,6 +229,7 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         http,
         workers,
         background,
+        _data_lock: data_lock,
     })
 }
 

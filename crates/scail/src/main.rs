@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Serve the fal-ai/scail-2 queue API with an in-process worker (SQLite and a local folder in
     /// --data-dir; no other service needed).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run one job from the command line, no server, with a progress bar.
     Generate(Box<generate::GenerateArgs>),
     /// Print JSON facts about a video or image (container, codecs, size, rotation, fps, frames).
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Generate(args) => generate::run(*args),
         Command::Probe(args) => probe::run(args),
         Command::Weights(args) => weights::run(args),

@@ -43,16 +43,18 @@ pub struct ServeArgs {
     /// experiments and smoke tests with small random weights.
     #[arg(long, value_parser = crate::generate::parse_size)]
     size: Option<(u32, u32)>,
-    /// API keys, comma-separated: `owner=key` or a bare `key` (its own owner). Without keys here
-    /// or in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
+    /// API keys, comma-separated. A bare entry is one whole key, never split (`=`, `:`, `+`, `/`
+    /// are part of it) and is its own owner; `owner@@key` names the owner. Without keys here or
+    /// in --keys-file, a key is generated at first start, stored in DATA_DIR/keys and printed.
     #[arg(
         long,
+        alias = "api-key",
         env = "SCAIL_API_KEYS",
         value_delimiter = ',',
         hide_env_values = true
     )]
     api_keys: Vec<String>,
-    /// File of API keys, one `owner=key` (or `key`) a line.
+    /// File of API keys, one entry a line in the same form (`key` or `owner@@key`); `#` comments.
     #[arg(long, env = "SCAIL_KEYS_FILE")]
     keys_file: Option<PathBuf>,
     /// Jobs run at once (each holds a model's worth of memory).
@@ -84,6 +86,16 @@ pub struct ServeArgs {
     /// step and put back in the queue.
     #[arg(long, default_value_t = 30.0)]
     shutdown_grace_s: f64,
+    /// Open connections at most; more are closed at once (lowered to fit `ulimit -n`).
+    #[arg(long, default_value_t = 4096, env = "SCAIL_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Open connections at most from one client address (an IPv6 /64 counts as one).
+    #[arg(long, default_value_t = 256, env = "SCAIL_MAX_CONNECTIONS_PER_PEER")]
+    max_connections_per_peer: usize,
+    /// Seconds a client has to send a request's headers; also closes idle keep-alive
+    /// connections.
+    #[arg(long, default_value_t = 20.0)]
+    header_read_timeout_s: f64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -135,6 +147,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         webhook_retry_base: secs(a.webhook_retry_base_s, "--webhook-retry-base-s")?,
         lease: secs(a.lease_s, "--lease-s")?,
         shutdown_grace: secs(a.shutdown_grace_s, "--shutdown-grace-s")?,
+        connections: scail_server::listen::ConnLimits {
+            max_connections: a.max_connections.max(1),
+            max_connections_per_peer: a.max_connections_per_peer.max(1),
+            header_read_timeout: secs(a.header_read_timeout_s, "--header-read-timeout-s")?,
+        },
         ..ServerConfig::default()
     };
     let server = scail_server::start(config, generator)

@@ -27,6 +27,9 @@ fn serve_help_documents_every_option() {
         "--fetch-timeout-s",
         "--allow-fetch-from",
         "--shutdown-grace-s",
+        "--max-connections",
+        "--max-connections-per-peer",
+        "--header-read-timeout-s",
         "--device",
         "--precision",
     ] {

@@ -144,6 +144,7 @@ async fn run_generator(
     let progress = JobProgress {
         tx,
         job: handle.clone(),
+        data_dir: state.config.data_dir.clone(),
     };
     let generator = state.generator.clone();
     let t0 = Instant::now();
@@ -182,13 +183,24 @@ async fn run_generator(
             let why = handle.stop_reason();
             stopped(if why == STOP_NONE { STOP_CANCEL } else { why }, Some(t))
         }
-        Err(e) => Some(error_outcome(e, t)),
+        Err(e) => Some(error_outcome(e, t, &state.config.data_dir)),
     }
 }
 
 /// How a generator error reads to the caller: the user's inputs (422), the server's set-up
-/// (503) or a fault (500).
-fn error_outcome(e: GenerateError, t: f64) -> Outcome {
+/// (503) or a fault (500). Decoder and model messages name local files: those paths become the
+/// request field they came from, or "a file on the server".
+fn error_outcome(e: GenerateError, t: f64, data_dir: &Path) -> Outcome {
+    let scrub = |m: String| crate::fetch::scrub_local_paths(&m, data_dir);
+    let e = match e {
+        GenerateError::Input { field, message } => GenerateError::Input {
+            field,
+            message: scrub(message),
+        },
+        GenerateError::NotConfigured(m) => GenerateError::NotConfigured(scrub(m)),
+        GenerateError::Failed(m) => GenerateError::Failed(scrub(m)),
+        GenerateError::Cancelled => GenerateError::Cancelled,
+    };
     match e {
         GenerateError::Input { field, message } => {
             let loc = match &field {

@@ -38,11 +38,14 @@ impl RunningJob {
 pub(super) struct JobProgress {
     pub tx: mpsc::UnboundedSender<(LogLevel, String)>,
     pub job: Arc<RunningJob>,
+    /// Log lines are user-visible: local paths under it are scrubbed.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Progress for JobProgress {
     fn log(&self, level: LogLevel, message: &str) {
-        let _ = self.tx.send((level, message.to_string()));
+        let line = crate::fetch::scrub_local_paths(message, &self.data_dir);
+        let _ = self.tx.send((level, line));
     }
 
     fn progress(&self, update: &ProgressUpdate) {

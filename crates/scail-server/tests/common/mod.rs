@@ -117,7 +117,7 @@ pub fn config(dir: &Path) -> ServerConfig {
     ServerConfig {
         port: 0,
         data_dir: dir.to_path_buf(),
-        api_keys: vec![format!("alice={KEY_A}"), format!("bob={KEY_B}")],
+        api_keys: vec![format!("alice@@{KEY_A}"), format!("bob@@{KEY_B}")],
         allow_fetch_from: vec!["127.0.0.0/8".parse::<AllowNet>().unwrap()],
         webhook_retry_base: Duration::from_millis(200),
         fetch_timeout: Duration::from_secs(10),

@@ -77,7 +77,7 @@ pub fn serve(data: &Path, extra: &[&str]) -> Served {
             "--port",
             "0",
             "--api-keys",
-            "tester=k-test",
+            "tester@@k-test",
             "--allow-fetch-from",
             "127.0.0.1",
         ])
