@@ -5,9 +5,9 @@
 pub mod auth;
 pub mod datalock;
 pub mod fetch;
-pub mod retention;
 pub mod keys;
 pub mod listen;
+pub mod retention;
 pub mod routes;
 pub mod storage;
 pub mod store;

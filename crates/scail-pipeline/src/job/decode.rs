@@ -182,4 +182,3 @@ fn decode_clip(
         summary.info.audio.as_ref().map(|a| a.offset_s),
     ))
 }
-

@@ -93,4 +93,3 @@ fn write_mp4(
     wr.finish()?;
     Ok(())
 }
-

@@ -140,4 +140,3 @@ fn stagea_models(
     }
     Ok(models)
 }
-

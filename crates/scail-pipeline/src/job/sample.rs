@@ -138,7 +138,6 @@ fn frames_u8(frames: &[RgbImage], channels_first: bool) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
-
 /// Adapts sampling hooks to job progress, with an ETA over this and the remaining segments,
 /// and keeps the last segment's final latent (for reproducibility checks).
 struct ProgressHooks<'a> {
@@ -179,4 +178,3 @@ impl Hooks for ProgressHooks<'_> {
         self.p.is_cancelled()
     }
 }
-
