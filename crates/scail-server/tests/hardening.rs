@@ -294,3 +294,27 @@ async fn a_burst_of_large_bodies_is_served_in_turn() {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     srv.shutdown().await;
 }
+
+/// Row 8: job errors and logs never show the server's paths; the input is named by its field.
+#[tokio::test]
+async fn job_errors_name_fields_not_server_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), 1).await;
+    let api = Api::new(&srv.public_url);
+    let media = media_server().await;
+    let mut body = input(&media, 1);
+    body["prompt"] = json!("fail naming the input");
+    let id = api.submit(KEY_A, &body).await.json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = api.wait_status(KEY_A, &id, "COMPLETED", T).await;
+    let r = api.result(KEY_A, &id).await;
+    assert_eq!(r.status, 422);
+    let text = format!("{s}{}", String::from_utf8_lossy(&r.body));
+    let root = dir.path().display().to_string();
+    assert!(!text.contains(&root), "a server path leaked: {text}");
+    assert!(!text.contains("/work/"), "{text}");
+    assert!(text.contains("video_url"), "{text}");
+    srv.shutdown().await;
+}

@@ -83,6 +83,13 @@ impl Generator for TestGenerator {
                 eta_s: clock.eta(i + 1, steps - i - 1),
             });
         }
+        if req.input.prompt == "fail naming the input" {
+            // As a decoder does: the message names the local file it could not read.
+            return Err(GenerateError::Input {
+                field: None,
+                message: format!("{}: invalid data found", req.input.video_url.display()),
+            });
+        }
         if req.input.prompt == "please fail" {
             return Err(GenerateError::Failed(
                 "the test generator was asked to fail".into(),
