@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Server load benchmark with a real load tool (wrk): status polls per second and p99 against a
-# store of 10,000 finished jobs (20 with a 5 MB input row), on a small-input job and a big-input
+# store of 10,000 finished jobs (20 with a 5 MB input), on a small-input job and a big-input
 # one, and /health as the no-store comparison; then the same while 3,000 slow connections
 # (headers never finished) are held. Every case runs 3 rounds interleaved; min and median are
 # printed. Loopback only. Goal: status >= 5,000 req/s with p99 < 10 ms on 2 cores.

@@ -1,7 +1,6 @@
 //! The server a load tool is pointed at (`bench/server_load.sh` drives it with `wrk`): a data
-//! directory seeded with JOBS finished jobs (logs and results included), BIG of them carrying a
-//! 5 MB input row as a server before validated-input storage wrote them, then `scail serve`'s
-//! server on it. Prints `SCAIL_LISTENING <url>`, `KEY`, `SMALL_JOB <id>` and `BIG_JOB <id>`,
+//! directory seeded with JOBS finished jobs (logs and results included), BIG of them with a
+//! 5 MB input, then `scail serve`'s server on it. Prints `SCAIL_LISTENING <url>`, `KEY`, `SMALL_JOB <id>` and `BIG_JOB <id>`,
 //! and serves until its standard input closes.
 
 use std::io::BufRead;
@@ -76,7 +75,7 @@ fn main() {
         let t = std::time::Instant::now();
         let (small, bigj) = seed(&store, owner, jobs, big).await;
         eprintln!(
-            "seeded {jobs} finished jobs ({big} with a 5 MB input row) in {:.1} s",
+            "seeded {jobs} finished jobs ({big} with a 5 MB input) in {:.1} s",
             t.elapsed().as_secs_f64()
         );
         drop(store);

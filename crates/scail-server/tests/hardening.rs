@@ -13,7 +13,7 @@ async fn stored_input(dir: &std::path::Path, id: &str) -> String {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("scail.db").display()))
         .await
         .unwrap();
-    let row = sqlx::query("SELECT input FROM jobs WHERE id = ?")
+    let row = sqlx::query("SELECT input FROM job_inputs WHERE job_id = ?")
         .bind(id)
         .fetch_one(&pool)
         .await
@@ -317,4 +317,54 @@ async fn job_errors_name_fields_not_server_paths() {
     assert!(!text.contains("/work/"), "{text}");
     assert!(text.contains("video_url"), "{text}");
     srv.shutdown().await;
+}
+
+/// Row 3, for databases an older server wrote: inputs kept in the status row move to their own
+/// table at start (status calls never read them again), and the job still runs from them.
+#[tokio::test]
+async fn inputs_in_old_status_rows_move_out_at_start() {
+    use scail_server::store::{NewJob, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scail.db");
+    let input = json!({"prompt": "p", "image_url": "https://e.com/a.png", "video_url": "https://e.com/b.mp4",
+        "num_inference_steps": 2, "padding": "z".repeat(1 << 20)});
+    let store = Store::open(&db).await.unwrap();
+    store
+        .insert_job(&NewJob {
+            id: "old",
+            owner: "alice",
+            endpoint: "fal-ai/scail-2",
+            input: &input,
+            priority: 0,
+            deadline: None,
+            webhook_url: None,
+            retain_s: None,
+        })
+        .await
+        .unwrap();
+    drop(store);
+    // As an older server left it: the input in the status row, no row in job_inputs.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET input = (SELECT input FROM job_inputs WHERE job_id = 'old')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM job_inputs")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&db).await.unwrap();
+    assert_eq!(store.job("old").await.unwrap().unwrap().input, input);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let left: String = sqlx::query_scalar("SELECT input FROM jobs WHERE id = 'old'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, "");
 }

@@ -96,6 +96,16 @@ pub struct ServeArgs {
     /// connections.
     #[arg(long, default_value_t = 20.0)]
     header_read_timeout_s: f64,
+    /// Hours finished jobs, their outputs and uploaded files are kept; a request may ask for
+    /// less with x-fal-object-lifecycle-preference, never more.
+    #[arg(long, default_value_t = 7.0 * 24.0, env = "SCAIL_RETENTION_HOURS")]
+    retention_hours: f64,
+    /// Unfinished (queued or running) jobs one key may have at once.
+    #[arg(long, default_value_t = 200)]
+    max_queued_per_key: usize,
+    /// GiB of stored files one key may keep; uploads beyond it are refused.
+    #[arg(long, default_value_t = 50.0)]
+    max_storage_per_key_gib: f64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -147,6 +157,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         webhook_retry_base: secs(a.webhook_retry_base_s, "--webhook-retry-base-s")?,
         lease: secs(a.lease_s, "--lease-s")?,
         shutdown_grace: secs(a.shutdown_grace_s, "--shutdown-grace-s")?,
+        retention: secs(a.retention_hours * 3600.0, "--retention-hours")?,
+        max_queued_per_key: a.max_queued_per_key.max(1),
+        max_storage_per_key: (a.max_storage_per_key_gib.max(0.0) * (1u64 << 30) as f64) as u64,
         connections: scail_server::listen::ConnLimits {
             max_connections: a.max_connections.max(1),
             max_connections_per_peer: a.max_connections_per_peer.max(1),

@@ -30,6 +30,9 @@ fn serve_help_documents_every_option() {
         "--max-connections",
         "--max-connections-per-peer",
         "--header-read-timeout-s",
+        "--retention-hours",
+        "--max-queued-per-key",
+        "--max-storage-per-key-gib",
         "--device",
         "--precision",
     ] {

@@ -54,6 +54,12 @@ const SCHEMA: &[&str] = &[
         webhook_url TEXT,
         retain_s REAL)",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, priority, seq)",
+    // A job's input lives apart from its status row: SQLite reads a row's columns in order
+    // through its overflow pages, so a large input in `jobs` would make every status call on
+    // that job pay for it. `jobs.input` stays (older databases have it) and is left empty.
+    "CREATE TABLE IF NOT EXISTS job_inputs (
+        job_id TEXT PRIMARY KEY,
+        input TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS logs (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         job_id TEXT NOT NULL,
@@ -145,37 +151,61 @@ impl Store {
         }
         let store = Store { pool };
         store.migrate_retention().await?;
+        store.migrate_inputs().await?;
         Ok(store)
     }
 
     /// Queues a job; returns its status columns.
     pub async fn insert_job(&self, job: &NewJob<'_>) -> Result<JobHead> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(concat!(
             "INSERT INTO jobs (id, owner, endpoint, input, status, priority, created_at, deadline,
                  webhook_url, retain_s)
-             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?) RETURNING ",
+             VALUES (?, ?, ?, '', 'IN_QUEUE', ?, ?, ?, ?, ?) RETURNING ",
             head_columns!()
         ))
         .bind(job.id)
         .bind(job.owner)
         .bind(job.endpoint)
-        .bind(job.input.to_string())
         .bind(job.priority)
         .bind(now())
         .bind(job.deadline)
         .bind(job.webhook_url)
         .bind(job.retain_s)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO job_inputs (job_id, input) VALUES (?, ?)")
+            .bind(job.id)
+            .bind(job.input.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(head_from_row(&row))
     }
 
+    /// A whole job, input included.
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
         let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(job_from_row))
+        match row {
+            Some(r) => Ok(Some(self.with_input(job_from_row(&r)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Fills a job's input from `job_inputs`.
+    async fn with_input(&self, mut job: Job) -> Result<Job> {
+        let input: Option<String> =
+            sqlx::query_scalar("SELECT input FROM job_inputs WHERE job_id = ?")
+                .bind(&job.id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(v) = input.and_then(|s| serde_json::from_str(&s).ok()) {
+            job.input = v;
+        }
+        Ok(job)
     }
 
     /// The status columns of a job (see [`JobHead`]).
@@ -221,7 +251,10 @@ impl Store {
         .bind(t)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(job_from_row))
+        match row {
+            Some(r) => Ok(Some(self.with_input(job_from_row(&r)).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Extends a running job's lease; false when the job is no longer this worker's.

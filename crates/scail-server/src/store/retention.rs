@@ -36,6 +36,28 @@ impl Store {
         Ok(())
     }
 
+    /// Moves inputs an older server kept in `jobs.input` into `job_inputs` (once).
+    pub(super) async fn migrate_inputs(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "INSERT OR IGNORE INTO job_inputs (job_id, input)
+             SELECT id, input FROM jobs WHERE input != ''",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            sqlx::query("UPDATE jobs SET input = '' WHERE input != ''")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if moved > 0 {
+            self.compact().await?;
+        }
+        Ok(())
+    }
+
     /// Sets how long a job is kept after it finishes.
     pub async fn set_job_retention(&self, id: &str, retain_s: f64) -> Result<()> {
         sqlx::query("UPDATE jobs SET retain_s = ? WHERE id = ?")
@@ -100,6 +122,7 @@ impl Store {
         for id in &ids {
             for sql in [
                 "DELETE FROM logs WHERE job_id = ?",
+                "DELETE FROM job_inputs WHERE job_id = ?",
                 "DELETE FROM webhook_attempts WHERE job_id = ?",
                 "DELETE FROM webhooks WHERE job_id = ? AND (delivered_at IS NOT NULL OR gave_up = 1)",
                 "DELETE FROM jobs WHERE id = ?",
