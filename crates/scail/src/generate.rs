@@ -9,6 +9,7 @@ use clap::Args;
 use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
 use scail_core::schema::{defaults, DrivingType, Mode, Resolution, ScailInput, SubjectType};
 use scail_core::Fields;
+use scail_model::lora::LoraSpec;
 use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
 use scail_pipeline::sampler::SolverKind;
@@ -81,6 +82,11 @@ pub struct GenerateArgs {
     /// Folder of the Stage A ONNX models (default WEIGHTS/stagea when present).
     #[arg(long)]
     pub stagea_dir: Option<PathBuf>,
+    /// LoRA fused into the DiT as it loads: FILE or FILE=SCALE (scale 1 by default).
+    /// Repeatable; kijai/ComfyUI (lora_down/lora_up/alpha), PEFT/diffusers (lora_A/lora_B)
+    /// and .diff/.diff_b safetensors.
+    #[arg(long = "lora", value_name = "FILE[=SCALE]")]
+    pub loras: Vec<LoraSpec>,
 }
 
 /// `WxH` with both sides positive multiples of 32.
@@ -160,6 +166,11 @@ impl GenerateArgs {
                 anyhow::bail!("{}: no such file: {}", which.field(), path.display());
             }
         }
+        for lora in &self.loras {
+            if !lora.path.is_file() {
+                anyhow::bail!("--lora: no such file: {}", lora.path.display());
+            }
+        }
         Ok(input)
     }
 }
@@ -183,12 +194,17 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         LogLevel::Info,
         &format!("loading weights from {}", args.weights.display()),
     );
+    for l in &args.loras {
+        let msg = format!("LoRA {} at scale {}", l.path.display(), l.scale);
+        bar.log(LogLevel::Info, &msg);
+    }
     let models = Models::load(
         &args.weights,
         LoadOptions {
             dtype,
             device,
             keep_text_encoder: false,
+            loras: args.loras.clone(),
         },
     )
     .with_context(|| format!("loading {}", args.weights.display()))?;

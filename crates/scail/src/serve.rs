@@ -125,6 +125,7 @@ fn generator_for(a: &ServeArgs) -> anyhow::Result<Arc<dyn Generator>> {
         device: crate::device::parse_device(&a.device)?,
         // The server keeps every network loaded between jobs.
         keep_text_encoder: true,
+        loras: Vec::new(),
     };
     eprintln!("loading weights from {} …", dir.display());
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())
