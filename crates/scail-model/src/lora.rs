@@ -63,7 +63,10 @@ impl std::str::FromStr for LoraSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
     #[error("LoRA {}: {source}", path.display())]
-    Open { path: PathBuf, source: WeightsError },
+    Open {
+        path: PathBuf,
+        source: Box<WeightsError>,
+    },
     #[error("LoRA {}: key `{key}`: {msg}", path.display())]
     Key {
         path: PathBuf,
@@ -165,7 +168,7 @@ impl LoraCheckpoint {
         let path = spec.path.as_path();
         let raw = RawCheckpoint::open(path).map_err(|source| LoraError::Open {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         let key_err = |key: &str, msg: String| LoraError::Key {
             path: path.to_path_buf(),
