@@ -433,3 +433,28 @@ fn lora_specs_parse_file_and_scale() {
         assert!(bad.parse::<LoraSpec>().is_err(), "{bad} accepted");
     }
 }
+
+/// At bf16 the fused weight is the f32 fusion rounded once, not a sum of bf16 roundings.
+#[test]
+fn fusing_happens_in_f32_before_the_cast_to_the_run_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_file(dir.path());
+    let path = dir.path().join("kijai.safetensors");
+    write_low_rank(
+        &path,
+        "diffusion_model.",
+        ("lora_down.weight", "lora_up.weight"),
+        None,
+        5,
+    );
+    let f32_fused = fused(&base, &[spec(&path, 0.3)]);
+    let vb = fused(&base, &[spec(&path, 0.3)]).var_builder(DType::BF16, &Device::Cpu);
+    for module in low_rank_targets() {
+        let name = format!("{module}.weight");
+        let want = f32_fused.load(&name).unwrap();
+        let got = vb.get(want.dims(), &name).unwrap();
+        assert_eq!(got.dtype(), DType::BF16);
+        let want = want.to_dtype(DType::BF16).unwrap();
+        assert_eq!(flat(&got), flat(&want), "{name}");
+    }
+}
