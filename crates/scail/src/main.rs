@@ -3,6 +3,7 @@
 mod bench;
 mod device;
 mod generate;
+mod preset;
 mod probe;
 mod serve;
 mod weights;

@@ -1,5 +1,6 @@
 //! `generate --lora` with tiny random weights: LoRAs in two namings give a video, scale 0
-//! gives the frames of no LoRA and scale 1 other frames; a missing file, a bad scale and a key
+//! gives the frames of no LoRA and scale 1 other frames (with `--preset fast`, whose step
+//! count the explicit flag overrides); a missing file, a bad scale and a key
 //! that patches no DiT weight are refused before any sampling, naming what is wrong.
 
 use std::collections::HashMap;
@@ -66,9 +67,9 @@ fn loras_give_a_video_and_scale_zero_changes_nothing() {
     let (ref_mask, drv_mask) = animation_masks(&inp);
     let kijai = kijai_lora(d, &[0, 1]);
     let diff = diff_lora(d);
-    let run_with = |name: &str, loras: &[std::ffi::OsString]| -> Vec<ImageU8> {
+    let run_with = |name: &str, loras: &[std::ffi::OsString], flags: &[&str]| {
         let out = d.join(name);
-        let mut extra: Vec<&OsStr> = Vec::new();
+        let mut extra: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
         for l in loras {
             extra.extend(["--lora".as_ref(), l.as_os_str()]);
         }
@@ -79,14 +80,26 @@ fn loras_give_a_video_and_scale_zero_changes_nothing() {
         ));
         assert!(success, "{name}: {all}");
         check_timing(&out, &inp);
-        decode(&out)
+        (decode(&out), all)
     };
-    let plain = run_with("plain.mp4", &[]);
-    let zero = run_with("zero.mp4", &[lora_arg(&kijai, "0"), lora_arg(&diff, "0.0")]);
-    let one = run_with(
+    let (plain, _) = run_with("plain.mp4", &[], &[]);
+    let (zero, _) = run_with(
+        "zero.mp4",
+        &[lora_arg(&kijai, "0"), lora_arg(&diff, "0.0")],
+        &[],
+    );
+    // With the fast preset, whose 4 steps the explicit --num-inference-steps 1 overrides.
+    let (one, log) = run_with(
         "one.mp4",
         &[kijai.as_os_str().to_owned(), lora_arg(&diff, "1")],
+        &["--preset", "fast"],
     );
+    assert!(log.contains("at scale 1"), "{log}");
+    assert!(
+        log.contains("] 1/1") && !log.contains("/4"),
+        "steps not 1:\n{log}"
+    );
+    assert!(!log.contains("expect a step-distillation LoRA"), "{log}");
     let pixels = |v: &[ImageU8]| v.iter().flat_map(|f| f.data.clone()).collect::<Vec<u8>>();
     assert_eq!(pixels(&zero), pixels(&plain), "scale 0 changed the video");
     assert_ne!(
