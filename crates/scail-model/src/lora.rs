@@ -14,7 +14,10 @@
 //! `W' = W + scale · diff`, computed in f32 when a weight is read, then cast to the run's dtype.
 //! Every key is checked against the base checkpoint when the LoRAs are opened, before any
 //! weight is read: a key that patches no DiT weight, a rank or a shape that does not fit is an
-//! error naming the file and the key. The files on disk are never modified.
+//! error naming the file and the key. One exception, reported by [`LoraCheckpoint::skipped`]:
+//! the vanilla Wan 2.1 I2V input projection that step-distillation LoRAs carry is skipped, since
+//! refusing it would refuse the LoRA SCAIL-2 users run most. The files on disk are never
+//! modified.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -132,6 +135,15 @@ pub struct LoraCheckpoint {
     base: Checkpoint,
     files: Vec<RawCheckpoint>,
     patches: BTreeMap<String, Vec<Patch>>,
+    skipped: Vec<Skipped>,
+}
+
+/// A LoRA key deliberately left out (see [`LoraCheckpoint::skipped`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub key: String,
+    pub reason: String,
 }
 
 /// The stored keys of one module of a LoRA file.
@@ -152,11 +164,20 @@ impl LoraCheckpoint {
             base,
             files: Vec::new(),
             patches: BTreeMap::new(),
+            skipped: Vec::new(),
         };
         for spec in specs {
             me.add(spec)?;
         }
         Ok(me)
+    }
+
+    /// Keys left out: only a vanilla Wan 2.1 I2V input projection (`patch_embedding`, 36 input
+    /// channels where SCAIL-2's takes 20), which the step-distillation LoRAs carry as a `.diff`;
+    /// with no meaningful way to apply it, that module (bias included) is skipped, not refused,
+    /// so the rest of the LoRA applies. Every other misfit is an error.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Canonical names of the base tensors some LoRA changes.
@@ -200,6 +221,19 @@ impl LoraCheckpoint {
         let file = self.files.len();
         let mut found: Vec<(String, Patch)> = Vec::new();
         for (module, m) in &modules {
+            if let Some(reason) = self.foreign_input_projection(&raw, module, m) {
+                for key in [&m.down, &m.up, &m.alpha, &m.diff, &m.diff_b]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.skipped.push(Skipped {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                continue;
+            }
             match (&m.down, &m.up) {
                 (Some(down), Some(up)) => {
                     found.extend(self.low_rank(&raw, file, spec.scale, module, down, up, m)?)
@@ -260,6 +294,41 @@ impl LoraCheckpoint {
         }
         self.files.push(raw);
         Ok(())
+    }
+
+    /// Why `module` is another model's input projection: it targets `patch_embedding` with the
+    /// right width and kernel but another number of input channels (vanilla Wan 2.1 I2V has 36).
+    fn foreign_input_projection(
+        &self,
+        raw: &RawCheckpoint,
+        module: &str,
+        m: &Module,
+    ) -> Option<String> {
+        let weight = format!("{module}.weight");
+        let targets = self.targets(&weight)?;
+        let [(name, _, 1)] = targets.as_slice() else {
+            return None;
+        };
+        if name != "patch_embedding.weight" {
+            return None;
+        }
+        let base = self.shape(name);
+        // The stored tensor whose dim 1 is the input channels: the diff or lora_down.
+        let key = m.diff.as_ref().or(m.down.as_ref())?;
+        let got = &raw.metas()[key].shape;
+        let width_ok = m.diff.is_none() || got.first() == base.first();
+        let foreign = got.len() == base.len()
+            && base.len() > 2
+            && width_ok
+            && got[2..] == base[2..]
+            && got[1] != base[1];
+        foreign.then(|| {
+            format!(
+                "input projection of another model ({} input channels, SCAIL-2's `{name}` \
+                 takes {}): skipped with its bias",
+                got[1], base[1]
+            )
+        })
     }
 
     /// Canonical targets of a stored name when every one of them is a base tensor.

@@ -458,3 +458,59 @@ fn fusing_happens_in_f32_before_the_cast_to_the_run_precision() {
         assert_eq!(flat(&got), flat(&want), "{name}");
     }
 }
+
+/// The step-distillation LoRAs carry a `.diff` for vanilla Wan 2.1 I2V's input projection
+/// (36 input channels; SCAIL-2's takes 20): that module is skipped and reported, the rest
+/// applies. The same key with another kernel is still refused.
+#[test]
+fn a_wan_i2v_input_projection_is_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_file(dir.path());
+    let ck = Checkpoint::open(&base).unwrap();
+    let c = cfg();
+    let d = c.dim;
+    assert_ne!(c.in_dim, 36);
+    let q = "diffusion_model.blocks.0.self_attn.q";
+    let mut m = HashMap::from([
+        (
+            "diffusion_model.patch_embedding.diff".to_string(),
+            tensor(&[d, 36, 1, 2, 2], 1),
+        ),
+        (
+            "diffusion_model.patch_embedding.diff_b".to_string(),
+            tensor(&[d], 2),
+        ),
+        (format!("{q}.lora_down.weight"), tensor(&[RANK, d], 3)),
+        (format!("{q}.lora_up.weight"), tensor(&[d, RANK], 4)),
+    ]);
+    let path = dir.path().join("lightx2v.safetensors");
+    candle_core::safetensors::save(&m, &path).unwrap();
+    let f = fused(&base, &[spec(&path, 1.0)]);
+    let mut skipped: Vec<&str> = f.skipped().iter().map(|s| s.key.as_str()).collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            "diffusion_model.patch_embedding.diff",
+            "diffusion_model.patch_embedding.diff_b"
+        ]
+    );
+    assert!(f.skipped()[0].reason.contains("36 input channels"));
+    for n in ["patch_embedding.weight", "patch_embedding.bias"] {
+        assert_eq!(flat(&f.load(n).unwrap()), flat(&ck.load(n).unwrap()), "{n}");
+    }
+    let n = "blocks.0.self_attn.q.weight";
+    assert_ne!(flat(&f.load(n).unwrap()), flat(&ck.load(n).unwrap()));
+
+    // Another kernel is no input projection of a sibling model: refused.
+    m.insert(
+        "diffusion_model.patch_embedding.diff".into(),
+        tensor(&[d, 36, 1, 3, 3], 1),
+    );
+    let msg = open_err(&base, m, dir.path());
+    assert!(
+        msg.contains("diffusion_model.patch_embedding.diff"),
+        "{msg}"
+    );
+    assert!(msg.contains("shape mismatch"), "{msg}");
+}

@@ -75,9 +75,11 @@ fn open_dit(
         return open(path, dtype, dev);
     }
     let base = Checkpoint::open(path).map_err(|e| werr(format!("{}: {e}", path.display())))?;
-    Ok(LoraCheckpoint::open(base, loras)
-        .map_err(werr)?
-        .var_builder(dtype, dev))
+    let fused = LoraCheckpoint::open(base, loras).map_err(werr)?;
+    for s in fused.skipped() {
+        tracing::warn!("LoRA {}: key `{}`: {}", s.path.display(), s.key, s.reason);
+    }
+    Ok(fused.var_builder(dtype, dev))
 }
 
 impl Models {

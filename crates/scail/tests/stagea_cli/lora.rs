@@ -35,16 +35,20 @@ fn kijai_lora(dir: &Path, blocks: &[usize]) -> PathBuf {
     path
 }
 
-/// A `.diff` / `.diff_b` file on block 1's norm3 (PEFT-style prefix).
+/// A `.diff` / `.diff_b` file on block 1's norm3 (PEFT-style prefix), with the foreign input
+/// projection that is skipped with a warning.
 fn diff_lora(dir: &Path) -> PathBuf {
     let d = Contract::new(ModelSize::Tiny).dit.dim;
     let t = Tensor::ones(d, candle_core::DType::F32, &Device::Cpu).unwrap();
+    // Vanilla Wan 2.1 I2V's 36-channel input projection, as the distillation LoRAs carry it.
+    let foreign = Tensor::ones((d, 36, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
     let m = HashMap::from([
         (
             "base_model.model.blocks.1.norm3.diff".to_string(),
             t.clone(),
         ),
         ("base_model.model.blocks.1.norm3.diff_b".to_string(), t),
+        ("base_model.model.patch_embedding.diff".to_string(), foreign),
     ]);
     let path = dir.join("diff.safetensors");
     candle_core::safetensors::save(&m, &path).unwrap();
@@ -95,6 +99,10 @@ fn loras_give_a_video_and_scale_zero_changes_nothing() {
         &["--preset", "fast"],
     );
     assert!(log.contains("at scale 1"), "{log}");
+    assert!(
+        log.contains("`base_model.model.patch_embedding.diff`: input projection of another model"),
+        "{log}"
+    );
     assert!(
         log.contains("] 1/1") && !log.contains("/4"),
         "steps not 1:\n{log}"
