@@ -3,7 +3,9 @@
 //! Formats (safetensors, or a PyTorch zip), told apart by each key's suffix:
 //! - ComfyUI / kijai: `MODULE.lora_down.weight`, `MODULE.lora_up.weight`, optional `MODULE.alpha`;
 //! - diffusers / PEFT: `MODULE.lora_A.weight` (down), `MODULE.lora_B.weight` (up);
-//! - full deltas: `MODULE.diff` (added to the weight) and `MODULE.diff_b` (to the bias).
+//! - full deltas: `MODULE.diff` (added to the weight) and `MODULE.diff_b` (to the bias);
+//! - kohya / musubi-tuner: the ComfyUI suffixes on `lora_unet_` + the module path with
+//!   underscores for dots (`lora_unet_blocks_0_self_attn_q.lora_down.weight`).
 //!
 //! `MODULE` is a DiT weight name in the Wan layout behind any community prefix
 //! (`diffusion_model.`, `base_model.model.`, `transformer.`, ...) or a SAT key of the official
@@ -19,7 +21,7 @@
 //! refusing it would refuse the LoRA SCAIL-2 users run most. The files on disk are never
 //! modified.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Shape, Tensor};
@@ -136,7 +138,13 @@ pub struct LoraCheckpoint {
     files: Vec<RawCheckpoint>,
     patches: BTreeMap<String, Vec<Patch>>,
     skipped: Vec<Skipped>,
+    /// Base names with dots as underscores, for kohya / musubi-tuner keys.
+    kohya: HashMap<String, String>,
 }
+
+/// kohya / musubi-tuner LoRAs name a module by its path with dots turned to underscores
+/// (`lora_unet_blocks_0_self_attn_q`); Wan names never collide that way.
+const KOHYA_PREFIX: &str = "lora_unet_";
 
 /// A LoRA key deliberately left out (see [`LoraCheckpoint::skipped`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +173,13 @@ impl LoraCheckpoint {
             files: Vec::new(),
             patches: BTreeMap::new(),
             skipped: Vec::new(),
+            kohya: HashMap::new(),
         };
+        me.kohya = me
+            .base
+            .metas()
+            .map(|(n, _)| (n.replace('.', "_"), n.clone()))
+            .collect();
         for spec in specs {
             me.add(spec)?;
         }
@@ -333,6 +347,10 @@ impl LoraCheckpoint {
 
     /// Canonical targets of a stored name when every one of them is a base tensor.
     fn targets(&self, key: &str) -> Option<Vec<(String, usize, usize)>> {
+        if let Some(rest) = key.strip_prefix(KOHYA_PREFIX) {
+            let name = self.kohya.get(&rest.replace('.', "_"))?;
+            return Some(vec![(name.clone(), 0, 1)]);
+        }
         let t = to_canonical(key);
         t.iter().all(|(n, _, _)| self.base.contains(n)).then_some(t)
     }

@@ -514,3 +514,71 @@ fn a_wan_i2v_input_projection_is_skipped_and_reported() {
     );
     assert!(msg.contains("shape mismatch"), "{msg}");
 }
+
+/// kohya / musubi-tuner names: `lora_unet_` and the module path with underscores.
+#[test]
+fn kohya_names_fuse_like_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_file(dir.path());
+    let ck = Checkpoint::open(&base).unwrap();
+    let shapes: HashMap<String, Vec<usize>> = cfg().weight_shapes().into_iter().collect();
+    let mut m = HashMap::new();
+    let modules = ["blocks.0.self_attn.q", "blocks.1.ffn.0", "patch_embedding"];
+    for (j, module) in modules.iter().enumerate() {
+        let w = &shapes[&format!("{module}.weight")];
+        let mut ds = vec![RANK];
+        ds.extend_from_slice(&w[1..]);
+        let mut us = vec![w[0], RANK];
+        us.extend(std::iter::repeat_n(1, w.len() - 2));
+        let k = format!("lora_unet_{}", module.replace('.', "_"));
+        m.insert(
+            format!("{k}.lora_down.weight"),
+            tensor(&ds, 10 + 2 * j as u64),
+        );
+        m.insert(
+            format!("{k}.lora_up.weight"),
+            tensor(&us, 11 + 2 * j as u64),
+        );
+        m.insert(
+            format!("{k}.alpha"),
+            Tensor::new(2f32, &Device::Cpu).unwrap(),
+        );
+    }
+    let modulation = tensor(&shapes["blocks.1.modulation"], 20);
+    m.insert(
+        "lora_unet_blocks_1_modulation.diff".into(),
+        modulation.clone(),
+    );
+    let path = dir.path().join("kohya.safetensors");
+    candle_core::safetensors::save(&m, &path).unwrap();
+    let f = fused(&base, &[spec(&path, 0.5)]);
+    for module in modules {
+        let name = format!("{module}.weight");
+        let k = format!("lora_unet_{}", module.replace('.', "_"));
+        let w = flat(&ck.load(&name).unwrap());
+        let up = flat(&m[&format!("{k}.lora_up.weight")]);
+        let down = flat(&m[&format!("{k}.lora_down.weight")]);
+        let want = expected_low_rank(&w, &up, &down, 0.5 * 2.0 / RANK as f64);
+        let err = max_err(&flat(&f.load(&name).unwrap()), &want);
+        assert!(err <= TOL, "{name}: max error {err}");
+    }
+    let w = flat(&ck.load("blocks.1.modulation").unwrap());
+    let want: Vec<f64> = w
+        .iter()
+        .zip(flat(&modulation))
+        .map(|(&w, d)| w as f64 + 0.5 * d as f64)
+        .collect();
+    let err = max_err(&flat(&f.load("blocks.1.modulation").unwrap()), &want);
+    assert!(err <= TOL, "modulation: max error {err}");
+    // A kohya name of no module is refused like any other.
+    let k = "lora_unet_blocks_0_self_attn_x.lora_down.weight";
+    let bad = HashMap::from([
+        (k.to_string(), tensor(&[RANK, cfg().dim], 1)),
+        (k.replace("down", "up"), tensor(&[cfg().dim, RANK], 2)),
+    ]);
+    let msg = open_err(&base, bad, dir.path());
+    assert!(
+        msg.contains(k) && msg.contains("patches no DiT weight"),
+        "{msg}"
+    );
+}
