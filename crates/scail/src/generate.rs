@@ -91,8 +91,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub stagea_dir: Option<PathBuf>,
     /// LoRA fused into the DiT as it loads: FILE or FILE=SCALE (scale 1 by default).
-    /// Repeatable; kijai/ComfyUI (lora_down/lora_up/alpha), PEFT/diffusers (lora_A/lora_B)
-    /// and .diff/.diff_b safetensors.
+    /// Repeatable; kijai/ComfyUI (lora_down/lora_up/alpha), PEFT/diffusers (lora_A/lora_B),
+    /// kohya (lora_unet_*) and .diff/.diff_b safetensors.
     #[arg(long = "lora", value_name = "FILE[=SCALE]")]
     pub loras: Vec<LoraSpec>,
 }
