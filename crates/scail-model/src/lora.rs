@@ -168,18 +168,17 @@ impl LoraCheckpoint {
     /// Opens every LoRA in `specs` and checks each of its keys against `base` (names, ranks and
     /// shapes) without reading any base weight.
     pub fn open(base: Checkpoint, specs: &[LoraSpec]) -> Result<Self> {
+        let kohya = base
+            .metas()
+            .map(|(n, _)| (n.replace('.', "_"), n.clone()))
+            .collect();
         let mut me = Self {
             base,
             files: Vec::new(),
             patches: BTreeMap::new(),
             skipped: Vec::new(),
-            kohya: HashMap::new(),
+            kohya,
         };
-        me.kohya = me
-            .base
-            .metas()
-            .map(|(n, _)| (n.replace('.', "_"), n.clone()))
-            .collect();
         for spec in specs {
             me.add(spec)?;
         }
