@@ -4,6 +4,7 @@
 
 pub mod generator;
 pub mod openapi;
+mod request;
 pub mod schema;
 pub mod sniff;
 pub mod validate;

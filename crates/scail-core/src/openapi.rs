@@ -3,49 +3,13 @@
 
 use serde_json::{json, Value};
 
-use crate::schema::*;
-
-fn enum_field<T: WireEnum + PartialEq>(description: &str) -> Value {
-    json!({"type": "string", "enum": T::names(), "default": T::default().as_str(),
-        "description": description})
-}
-
-fn url_field(description: &str) -> Value {
-    json!({"type": "string", "description": description,
-        "examples": ["https://example.com/file.mp4", "data:video/mp4;base64,..."]})
-}
-
-/// The `ScailInput` schema: every field with its default, bounds, enum and help text.
+/// The `ScailInput` schema: every field with its default, bounds, enum and help text, from the
+/// request's declaration.
 pub fn input_schema() -> Value {
     json!({
         "type": "object",
         "required": ["prompt", "image_url", "video_url"],
-        "properties": {
-            "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS,
-                "description": "What the output should show."},
-            "image_url": url_field("The reference character image (URL or data URI)."),
-            "video_url": url_field("The driving video (URL or data URI)."),
-            "mode": enum_field::<Mode>("animation: the character performs the driving motion on the reference's background; replacement: the driving scene's subject is replaced by the character."),
-            "driving_type": enum_field::<DrivingType>("end_to_end: the masked driving video drives the model; pose: a rendered skeleton does."),
-            "subject_type": enum_field::<SubjectType>("What the driving subject is (animal needs driving_type end_to_end)."),
-            "resolution": enum_field::<Resolution>("512p: 896x512 or 512x896; 704p: 1280x704 or 704x1280; orientation from the reference image."),
-            "num_inference_steps": {"type": "integer", "default": defaults::NUM_INFERENCE_STEPS,
-                "minimum": STEPS_RANGE.0, "maximum": STEPS_RANGE.1,
-                "description": "Sampling steps per segment."},
-            "guidance_scale": {"type": "number", "default": defaults::GUIDANCE_SCALE,
-                "minimum": GUIDANCE_RANGE.0, "maximum": GUIDANCE_RANGE.1,
-                "description": "Classifier-free guidance; 1 runs one forward per step."},
-            "shift": {"type": "number", "default": defaults::SHIFT,
-                "minimum": SHIFT_RANGE.0, "maximum": SHIFT_RANGE.1,
-                "description": "Flow-matching timestep shift."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-                "description": "Random when absent; the seed used is returned."},
-            "output_preprocessing": {"type": "boolean", "default": false,
-                "description": "Also return the Stage A videos."},
-            "reference_mask_url": url_field("scail extension: palette-coded reference mask; skips segmentation."),
-            "driving_mask_url": url_field("scail extension: palette-coded driving mask video; skips segmentation."),
-            "pose_video_url": url_field("scail extension: pre-rendered skeleton video; skips pose estimation.")
-        }
+        "properties": crate::request::properties(),
     })
 }
 

@@ -220,31 +220,7 @@ impl InputFile {
     }
 }
 
-/// The one validated request, with every default applied; both front doors (HTTP and
-/// `scail generate`) produce it through [`crate::validate`], the store keeps it, the worker and
-/// the pipeline run it without checking again. `F` is how files are given (see [`InputFile`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScailInput<F = String> {
-    pub prompt: String,
-    pub image_url: F,
-    pub video_url: F,
-    pub mode: Mode,
-    pub driving_type: DrivingType,
-    pub subject_type: SubjectType,
-    pub resolution: Resolution,
-    pub num_inference_steps: u32,
-    pub guidance_scale: f64,
-    pub shift: f64,
-    /// `None`: the worker draws one and returns it.
-    pub seed: Option<u64>,
-    pub output_preprocessing: bool,
-    /// Extension: a palette-coded reference mask (skips segmentation of the reference).
-    pub reference_mask_url: Option<F>,
-    /// Extension: a palette-coded driving mask video (skips segmentation of the driving video).
-    pub driving_mask_url: Option<F>,
-    /// Extension: a pre-rendered skeleton video (skips pose estimation).
-    pub pose_video_url: Option<F>,
-}
+pub use crate::request::ScailInput;
 
 impl<F> ScailInput<F> {
     /// The file given for `which`, if any.
@@ -265,32 +241,27 @@ impl<F> ScailInput<F> {
             .filter_map(move |k| self.file(k).map(|f| (k, f)))
     }
 
-    /// The same request with each file replaced (e.g. URLs by the local files fetched from them).
+    /// The same request with each file replaced (e.g. URLs by the local files fetched from
+    /// them). It goes through the serialised form, so every other field rides along whatever
+    /// the request declares.
     pub fn try_map_files<G, E>(
         self,
         mut f: impl FnMut(InputFile, F) -> Result<G, E>,
-    ) -> Result<ScailInput<G>, E> {
-        let mut opt = |k: InputFile, v: Option<F>| v.map(|v| f(k, v)).transpose();
-        let reference_mask_url = opt(InputFile::ReferenceMask, self.reference_mask_url)?;
-        let driving_mask_url = opt(InputFile::DrivingMask, self.driving_mask_url)?;
-        let pose_video_url = opt(InputFile::PoseVideo, self.pose_video_url)?;
-        Ok(ScailInput {
-            image_url: f(InputFile::Image, self.image_url)?,
-            video_url: f(InputFile::Video, self.video_url)?,
-            reference_mask_url,
-            driving_mask_url,
-            pose_video_url,
-            prompt: self.prompt,
-            mode: self.mode,
-            driving_type: self.driving_type,
-            subject_type: self.subject_type,
-            resolution: self.resolution,
-            num_inference_steps: self.num_inference_steps,
-            guidance_scale: self.guidance_scale,
-            shift: self.shift,
-            seed: self.seed,
-            output_preprocessing: self.output_preprocessing,
-        })
+    ) -> Result<ScailInput<G>, E>
+    where
+        F: Serialize + serde::de::DeserializeOwned,
+        G: Serialize + serde::de::DeserializeOwned,
+    {
+        let mut v = serde_json::to_value(&self).expect("a request serialises");
+        for which in InputFile::ALL {
+            let slot = &mut v[which.field()];
+            if slot.is_null() {
+                continue;
+            }
+            let given: F = serde_json::from_value(slot.take()).expect("the file serialised above");
+            *slot = serde_json::to_value(f(which, given)?).expect("a file value serialises");
+        }
+        Ok(serde_json::from_value(v).expect("the same fields, files mapped"))
     }
 }
 

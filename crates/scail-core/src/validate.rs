@@ -8,6 +8,8 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::request::parse_fields;
+pub use crate::request::Fields;
 use crate::schema::*;
 
 /// One validation failure.
@@ -52,11 +54,11 @@ impl FieldError {
             input: None,
         }
     }
-    fn ctx(mut self, ctx: Value) -> Self {
+    pub(crate) fn ctx(mut self, ctx: Value) -> Self {
         self.ctx = Some(ctx);
         self
     }
-    fn input(mut self, v: &Value) -> Self {
+    pub(crate) fn input(mut self, v: &Value) -> Self {
         self.input = Some(echo(v));
         self
     }
@@ -96,7 +98,7 @@ pub fn enum_message<T: WireEnum + PartialEq>() -> String {
     format!("value is not a valid enumeration member; permitted: {list}")
 }
 
-fn enum_error<T: WireEnum + PartialEq>(given: &Value) -> FieldError {
+pub(crate) fn enum_error<T: WireEnum + PartialEq>(given: &Value) -> FieldError {
     FieldError::new(T::FIELD, enum_message::<T>(), "type_error.enum")
         .ctx(json!({"enum_values": T::names()}))
         .input(given)
@@ -122,50 +124,7 @@ fn not_le(field: &str, limit: Value, given: Value) -> FieldError {
     .input(&given)
 }
 
-/// The request's fields as given, typed but not yet checked: `None` is "not given". `F` is how
-/// files are given (URL strings at the HTTP door, paths at the command line).
-#[derive(Debug, Clone)]
-pub struct Fields<F> {
-    pub prompt: Option<String>,
-    pub image_url: Option<F>,
-    pub video_url: Option<F>,
-    pub mode: Option<Mode>,
-    pub driving_type: Option<DrivingType>,
-    pub subject_type: Option<SubjectType>,
-    pub resolution: Option<Resolution>,
-    pub num_inference_steps: Option<i64>,
-    pub guidance_scale: Option<f64>,
-    pub shift: Option<f64>,
-    pub seed: Option<i64>,
-    pub output_preprocessing: Option<bool>,
-    pub reference_mask_url: Option<F>,
-    pub driving_mask_url: Option<F>,
-    pub pose_video_url: Option<F>,
-}
-
-impl<F> Default for Fields<F> {
-    fn default() -> Self {
-        Fields {
-            prompt: None,
-            image_url: None,
-            video_url: None,
-            mode: None,
-            driving_type: None,
-            subject_type: None,
-            resolution: None,
-            num_inference_steps: None,
-            guidance_scale: None,
-            shift: None,
-            seed: None,
-            output_preprocessing: None,
-            reference_mask_url: None,
-            driving_mask_url: None,
-            pose_video_url: None,
-        }
-    }
-}
-
-fn in_range_i(
+pub(crate) fn in_range_i(
     e: &mut Vec<FieldError>,
     field: &str,
     v: Option<i64>,
@@ -184,7 +143,7 @@ fn in_range_i(
     }
 }
 
-fn in_range_f(
+pub(crate) fn in_range_f(
     e: &mut Vec<FieldError>,
     field: &str,
     v: Option<f64>,
@@ -219,95 +178,47 @@ impl<F> Fields<F> {
     /// [`Fields::validate`] after a parse that already found `errors` (a field with an error
     /// there is not reported missing again).
     fn validate_after(self, mut e: Vec<FieldError>) -> Result<ScailInput<F>, Vec<FieldError>> {
-        let had = |e: &Vec<FieldError>, f: &str| e.iter().any(|x| x.field() == Some(f));
-        let required = |e: &mut Vec<FieldError>, field: &str, given: bool| {
-            if !given && !had(e, field) {
-                e.push(FieldError::new(
-                    field,
-                    "field required",
-                    "value_error.missing",
-                ));
-            }
-        };
-        required(&mut e, "prompt", self.prompt.is_some());
-        if let Some(p) = &self.prompt {
-            if p.chars().count() > MAX_PROMPT_CHARS {
+        let input = self.check_fields(&mut e);
+        if let Some(i) = &input {
+            // Rules across fields, after each field's own.
+            if i.driving_type == DrivingType::Pose && i.subject_type == SubjectType::Animal {
                 e.push(
                     FieldError::new(
-                        "prompt",
-                        format!("ensure this value has at most {MAX_PROMPT_CHARS} characters"),
-                        "value_error.any_str.max_length",
+                        "driving_type",
+                        "pose driving is not available for subject_type 'animal': the pose estimator is a human model; use driving_type 'end_to_end'",
+                        "value_error.unsupported_combination",
                     )
-                    .ctx(json!({"limit_value": MAX_PROMPT_CHARS}))
-                    .input(&json!(p)),
+                    .input(&json!("pose")),
                 );
             }
         }
-        required(&mut e, "image_url", self.image_url.is_some());
-        required(&mut e, "video_url", self.video_url.is_some());
-        let (lo, hi) = STEPS_RANGE;
-        let steps = in_range_i(
-            &mut e,
-            "num_inference_steps",
-            self.num_inference_steps,
-            lo,
-            hi,
-        );
-        let (lo, hi) = GUIDANCE_RANGE;
-        let guidance = in_range_f(&mut e, "guidance_scale", self.guidance_scale, lo, hi);
-        let (lo, hi) = SHIFT_RANGE;
-        let shift = in_range_f(&mut e, "shift", self.shift, lo, hi);
-        let seed = in_range_i(&mut e, "seed", self.seed, 0, MAX_SEED as i64);
-        let driving_type = self.driving_type.unwrap_or_default();
-        let subject_type = self.subject_type.unwrap_or_default();
-        if driving_type == DrivingType::Pose && subject_type == SubjectType::Animal {
-            e.push(
-                FieldError::new(
-                    "driving_type",
-                    "pose driving is not available for subject_type 'animal': the pose estimator is a human model; use driving_type 'end_to_end'",
-                    "value_error.unsupported_combination",
-                )
-                .input(&json!("pose")),
-            );
+        match input {
+            Some(i) if e.is_empty() => Ok(i),
+            _ => Err(e),
         }
-        let (Some(prompt), Some(image_url), Some(video_url), true) =
-            (self.prompt, self.image_url, self.video_url, e.is_empty())
-        else {
-            return Err(e);
-        };
-        Ok(ScailInput {
-            prompt,
-            image_url,
-            video_url,
-            mode: self.mode.unwrap_or_default(),
-            driving_type,
-            subject_type,
-            resolution: self.resolution.unwrap_or_default(),
-            num_inference_steps: steps.map_or(defaults::NUM_INFERENCE_STEPS, |s| s as u32),
-            guidance_scale: guidance.unwrap_or(defaults::GUIDANCE_SCALE),
-            shift: shift.unwrap_or(defaults::SHIFT),
-            seed: seed.map(|s| s as u64),
-            output_preprocessing: self.output_preprocessing.unwrap_or(false),
-            reference_mask_url: self.reference_mask_url,
-            driving_mask_url: self.driving_mask_url,
-            pose_video_url: self.pose_video_url,
-        })
     }
 }
 
 /// Parses a JSON body's values into [`Fields`], collecting type, enum and URL errors.
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     obj: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+    pub(crate) errors: Vec<FieldError>,
 }
 
 impl<'a> Parser<'a> {
-    fn get(&self, field: &str) -> Option<&'a Value> {
+    pub(crate) fn new(obj: &'a Map<String, Value>) -> Self {
+        Parser {
+            obj,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, field: &str) -> Option<&'a Value> {
         // An explicit null means "not given", as pydantic treats Optional fields.
         self.obj.get(field).filter(|v| !v.is_null())
     }
 
-    fn string(&mut self, field: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, field: &str) -> Option<String> {
         match self.get(field)? {
             Value::String(s) => Some(s.clone()),
             v => {
@@ -318,7 +229,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn url(&mut self, field: &str) -> Option<String> {
+    pub(crate) fn url(&mut self, field: &str) -> Option<String> {
         let s = self.string(field)?;
         match check_url(&s) {
             Ok(()) => Some(s),
@@ -330,18 +241,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enumeration<T: WireEnum + PartialEq>(&mut self) -> Option<T> {
-        let v = self.get(T::FIELD)?;
-        match v.as_str().and_then(T::parse) {
-            Some(t) => Some(t),
-            None => {
-                self.errors.push(enum_error::<T>(v));
-                None
-            }
-        }
-    }
-
-    fn integer(&mut self, field: &str) -> Option<i64> {
+    /// A whole number (40.0 counts); beyond i64 it is above `hi`, the field's upper bound.
+    pub(crate) fn integer(&mut self, field: &str, hi: i64) -> Option<i64> {
         let v = self.get(field)?;
         let n = match v {
             Value::Number(n) => n.as_i64().or_else(|| {
@@ -353,12 +254,7 @@ impl<'a> Parser<'a> {
         };
         if n.is_none() {
             if matches!(v, Value::Number(n) if n.as_u64().is_some()) {
-                // Beyond i64: above every upper bound. The bound named is the field's own.
-                let hi = if field == "seed" {
-                    MAX_SEED as i64
-                } else {
-                    STEPS_RANGE.1
-                };
+                // Beyond i64: above every upper bound.
                 self.errors.push(not_le(field, json!(hi), v.clone()));
             } else {
                 self.errors.push(
@@ -370,7 +266,7 @@ impl<'a> Parser<'a> {
         n
     }
 
-    fn float(&mut self, field: &str) -> Option<f64> {
+    pub(crate) fn float(&mut self, field: &str) -> Option<f64> {
         let v = self.get(field)?;
         let f = v.as_f64().filter(|f| f.is_finite());
         if f.is_none() {
@@ -381,7 +277,7 @@ impl<'a> Parser<'a> {
         f
     }
 
-    fn boolean(&mut self, field: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, field: &str) -> Option<bool> {
         match self.get(field)? {
             Value::Bool(b) => Some(*b),
             v => {
@@ -454,27 +350,8 @@ pub fn validate_input(body: &Value) -> Result<ScailInput, Vec<FieldError>> {
             "type_error.dict",
         )]);
     };
-    let mut p = Parser {
-        obj,
-        errors: Vec::new(),
-    };
-    let fields = Fields {
-        prompt: p.string("prompt"),
-        image_url: p.url("image_url"),
-        video_url: p.url("video_url"),
-        mode: p.enumeration(),
-        driving_type: p.enumeration(),
-        subject_type: p.enumeration(),
-        resolution: p.enumeration(),
-        num_inference_steps: p.integer("num_inference_steps"),
-        guidance_scale: p.float("guidance_scale"),
-        shift: p.float("shift"),
-        seed: p.integer("seed"),
-        output_preprocessing: p.boolean("output_preprocessing"),
-        reference_mask_url: p.url("reference_mask_url"),
-        driving_mask_url: p.url("driving_mask_url"),
-        pose_video_url: p.url("pose_video_url"),
-    };
+    let mut p = Parser::new(obj);
+    let fields = parse_fields(&mut p);
     let errors = p.errors;
     fields.validate_after(errors)
 }

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub max_queued_per_key: usize,
     /// Bytes of stored files one key may keep (uploads beyond it are refused).
     pub max_storage_per_key: u64,
+    /// What `/health` says about the model weights (none, demo, loaded from …).
+    pub weights_note: String,
     /// Connection caps and the header-read timeout.
     pub connections: listen::ConnLimits,
 }
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             max_queued_per_key: 200,
             max_storage_per_key: 50 << 30,
             connections: listen::ConnLimits::default(),
+            weights_note: "none".into(),
         }
     }
 }

@@ -159,6 +159,7 @@ impl GenerateArgs {
     /// rules and the same messages.
     fn request(&self) -> anyhow::Result<ScailInput<PathBuf>> {
         let recipe = self.recipe();
+        #[allow(clippy::needless_update)]
         let fields = Fields {
             prompt: Some(self.prompt.clone()),
             image_url: Some(self.image.clone()),
@@ -175,6 +176,8 @@ impl GenerateArgs {
             reference_mask_url: self.reference_mask.clone(),
             driving_mask_url: self.driving_mask.clone(),
             pose_video_url: self.pose_video.clone(),
+            // A field added to the request works here with its default until it gets a flag.
+            ..Fields::default()
         };
         let input = fields.validate().map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();

@@ -1,6 +1,7 @@
 //! `scail`: one binary for the server, the worker, one-off generation and weight management.
 
 mod bench;
+mod demo;
 mod device;
 mod generate;
 mod preset;

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// the server runs and every job ends with an error saying how to get weights.
     #[arg(long, env = "SCAIL_WEIGHTS")]
     weights: Option<PathBuf>,
+    /// Demo mode: no real weights needed. Tiny random weights are made once in
+    /// DATA_DIR/demo-weights, so the whole flow runs offline; every video is noise, and says so.
+    #[arg(long, conflicts_with = "weights", env = "SCAIL_DEMO")]
+    demo: bool,
     /// Folder with the Stage A models (default: WEIGHTS/stagea when it exists).
     #[arg(long, env = "SCAIL_STAGEA_DIR")]
     stagea_dir: Option<PathBuf>,
@@ -115,10 +119,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(serve(args))
 }
 
-fn generator_for(a: &ServeArgs) -> anyhow::Result<Arc<dyn Generator>> {
+/// The generator, and what `/health` says about the weights.
+fn generator_for(a: &ServeArgs) -> anyhow::Result<(Arc<dyn Generator>, String)> {
+    if a.demo {
+        let dir = crate::demo::ensure_weights(&a.data_dir)?;
+        // Tiny weights render quickly at a small size; --size still overrides.
+        let size = a.size.or(Some((128, 96)));
+        let g = load_pipeline(a, &dir, size)?;
+        let g: Arc<dyn Generator> = Arc::new(crate::demo::DemoGenerator(g));
+        return Ok((g, crate::demo::DEMO_NOTE.to_string()));
+    }
     let Some(dir) = &a.weights else {
-        return Ok(Arc::new(NoWeightsGenerator));
+        return Ok((
+            Arc::new(NoWeightsGenerator),
+            "none: every job ends with an error until weights are configured (`scail weights fetch`, or --demo)".into(),
+        ));
     };
+    let g = load_pipeline(a, dir, a.size)?;
+    Ok((g, format!("loaded from {}", dir.display())))
+}
+
+fn load_pipeline(
+    a: &ServeArgs,
+    dir: &std::path::Path,
+    size: Option<(u32, u32)>,
+) -> anyhow::Result<Arc<dyn Generator>> {
     anyhow::ensure!(dir.is_dir(), "--weights {}: no such folder", dir.display());
     let opts = scail_pipeline::models::LoadOptions {
         dtype: crate::device::parse_dtype(&a.precision)?,
@@ -130,11 +155,11 @@ fn generator_for(a: &ServeArgs) -> anyhow::Result<Arc<dyn Generator>> {
     eprintln!("loading weights from {} …", dir.display());
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())
         .with_context(|| format!("loading the weights in {}", dir.display()))?;
-    Ok(Arc::new(g.with_size(a.size)))
+    Ok(Arc::new(g.with_size(size)))
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let generator = generator_for(&a)?;
+    let (generator, weights_note) = generator_for(&a)?;
     let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
         anyhow::ensure!(
             s.is_finite() && s > 0.0,
@@ -158,6 +183,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         webhook_retry_base: secs(a.webhook_retry_base_s, "--webhook-retry-base-s")?,
         lease: secs(a.lease_s, "--lease-s")?,
         shutdown_grace: secs(a.shutdown_grace_s, "--shutdown-grace-s")?,
+        weights_note,
         retention: secs(a.retention_hours * 3600.0, "--retention-hours")?,
         max_queued_per_key: a.max_queued_per_key.max(1),
         max_storage_per_key: (a.max_storage_per_key_gib.max(0.0) * (1u64 << 30) as f64) as u64,
@@ -184,8 +210,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         );
         eprintln!("    FAL_KEY={k}");
     }
-    if a.weights.is_none() {
+    if a.demo {
+        eprintln!("  {}", crate::demo::DEMO_NOTE);
+    } else if a.weights.is_none() {
         eprintln!("  no --weights: jobs will end with an error until weights are configured");
+        eprintln!(
+            "  (`scail weights fetch --dest DIR` for the real model, or --demo to try the flow)"
+        );
     }
     // Machine-readable line for scripts and tests that start the server on port 0.
     println!("SCAIL_LISTENING {}", server.public_url);

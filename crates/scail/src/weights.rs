@@ -98,21 +98,33 @@ pub fn run(a: WeightsArgs) -> anyhow::Result<()> {
             seed,
             dir,
         } => {
-            let r = scail_model::weights::init_random(config, &dir, sparse, seed)?;
-            for f in &r.files {
+            let (files, bytes) = init_random(config, &dir, sparse, seed)?;
+            for f in files {
                 println!("{}", f.display());
             }
-            if matches!(config, ModelSize::Tiny) {
-                // Tiny stand-in Stage A graphs with the real signatures, so a tiny folder runs
-                // the whole job offline.
-                for f in scail_stagea::standin::write_standin_files(&dir.join("stagea"))? {
-                    println!("{}", f.display());
-                }
-            }
-            println!("{} bytes (apparent)", r.bytes);
+            println!("{bytes} bytes (apparent)");
         }
     }
     Ok(())
+}
+
+/// Random weights in the official layout; a tiny folder also gets stand-in Stage A graphs with
+/// the real signatures, so it runs a whole job offline. Returns the files written and the
+/// folder's apparent size.
+pub(crate) fn init_random(
+    config: ModelSize,
+    dir: &std::path::Path,
+    sparse: bool,
+    seed: u64,
+) -> anyhow::Result<(Vec<std::path::PathBuf>, u64)> {
+    let r = scail_model::weights::init_random(config, dir, sparse, seed)?;
+    let mut files = r.files;
+    if matches!(config, ModelSize::Tiny) {
+        files.extend(scail_stagea::standin::write_standin_files(
+            &dir.join("stagea"),
+        )?);
+    }
+    Ok((files, r.bytes))
 }
 
 fn progress_printer() -> scail_hub::ProgressFn {

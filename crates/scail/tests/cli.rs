@@ -275,3 +275,64 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
         "{err}"
     );
 }
+
+/// `scail serve --demo` on an empty data directory: it makes tiny random weights itself, says
+/// so on `/health`, and a request with real media comes back as a video labelled as noise.
+#[test]
+fn serve_demo_runs_the_whole_flow_and_labels_its_output() {
+    if scail_stagea::runtime::resolve_dylib(None).is_err() {
+        eprintln!("skipping: ONNX Runtime not found (Stage A runs in demo mode)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &["--demo"]);
+    let health = http_get(&format!("{}/health", s.url));
+    assert!(health.contains("demo: tiny random weights"), "{health}");
+    let data_uri = |name: &str, mime: &str| {
+        let bytes = std::fs::read(media_dir().join(name)).unwrap();
+        format!("data:{mime};base64,{}", b64(&bytes))
+    };
+    let body = serde_json::json!({"prompt": "a dancer", "num_inference_steps": 1,
+        "image_url": data_uri("ref_photo_woman_shore.jpg", "image/jpeg"),
+        "video_url": data_uri("dance_woman_16fps.mp4", "video/mp4")});
+    let url = format!("{}/queue/fal-ai/scail-2", s.url);
+    let (status, sub) = http_json("POST", &url, "k-test", &body.to_string());
+    assert_eq!(status, 200, "{sub}");
+    let id = serde_json::from_str::<serde_json::Value>(&sub).unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t0 = Instant::now();
+    let result = loop {
+        let (st, r) = http_json("GET", &format!("{url}/requests/{id}"), "k-test", "");
+        if st != 400 {
+            break (st, r);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "the demo job did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(result.0, 200, "{}", result.1);
+    let out: serde_json::Value = serde_json::from_str(&result.1).unwrap();
+    let name = out["video"]["file_name"].as_str().unwrap();
+    assert!(name.starts_with("demo-noise-"), "{name}");
+    assert!(out["video"]["file_size"].as_u64().unwrap() > 0);
+    let (_, status_body) = http_json(
+        "GET",
+        &format!("{url}/requests/{id}/status?logs=1"),
+        "k-test",
+        "",
+    );
+    assert!(
+        status_body.contains("every video is noise"),
+        "{status_body}"
+    );
+    assert!(data.path().join("demo-weights/.complete").exists());
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

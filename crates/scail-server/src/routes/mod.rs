@@ -131,6 +131,7 @@ async fn health(State(st): St) -> Response {
     let queued = st.store.queued_count().await.unwrap_or(0);
     let running = st.running.lock().unwrap().len();
     axum::Json(json!({"status": "ok", "endpoint": scail_core::ENDPOINT_ID, "queued": queued, "running": running,
+        "weights": st.config.weights_note,
         "version": env!("CARGO_PKG_VERSION")}))
     .into_response()
 }
