@@ -11,6 +11,7 @@ pub mod clip;
 pub mod dit;
 #[cfg(feature = "testing")]
 pub mod fixtures;
+pub mod lora;
 #[cfg(feature = "testing")]
 pub mod pth;
 pub mod rope;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 use scail_model::clip::ClipVision;
 use scail_model::dit::Dit;
+use scail_model::lora::{LoraCheckpoint, LoraSpec};
 use scail_model::t5::T5Encoder;
 use scail_model::tokenizer::T5Tokenizer;
 use scail_model::vae::WanVae;
@@ -24,6 +25,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// Keep umT5 loaded between jobs instead of freeing it after each encode.
     pub keep_text_encoder: bool,
+    /// LoRAs fused into the DiT weights as they load, in order, each with its scale.
+    pub loras: Vec<LoraSpec>,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +35,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
             keep_text_encoder: false,
+            loras: Vec::new(),
         }
     }
 }
@@ -59,6 +63,25 @@ fn open(path: &Path, dtype: DType, dev: &Device) -> Result<candle_nn::VarBuilder
         .var_builder(dtype, dev))
 }
 
+/// The DiT's weights with the LoRAs of `loras` fused in; every LoRA key is checked against
+/// the checkpoint here, before any weight is read.
+fn open_dit(
+    path: &Path,
+    loras: &[LoraSpec],
+    dtype: DType,
+    dev: &Device,
+) -> Result<candle_nn::VarBuilder<'static>> {
+    if loras.is_empty() {
+        return open(path, dtype, dev);
+    }
+    let base = Checkpoint::open(path).map_err(|e| werr(format!("{}: {e}", path.display())))?;
+    let fused = LoraCheckpoint::open(base, loras).map_err(werr)?;
+    for s in fused.skipped() {
+        tracing::warn!("LoRA {}: key `{}`: {}", s.path.display(), s.key, s.reason);
+    }
+    Ok(fused.var_builder(dtype, dev))
+}
+
 impl Models {
     /// Verifies the folder against the contract of its size (tiny or 14B) and loads every
     /// component but umT5.
@@ -80,7 +103,8 @@ impl Models {
                 .ok_or_else(|| werr(format!("{}: no {c} checkpoint", dir.display())))
         };
         let dev = &opts.device;
-        let dit = Dit::load(open(&file("dit")?, opts.dtype, dev)?, &contract.dit)?;
+        let dit_vb = open_dit(&file("dit")?, &opts.loras, opts.dtype, dev)?;
+        let dit = Dit::load(dit_vb, &contract.dit)?;
         let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
         let clip = ClipVision::new(&contract.clip, open(&file("clip")?, opts.dtype, dev)?)?;
         let tok_path = report

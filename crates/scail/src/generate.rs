@@ -4,11 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::preset::{self, Preset, Recipe};
 use anyhow::Context;
 use clap::Args;
 use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
-use scail_core::schema::{defaults, DrivingType, Mode, Resolution, ScailInput, SubjectType};
+use scail_core::schema::{DrivingType, Mode, Resolution, ScailInput, SubjectType};
 use scail_core::Fields;
+use scail_model::lora::LoraSpec;
 use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
 use scail_pipeline::sampler::SolverKind;
@@ -44,13 +46,20 @@ pub struct GenerateArgs {
     /// WxH overriding --resolution (multiples of 32), for experiments.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
-    /// Sampling steps per segment (the same bounds as the API's).
-    #[arg(long, default_value_t = defaults::NUM_INFERENCE_STEPS as i64, allow_negative_numbers = true)]
-    pub num_inference_steps: i64,
-    #[arg(long, default_value_t = defaults::GUIDANCE_SCALE, allow_negative_numbers = true)]
-    pub guidance_scale: f64,
-    #[arg(long, default_value_t = defaults::SHIFT, allow_negative_numbers = true)]
-    pub shift: f64,
+    /// Sampling recipe: fast (4 steps, CFG 1, shift 5, euler: for the lightx2v
+    /// step-distillation LoRA), balanced (the same at 8 steps) or quality (the hosted
+    /// defaults). Explicit --num-inference-steps, --guidance-scale, --shift and --sampler win.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Sampling steps per segment (the same bounds as the API's) [default: 40].
+    #[arg(long, allow_negative_numbers = true)]
+    pub num_inference_steps: Option<i64>,
+    /// [default: 5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub guidance_scale: Option<f64>,
+    /// [default: 3]
+    #[arg(long, allow_negative_numbers = true)]
+    pub shift: Option<f64>,
     /// Random when absent; the seed used is printed.
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<i64>,
@@ -66,9 +75,9 @@ pub struct GenerateArgs {
     /// Pre-rendered skeleton video for --driving-type pose.
     #[arg(long)]
     pub pose_video: Option<PathBuf>,
-    /// unipc, dpm++ or euler.
-    #[arg(long, default_value = "unipc")]
-    pub sampler: SolverKind,
+    /// unipc, dpm++ or euler [default: unipc].
+    #[arg(long)]
+    pub sampler: Option<SolverKind>,
     /// Match later segments' colours to the first (fights drift on long videos).
     #[arg(long)]
     pub color_match: bool,
@@ -81,6 +90,11 @@ pub struct GenerateArgs {
     /// Folder of the Stage A ONNX models (default WEIGHTS/stagea when present).
     #[arg(long)]
     pub stagea_dir: Option<PathBuf>,
+    /// LoRA fused into the DiT as it loads: FILE or FILE=SCALE (scale 1 by default).
+    /// Repeatable; kijai/ComfyUI (lora_down/lora_up/alpha), PEFT/diffusers (lora_A/lora_B),
+    /// kohya (lora_unet_*) and .diff/.diff_b safetensors.
+    #[arg(long = "lora", value_name = "FILE[=SCALE]")]
+    pub loras: Vec<LoraSpec>,
 }
 
 /// `WxH` with both sides positive multiples of 32.
@@ -130,9 +144,21 @@ impl Progress for Bar {
 }
 
 impl GenerateArgs {
+    /// Steps, guidance, shift and solver: explicit flags over the preset over the defaults.
+    fn recipe(&self) -> Recipe {
+        preset::resolve(
+            self.preset,
+            self.num_inference_steps,
+            self.guidance_scale,
+            self.shift,
+            self.sampler,
+        )
+    }
+
     /// The request these flags make, through the validation the HTTP door applies: the same
     /// rules and the same messages.
     fn request(&self) -> anyhow::Result<ScailInput<PathBuf>> {
+        let recipe = self.recipe();
         #[allow(clippy::needless_update)]
         let fields = Fields {
             prompt: Some(self.prompt.clone()),
@@ -142,9 +168,9 @@ impl GenerateArgs {
             driving_type: Some(self.driving_type),
             subject_type: Some(self.subject_type),
             resolution: Some(self.resolution),
-            num_inference_steps: Some(self.num_inference_steps),
-            guidance_scale: Some(self.guidance_scale),
-            shift: Some(self.shift),
+            num_inference_steps: Some(recipe.steps),
+            guidance_scale: Some(recipe.guidance_scale),
+            shift: Some(recipe.shift),
             seed: self.seed,
             output_preprocessing: Some(self.output_preprocessing),
             reference_mask_url: self.reference_mask.clone(),
@@ -161,6 +187,11 @@ impl GenerateArgs {
         for (which, path) in input.files() {
             if !path.is_file() {
                 anyhow::bail!("{}: no such file: {}", which.field(), path.display());
+            }
+        }
+        for lora in &self.loras {
+            if !lora.path.is_file() {
+                anyhow::bail!("--lora: no such file: {}", lora.path.display());
             }
         }
         Ok(input)
@@ -186,12 +217,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         LogLevel::Info,
         &format!("loading weights from {}", args.weights.display()),
     );
+    if args.preset.is_some_and(Preset::wants_distill_lora) && args.loras.is_empty() {
+        let msg = "the fast and balanced presets expect a step-distillation LoRA (--lora)";
+        bar.log(LogLevel::Warn, msg);
+    }
+    for l in &args.loras {
+        let msg = format!("LoRA {} at scale {}", l.path.display(), l.scale);
+        bar.log(LogLevel::Info, &msg);
+    }
     let models = Models::load(
         &args.weights,
         LoadOptions {
             dtype,
             device,
             keep_text_encoder: false,
+            loras: args.loras.clone(),
         },
     )
     .with_context(|| format!("loading {}", args.weights.display()))?;
@@ -204,7 +244,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed,
         run: RunOptions {
             size: args.size,
-            solver: args.sampler,
+            solver: args.recipe().sampler,
             color_match: args.color_match,
             stagea_dir,
             ..RunOptions::default()

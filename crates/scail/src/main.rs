@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod device;
 mod generate;
+mod preset;
 mod probe;
 mod serve;
 mod weights;

@@ -150,6 +150,7 @@ fn load_pipeline(
         device: crate::device::parse_device(&a.device)?,
         // The server keeps every network loaded between jobs.
         keep_text_encoder: true,
+        loras: Vec::new(),
     };
     eprintln!("loading weights from {} …", dir.display());
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())

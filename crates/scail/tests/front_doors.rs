@@ -30,6 +30,11 @@ fn cases() -> Vec<Case> {
             json!({"num_inference_steps": 500}),
             &["--num-inference-steps", "500"],
         ),
+        // An explicit flag wins over --preset, and is validated like any other.
+        c(
+            json!({"num_inference_steps": 500}),
+            &["--preset", "fast", "--num-inference-steps", "500"],
+        ),
         c(
             json!({"num_inference_steps": 0}),
             &["--num-inference-steps", "0"],

@@ -4,6 +4,37 @@ use super::{Result, WeightsError};
 
 pub(crate) const SAT_PREFIX: &str = "model.diffusion_model.";
 
+/// Prefixes that community files put in front of Wan-layout names: ComfyUI repacks and LoRAs
+/// (`model.diffusion_model.`, `diffusion_model.`), PEFT (`base_model.model.`) and diffusers
+/// (`transformer.`) LoRAs.
+const WAN_PREFIXES: [&str; 4] = [
+    SAT_PREFIX,
+    "diffusion_model.",
+    "base_model.model.",
+    "transformer.",
+];
+
+/// A Wan-layout name without the community prefixes in front of it (they may be stacked, as in
+/// `base_model.model.diffusion_model.`).
+pub fn strip_wan_prefix(key: &str) -> &str {
+    let mut k = key;
+    while let Some(rest) = WAN_PREFIXES.iter().find_map(|p| k.strip_prefix(p)) {
+        k = rest;
+    }
+    k
+}
+
+/// The canonical name(s) of a stored key in either layout: SAT keys through [`sat_to_wan`]
+/// (with how each part is cut from the stored tensor), anything else as a prefixed Wan name.
+pub fn to_canonical(key: &str) -> Vec<(String, usize, usize)> {
+    if key.starts_with(SAT_PREFIX) {
+        if let Ok(parts) = sat_to_wan(key) {
+            return parts;
+        }
+    }
+    vec![(strip_wan_prefix(key).to_string(), 0, 1)]
+}
+
 /// The canonical name(s) of one SAT key (the official `convert.py` mapping), with how each is
 /// cut from the stored tensor.
 pub fn sat_to_wan(key: &str) -> Result<Vec<(String, usize, usize)>> {

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use super::keys::{sat_to_wan, SAT_PREFIX};
+use super::keys::{sat_to_wan, strip_wan_prefix, SAT_PREFIX};
 use super::{RawCheckpoint, Result, TensorMeta, WeightsError};
 
 /// How a canonical (Wan-layout) tensor is obtained from a stored one.
@@ -66,6 +66,11 @@ impl Checkpoint {
     /// Canonical names with shape and the dtype a load returns before conversion.
     pub fn metas(&self) -> impl Iterator<Item = (&String, &TensorMeta)> {
         self.map.iter().map(|(k, (_, m))| (k, m))
+    }
+
+    /// Shape and dtype of one canonical tensor.
+    pub fn meta(&self, name: &str) -> Option<&TensorMeta> {
+        self.map.get(name).map(|(_, m)| m)
     }
 
     pub fn source(&self, name: &str) -> Option<&Source> {
@@ -155,10 +160,7 @@ fn sat_map(raw: &RawCheckpoint) -> Result<KeyMap> {
 fn plain_map(raw: &RawCheckpoint) -> KeyMap {
     let mut map = KeyMap::new();
     for (k, meta) in &raw.metas {
-        let name = k
-            .strip_prefix(SAT_PREFIX)
-            .or_else(|| k.strip_prefix("diffusion_model."))
-            .unwrap_or(k);
+        let name = strip_wan_prefix(k);
         if name == "scaled_fp8" || name.ends_with(".scale_weight") || name.ends_with(".scale_input")
         {
             continue;
