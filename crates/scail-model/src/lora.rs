@@ -24,8 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::checkpoint::{to_canonical, Checkpoint, RawCheckpoint, WeightsError};
@@ -506,34 +505,4 @@ fn fused_shape(base: &[usize], parts: usize) -> Vec<usize> {
     s
 }
 
-impl SimpleBackend for LoraCheckpoint {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        _: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let t = self.get_unchecked(name, dtype, dev)?;
-        if t.shape() != &s {
-            candle_core::bail!(
-                "shape mismatch for {name}: stored {:?}, expected {:?}",
-                t.dims(),
-                s.dims()
-            )
-        }
-        Ok(t)
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self
-            .load(name)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        t.to_dtype(dtype)?.to_device(dev)
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.base.contains(name)
-    }
-}
+crate::checkpoint::reader::simple_backend!(LoraCheckpoint, |this, name| this.base.contains(name));

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::keys::{sat_to_wan, strip_wan_prefix, SAT_PREFIX};
@@ -185,34 +184,49 @@ fn plain_map(raw: &RawCheckpoint) -> KeyMap {
     map
 }
 
-impl SimpleBackend for Checkpoint {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        _: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let t = self.get_unchecked(name, dtype, dev)?;
-        if t.shape() != &s {
-            candle_core::bail!(
-                "shape mismatch for {name}: stored {:?}, expected {:?}",
-                t.dims(),
-                s.dims()
-            )
+/// candle's `SimpleBackend` for a reader with `load(&self, name)` (its error displayable) and a
+/// presence check: the plain checkpoint reader and the LoRA-fusing one share this.
+macro_rules! simple_backend {
+    ($t:ty, |$this:ident, $name:ident| $contains:expr) => {
+        impl candle_nn::var_builder::SimpleBackend for $t {
+            fn get(
+                &self,
+                s: candle_core::Shape,
+                name: &str,
+                _: candle_nn::Init,
+                dtype: candle_core::DType,
+                dev: &candle_core::Device,
+            ) -> candle_core::Result<candle_core::Tensor> {
+                let t = self.get_unchecked(name, dtype, dev)?;
+                if t.shape() != &s {
+                    candle_core::bail!(
+                        "shape mismatch for {name}: stored {:?}, expected {:?}",
+                        t.dims(),
+                        s.dims()
+                    )
+                }
+                Ok(t)
+            }
+
+            fn get_unchecked(
+                &self,
+                name: &str,
+                dtype: candle_core::DType,
+                dev: &candle_core::Device,
+            ) -> candle_core::Result<candle_core::Tensor> {
+                let t = self
+                    .load(name)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                t.to_dtype(dtype)?.to_device(dev)
+            }
+
+            fn contains_tensor(&self, $name: &str) -> bool {
+                let $this = self;
+                $contains
+            }
         }
-        Ok(t)
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self
-            .load(name)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        t.to_dtype(dtype)?.to_device(dev)
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.contains(name)
-    }
+    };
 }
+pub(crate) use simple_backend;
+
+simple_backend!(Checkpoint, |this, name| this.contains(name));
