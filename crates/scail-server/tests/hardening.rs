@@ -89,11 +89,9 @@ async fn active_uploads_are_served_as_sandboxed_attachments() {
         ("application/javascript", &b"alert(1)"[..]),
     ] {
         let up = api
-            .send(
-                "POST",
-                "/cdn/files/upload",
-                Some(KEY_A),
-                Some(body.to_vec()),
+            .cdn_upload(
+                KEY_A,
+                body.to_vec(),
                 &[("content-type", ct), ("x-fal-file-name", "x")],
             )
             .await;
@@ -114,13 +112,7 @@ async fn active_uploads_are_served_as_sandboxed_attachments() {
     }
     // A video stays inline (players need it), still with nosniff.
     let up = api
-        .send(
-            "POST",
-            "/cdn/files/upload",
-            Some(KEY_A),
-            Some(mp4_bytes()),
-            &[("content-type", "video/mp4")],
-        )
+        .cdn_upload(KEY_A, mp4_bytes(), &[("content-type", "video/mp4")])
         .await;
     let url = up.json()["access_url"].as_str().unwrap().to_string();
     let got = api.send("GET", &url, None, None, &[]).await;
@@ -174,13 +166,7 @@ async fn errors_are_json_ranges_follow_rfc_9110_and_parts_are_checked() {
     assert!(r.json()["detail"].is_string());
 
     let up = api
-        .send(
-            "POST",
-            "/cdn/files/upload",
-            Some(KEY_A),
-            Some(mp4_bytes()),
-            &[("content-type", "video/mp4")],
-        )
+        .cdn_upload(KEY_A, mp4_bytes(), &[("content-type", "video/mp4")])
         .await;
     let file = up.json();
     let url = file["access_url"].as_str().unwrap().to_string();

@@ -57,11 +57,9 @@ async fn expired_jobs_outputs_and_uploads_are_swept() {
     assert_eq!(api.send("GET", &video, None, None, &[]).await.status, 200);
     // An upload that asks for a short life, and one that is never completed.
     let up = api
-        .send(
-            "POST",
-            "/cdn/files/upload",
-            Some(KEY_A),
-            Some(mp4_bytes()),
+        .cdn_upload(
+            KEY_A,
+            mp4_bytes(),
             &[
                 ("content-type", "video/mp4"),
                 (LIFECYCLE, r#"{"expiration_duration_seconds": 1}"#),
@@ -177,11 +175,9 @@ async fn one_key_cannot_fill_the_queue_or_the_disk() {
     assert_eq!(api.submit(KEY_A, &body).await.status, 200);
     // Alice now stores more than her 1000 bytes: further uploads are refused.
     let r = api
-        .send(
-            "POST",
-            "/cdn/files/upload",
-            Some(KEY_A),
-            Some(vec![1u8; 10]),
+        .cdn_upload(
+            KEY_A,
+            vec![1u8; 10],
             &[("content-type", "application/octet-stream")],
         )
         .await;

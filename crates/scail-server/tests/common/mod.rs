@@ -218,6 +218,12 @@ impl Api {
         }
     }
 
+    /// A direct CDN upload (`POST /cdn/files/upload`) with the API key.
+    pub async fn cdn_upload(&self, key: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+        self.send("POST", "/cdn/files/upload", Some(key), Some(body), headers)
+            .await
+    }
+
     pub async fn submit(&self, key: &str, input: &Value) -> Resp {
         self.send(
             "POST",
