@@ -10,9 +10,7 @@ use serde_json::{json, Value};
 /// The stored `input` column of a job, read from the data directory's database.
 async fn stored_input(dir: &std::path::Path, id: &str) -> String {
     use sqlx::Row;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("scail.db").display()))
-        .await
-        .unwrap();
+    let pool = db(dir).await;
     let row = sqlx::query("SELECT input FROM job_inputs WHERE job_id = ?")
         .bind(id)
         .fetch_one(&pool)
@@ -311,10 +309,10 @@ async fn job_errors_name_fields_not_server_paths() {
 async fn inputs_in_old_status_rows_move_out_at_start() {
     use scail_server::store::{NewJob, Store};
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("scail.db");
+    let db_file = dir.path().join("scail.db");
     let input = json!({"prompt": "p", "image_url": "https://e.com/a.png", "video_url": "https://e.com/b.mp4",
         "num_inference_steps": 2, "padding": "z".repeat(1 << 20)});
-    let store = Store::open(&db).await.unwrap();
+    let store = Store::open(&db_file).await.unwrap();
     store
         .insert_job(&NewJob {
             id: "old",
@@ -330,9 +328,7 @@ async fn inputs_in_old_status_rows_move_out_at_start() {
         .unwrap();
     drop(store);
     // As an older server left it: the input in the status row, no row in job_inputs.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = db(dir.path()).await;
     sqlx::query("UPDATE jobs SET input = (SELECT input FROM job_inputs WHERE job_id = 'old')")
         .execute(&pool)
         .await
@@ -343,11 +339,9 @@ async fn inputs_in_old_status_rows_move_out_at_start() {
         .unwrap();
     pool.close().await;
 
-    let store = Store::open(&db).await.unwrap();
+    let store = Store::open(&db_file).await.unwrap();
     assert_eq!(store.job("old").await.unwrap().unwrap().input, input);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = db(dir.path()).await;
     let left: String = sqlx::query_scalar("SELECT input FROM jobs WHERE id = 'old'")
         .fetch_one(&pool)
         .await

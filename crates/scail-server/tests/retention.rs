@@ -12,9 +12,7 @@ use serde_json::json;
 const LIFECYCLE: &str = "x-fal-object-lifecycle-preference";
 
 async fn freelist(dir: &std::path::Path) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("scail.db").display()))
-        .await
-        .unwrap();
+    let pool = db(dir).await;
     sqlx::query_scalar("PRAGMA freelist_count")
         .fetch_one(&pool)
         .await

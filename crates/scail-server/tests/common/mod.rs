@@ -390,3 +390,10 @@ pub fn base64_of(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// A direct connection to a data directory's job database, for tests that look at what is
+/// stored.
+pub async fn db(data_dir: &Path) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", data_dir.join("scail.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
