@@ -63,6 +63,8 @@ pub struct GenerateRequest {
     pub input: ScailInput<PathBuf>,
     pub seed: u64,
     pub work_dir: PathBuf,
+    /// The request's `loras`, resolved to files by the front door that took it.
+    pub loras: Vec<crate::LoraFile>,
 }
 
 /// A file the generator wrote into its working folder.

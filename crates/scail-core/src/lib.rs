@@ -4,7 +4,9 @@
 
 pub mod generator;
 pub mod openapi;
+mod recipe;
 mod request;
+mod request_loras;
 pub mod schema;
 pub mod sniff;
 pub mod validate;

@@ -161,6 +161,32 @@ impl<T: WireEnum + PartialEq> FromJson for Choice<T> {
     }
 }
 
+/// One of a string enum's wire names, or nothing (no default).
+pub(crate) struct OptionalChoice<T>(std::marker::PhantomData<T>);
+
+impl<T> OptionalChoice<T> {
+    pub const fn new() -> Self {
+        OptionalChoice(std::marker::PhantomData)
+    }
+}
+
+impl<F, T: WireEnum + PartialEq> Kind<F> for OptionalChoice<T> {
+    type Given = T;
+    type Valid = Option<T>;
+    fn check(&self, _: &str, given: Option<T>, _: &mut Vec<FieldError>) -> Option<Option<T>> {
+        Some(given)
+    }
+    fn schema(&self, d: &str) -> Value {
+        json!({"type": "string", "enum": T::names(), "description": d})
+    }
+}
+
+impl<T: WireEnum + PartialEq> FromJson for OptionalChoice<T> {
+    fn parse(&self, p: &mut Parser, field: &str) -> Option<T> {
+        Choice::<T>::new().parse(p, field)
+    }
+}
+
 /// A whole number in an inclusive range, with a default.
 pub(crate) struct Count {
     pub range: (i64, i64),
@@ -352,6 +378,16 @@ macro_rules! scail_request {
             driving_mask_url: OptionalFile => Option<F>, F;
             /// scail extension: pre-rendered skeleton video; skips pose estimation.
             pose_video_url: OptionalFile => Option<F>, F;
+            /// scail extension: a sampling recipe. fast: 4 steps, CFG 1, shift 5, euler (the
+            /// lightx2v step-distillation LoRA's published recipe; name that LoRA in loras);
+            /// balanced: the same at 8 steps; quality: the hosted defaults. Steps, guidance
+            /// scale, shift and sampler given in the request win over the preset's.
+            preset: OptionalChoice::<Preset>::new() => Option<Preset>, Preset;
+            /// scail extension: the solver (unipc as hosted; euler for step-distilled LoRAs).
+            sampler: Choice::<Sampler>::new() => Sampler, Sampler;
+            /// scail extension: LoRAs fused into the DiT for this request, each a file name in
+            /// the server's LoRA folder (scail serve --lora-dir) with its scale.
+            loras: crate::request_loras::LoraList => Vec<LoraRef>, Vec<LoraRef>;
             $($extra)*
         }
     };

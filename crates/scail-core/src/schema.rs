@@ -74,6 +74,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -220,6 +221,10 @@ impl InputFile {
     }
 }
 
+pub use crate::recipe::{
+    lora_name_problem, LoraFile, LoraRef, Preset, Recipe, Sampler, LORA_EXTENSIONS,
+    LORA_SCALE_RANGE, MAX_LORAS,
+};
 pub use crate::request::ScailInput;
 
 impl<F> ScailInput<F> {

@@ -177,7 +177,15 @@ impl<F> Fields<F> {
 
     /// [`Fields::validate`] after a parse that already found `errors` (a field with an error
     /// there is not reported missing again).
-    fn validate_after(self, mut e: Vec<FieldError>) -> Result<ScailInput<F>, Vec<FieldError>> {
+    fn validate_after(mut self, mut e: Vec<FieldError>) -> Result<ScailInput<F>, Vec<FieldError>> {
+        // A preset fills what the request leaves out; what it gives wins.
+        if let Some(preset) = self.preset {
+            let r = preset.recipe();
+            self.num_inference_steps.get_or_insert(r.steps as i64);
+            self.guidance_scale.get_or_insert(r.guidance_scale);
+            self.shift.get_or_insert(r.shift);
+            self.sampler.get_or_insert(r.sampler);
+        }
         let input = self.check_fields(&mut e);
         if let Some(i) = &input {
             // Rules across fields, after each field's own.

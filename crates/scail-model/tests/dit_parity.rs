@@ -168,8 +168,10 @@ fn dit_accepts_several_additional_refs() {
         &t2.narrow(0, 2 * per, l1 - per).unwrap(),
         &t1.narrow(0, per, l1 - per).unwrap(),
     );
-    assert_eq!(same_first, 0.0);
-    assert_eq!(same_rest, 0.0);
+    // The same rows through a taller matmul: a BLAS kernel may block by row count, so only the
+    // last bits may differ (f32 epsilon-scale), never the values.
+    assert!(same_first < 1e-5, "{same_first}");
+    assert!(same_rest < 1e-5, "{same_rest}");
     assert_eq!(v2.dims(), v1.dims());
     let vals = v2.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(vals.iter().all(|x| x.is_finite()));

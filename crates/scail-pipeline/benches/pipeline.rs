@@ -3,8 +3,14 @@
 //! weights) and a mid-size DiT (the sampling core at a larger size), each with and without
 //! classifier-free guidance as the comparison run.
 //!
-//! Run through `bench/pipeline.sh` (builds under the shared cargo lock, runs outside it).
-//! Environment: `SCAIL_MEDIA_DIR` (default testdata/media), `BENCH_STEPS` (default 4).
+//! With `BENCH_PRESETS=1` it compares the `fast` preset (the distilled recipe: 4 Euler steps at
+//! CFG 1) with `quality` (the hosted 40 UniPC steps at CFG 5) instead: seconds per job and per
+//! segment at both sizes, the two interleaved for `BENCH_ROUNDS` rounds (default 3), min and
+//! median of each, and the speed-up.
+//!
+//! Run through `bench/pipeline.sh` / `bench/presets.sh` (build under the shared cargo lock, run
+//! outside it). Environment: `SCAIL_MEDIA_DIR` (default testdata/media), `BENCH_STEPS`
+//! (default 4).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
 use scail_core::schema::ScailInput;
-use scail_core::schema::{DrivingType, Mode, Resolution, SubjectType};
+use scail_core::schema::{DrivingType, Mode, Preset, Recipe, Resolution, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::ImageU8;
 use scail_model::dit::{self, Dit, DitConfig};
@@ -52,7 +58,23 @@ fn media_dir() -> PathBuf {
     scail_testdata::media_dir()
 }
 
-fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, h: usize) {
+/// Seconds per job and per segment of one run.
+#[derive(Clone, Copy)]
+struct Timing {
+    job: f64,
+    segment: f64,
+}
+
+fn recipe(steps: usize, guidance: f64) -> Recipe {
+    Recipe {
+        steps: steps as u32,
+        guidance_scale: guidance,
+        ..Preset::Quality.recipe()
+    }
+}
+
+fn tiny_job(r: Recipe, tmp: &Path, models: &Models, w: usize, h: usize) -> Timing {
+    let (steps, guidance) = (r.steps as usize, r.guidance_scale);
     let t = StepTimes {
         start: Instant::now(),
         steps: Default::default(),
@@ -66,14 +88,17 @@ fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, 
             driving_type: DrivingType::EndToEnd,
             subject_type: SubjectType::Human,
             resolution: Resolution::R512p,
-            num_inference_steps: steps as u32,
-            guidance_scale: guidance,
-            shift: 3.0,
+            num_inference_steps: r.steps,
+            guidance_scale: r.guidance_scale,
+            shift: r.shift,
             seed: Some(1),
             output_preprocessing: false,
             reference_mask_url: Some(tmp.join("ref_mask.png")),
             driving_mask_url: Some(tmp.join("drv_mask.mp4")),
             pose_video_url: None,
+            preset: None,
+            sampler: r.sampler,
+            loras: Vec::new(),
         },
         seed: 1,
         run: RunOptions {
@@ -116,6 +141,10 @@ fn tiny_job(steps: usize, guidance: f64, tmp: &Path, models: &Models, w: usize, 
     for (n, s) in &out.timings {
         println!("    {n:<22} {s:>8.3} s  {:>5.1}%", 100.0 * s / total);
     }
+    Timing {
+        job,
+        segment: sampling / segments.max(1) as f64,
+    }
 }
 
 #[derive(Default)]
@@ -154,10 +183,10 @@ impl Hooks for Stages {
 /// The sampling core with a mid-size random DiT and the tiny VAE.
 fn mid_core(
     vae: &scail_model::vae::WanVae,
-    steps: usize,
-    guidance: f64,
+    r: Recipe,
     (frames, h, w): (usize, usize, usize),
-) {
+) -> Timing {
+    let (steps, guidance) = (r.steps as usize, r.guidance_scale);
     let cfg = DitConfig {
         dim: 512,
         ffn_dim: 1536,
@@ -188,6 +217,8 @@ fn mid_core(
     let opts = SamplingOptions {
         steps,
         guidance,
+        shift: r.shift,
+        solver: r.sampler.into(),
         segment_len: 33,
         ..SamplingOptions::default()
     };
@@ -221,6 +252,45 @@ fn mid_core(
     for (n, s) in &st.acc {
         println!("    {n:<22} {s:>8.3} s  {:>5.1}%", 100.0 * s / job);
     }
+    Timing {
+        job,
+        segment: job / st.segments.max(1) as f64,
+    }
+}
+
+fn min_median(v: &[f64]) -> (f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[0], s[s.len() / 2])
+}
+
+/// `fast` against `quality` at one size, interleaved round by round.
+fn compare_presets(name: &str, rounds: usize, mut run: impl FnMut(Recipe) -> Timing) {
+    let presets = [Preset::Fast, Preset::Quality];
+    let mut t: Vec<Vec<Timing>> = vec![Vec::new(); presets.len()];
+    for round in 0..rounds {
+        for (i, p) in presets.iter().enumerate() {
+            println!("  [{name}, round {}/{rounds}, {p}]", round + 1);
+            t[i].push(run(p.recipe()));
+        }
+    }
+    println!("== {name}: {rounds} interleaved rounds");
+    let mut med = Vec::new();
+    for (p, ts) in presets.iter().zip(&t) {
+        let (jmin, jmed) = min_median(&ts.iter().map(|x| x.job).collect::<Vec<_>>());
+        let (smin, smed) = min_median(&ts.iter().map(|x| x.segment).collect::<Vec<_>>());
+        let r = p.recipe();
+        println!(
+            "  {:<8} ({} steps, CFG {}, {}): s/job min {jmin:.2} median {jmed:.2}; s/segment min {smin:.2} median {smed:.2}",
+            p.to_string(), r.steps, r.guidance_scale, r.sampler
+        );
+        med.push((jmed, smed));
+    }
+    println!(
+        "  fast vs quality: {:.1}x less time per job, {:.1}x per segment (medians)",
+        med[1].0 / med[0].0,
+        med[1].1 / med[0].1
+    );
 }
 
 fn main() {
@@ -266,10 +336,23 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    for g in [5.0, 1.0] {
-        tiny_job(steps, g, tmp.path(), &models, w, h);
+    if std::env::var("BENCH_PRESETS").is_ok_and(|v| v == "1") {
+        let rounds: usize = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3);
+        compare_presets("tiny job", rounds, |r| {
+            tiny_job(r, tmp.path(), &models, w, h)
+        });
+        compare_presets("mid DiT sampling core", rounds, |r| {
+            mid_core(&models.vae, r, (33, 64, 128))
+        });
+        return;
     }
     for g in [5.0, 1.0] {
-        mid_core(&models.vae, steps, g, (33, 128, 256));
+        tiny_job(recipe(steps, g), tmp.path(), &models, w, h);
+    }
+    for g in [5.0, 1.0] {
+        mid_core(&models.vae, recipe(steps, g), (33, 128, 256));
     }
 }

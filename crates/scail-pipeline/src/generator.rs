@@ -1,6 +1,8 @@
-//! The server's real [`Generator`]: a weights folder loaded once, one job per request.
+//! The server's real [`Generator`]: a weights folder loaded once, one job per request. A request
+//! that names other LoRAs than the loaded ones reloads the DiT with them first.
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use scail_core::generator::{
     GenerateError, GenerateOutput, GenerateRequest, GeneratedFile, Generator, LogLevel, Progress,
@@ -8,12 +10,13 @@ use scail_core::generator::{
 
 use crate::job::{run_job, JobRequest, RunOptions};
 use crate::models::{LoadOptions, Models};
-use crate::sampler::SolverKind;
 use crate::PipelineError;
+use scail_model::lora::LoraSpec;
 
 /// SCAIL-2 on the networks of one weights folder, kept loaded between jobs.
 pub struct PipelineGenerator {
-    models: Models,
+    /// Jobs read the models; a LoRA swap writes them (waiting for running jobs to finish).
+    models: RwLock<Models>,
     run: RunOptions,
 }
 
@@ -28,7 +31,7 @@ impl PipelineGenerator {
         let models = Models::load(weights, opts)?;
         let stagea_dir = stagea_dir.or_else(|| Some(weights.join("stagea")).filter(|d| d.is_dir()));
         Ok(Self {
-            models,
+            models: RwLock::new(models),
             run: RunOptions {
                 stagea_dir,
                 ..RunOptions::default()
@@ -43,14 +46,32 @@ impl PipelineGenerator {
         self
     }
 
-    /// The sampler every job uses (UniPC unless changed).
-    pub fn with_solver(mut self, solver: SolverKind) -> Self {
-        self.run.solver = solver;
-        self
-    }
-
-    pub fn models(&self) -> &Models {
-        &self.models
+    /// The models with `loras` fused in, reloading the DiT first if another set is loaded.
+    fn models_with(
+        &self,
+        loras: &[LoraSpec],
+        progress: &dyn Progress,
+    ) -> crate::Result<std::sync::RwLockReadGuard<'_, Models>> {
+        loop {
+            let m = self.models.read().unwrap_or_else(|e| e.into_inner());
+            if m.opts.loras == loras {
+                return Ok(m);
+            }
+            drop(m);
+            let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
+            let names: Vec<String> = loras
+                .iter()
+                .map(|l| format!("{} ×{}", l.path.display(), l.scale))
+                .collect();
+            let msg = if loras.is_empty() {
+                "reloading the DiT without LoRAs".to_string()
+            } else {
+                format!("reloading the DiT with LoRAs: {}", names.join(", "))
+            };
+            progress.log(LogLevel::Info, &msg);
+            m.set_loras(loras)?;
+            // Another job may swap again before this one reads: check under the read lock.
+        }
     }
 }
 
@@ -80,7 +101,37 @@ impl Generator for PipelineGenerator {
             out: r.work_dir.join("output.mp4"),
         };
         progress.log(LogLevel::Info, &format!("seed {}", r.seed));
-        match run_job(&self.models, &req, progress) {
+        let i = &r.input;
+        let recipe = format!(
+            "sampling: {} steps, guidance {}, shift {}, {}",
+            i.num_inference_steps, i.guidance_scale, i.shift, i.sampler
+        );
+        progress.log(LogLevel::Info, &recipe);
+        if r.input.preset.is_some_and(|p| p.wants_distill_lora()) && r.loras.is_empty() {
+            let msg = "the fast and balanced presets expect a step-distillation LoRA in `loras`; without one the video will be poor";
+            progress.log(LogLevel::Warn, msg);
+        }
+        let loras: Vec<LoraSpec> = r
+            .loras
+            .iter()
+            .map(|l| LoraSpec {
+                path: l.path.clone(),
+                scale: l.scale,
+            })
+            .collect();
+        let models = match self.models_with(&loras, progress) {
+            Ok(m) => m,
+            // The LoRA was the request's choice: a key or shape that does not fit is its error.
+            Err(e) => {
+                let message = e.to_string();
+                progress.log(LogLevel::Error, &message);
+                return Err(GenerateError::Input {
+                    field: Some("loras".into()),
+                    message,
+                });
+            }
+        };
+        match run_job(&models, &req, progress) {
             Ok(o) => Ok(GenerateOutput {
                 video: file(o.video),
                 preprocessing_video: o.preprocessing_video.map(file),

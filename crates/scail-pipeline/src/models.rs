@@ -48,6 +48,7 @@ pub struct Models {
     pub vae: WanVae,
     pub clip: ClipVision,
     pub tokenizer: T5Tokenizer,
+    dit_path: PathBuf,
     t5_path: PathBuf,
     t5: Mutex<Option<T5Encoder>>,
     pub opts: LoadOptions,
@@ -103,7 +104,8 @@ impl Models {
                 .ok_or_else(|| werr(format!("{}: no {c} checkpoint", dir.display())))
         };
         let dev = &opts.device;
-        let dit_vb = open_dit(&file("dit")?, &opts.loras, opts.dtype, dev)?;
+        let dit_path = file("dit")?;
+        let dit_vb = open_dit(&dit_path, &opts.loras, opts.dtype, dev)?;
         let dit = Dit::load(dit_vb, &contract.dit)?;
         let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
         let clip = ClipVision::new(&contract.clip, open(&file("clip")?, opts.dtype, dev)?)?;
@@ -121,6 +123,7 @@ impl Models {
             vae,
             clip,
             tokenizer,
+            dit_path,
             t5_path,
             t5: Mutex::new(None),
             opts,
@@ -130,6 +133,20 @@ impl Models {
             *me.t5.lock().unwrap_or_else(|e| e.into_inner()) = Some(t5);
         }
         Ok(me)
+    }
+
+    /// Reloads the DiT with `loras` fused in (the base file again, then each LoRA), unless
+    /// that set is already loaded. The new weights are built before the old ones go, so a LoRA
+    /// that does not fit leaves the loaded model as it was (at the cost of both in memory for
+    /// the moment of the swap).
+    pub fn set_loras(&mut self, loras: &[LoraSpec]) -> Result<()> {
+        if self.opts.loras == loras {
+            return Ok(());
+        }
+        let vb = open_dit(&self.dit_path, loras, self.opts.dtype, &self.opts.device)?;
+        self.dit = Dit::load(vb, &self.contract.dit)?;
+        self.opts.loras = loras.to_vec();
+        Ok(())
     }
 
     pub fn size(&self) -> ModelSize {

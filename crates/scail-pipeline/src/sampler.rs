@@ -52,6 +52,16 @@ impl SolverKind {
     }
 }
 
+impl From<scail_core::Sampler> for SolverKind {
+    fn from(s: scail_core::Sampler) -> Self {
+        match s {
+            scail_core::Sampler::UniPc => Self::UniPc,
+            scail_core::Sampler::DpmPp => Self::DpmPp,
+            scail_core::Sampler::Euler => Self::Euler,
+        }
+    }
+}
+
 impl FromStr for SolverKind {
     type Err = SamplerError;
     fn from_str(s: &str) -> Result<Self> {

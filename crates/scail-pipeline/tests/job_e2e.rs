@@ -98,6 +98,9 @@ fn request(
             reference_mask_url: Some(f.dir.path().join("ref_mask.png")),
             driving_mask_url: Some(f.dir.path().join("drv_mask.mp4")),
             pose_video_url: None,
+            preset: None,
+            sampler: Default::default(),
+            loras: Vec::new(),
         },
         seed,
         run: RunOptions {
@@ -267,12 +270,16 @@ fn generator_runs_a_request_and_honours_cancel() {
         reference_mask_url: Some(f.dir.path().join("ref_mask.png")),
         driving_mask_url: Some(f.dir.path().join("drv_mask.mp4")),
         pose_video_url: None,
+        preset: None,
+        sampler: Default::default(),
+        loras: Vec::new(),
     };
     let req = GenerateRequest {
         request_id: "r1".into(),
         input,
         seed: 3,
         work_dir: work,
+        loras: Vec::new(),
     };
     let log = Log(Default::default());
     let out = g.generate(&req, &log).unwrap();

@@ -102,6 +102,9 @@ fn reference_mask_is_cropped_like_the_reference_image() {
             reference_mask_url: Some(d.join("ref_mask.png")),
             driving_mask_url: Some(d.join("drv_mask.mp4")),
             pose_video_url: None,
+            preset: None,
+            sampler: Default::default(),
+            loras: Vec::new(),
         },
         seed: 1,
         run: RunOptions {

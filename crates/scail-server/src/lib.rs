@@ -7,6 +7,7 @@ pub mod datalock;
 pub mod fetch;
 pub mod keys;
 pub mod listen;
+pub mod loras;
 pub mod retention;
 pub mod routes;
 pub mod storage;
@@ -66,6 +67,8 @@ pub struct ServerConfig {
     pub weights_note: String,
     /// Connection caps and the header-read timeout.
     pub connections: listen::ConnLimits,
+    /// The folder whose LoRA files requests may name in `loras`.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_storage_per_key: 50 << 30,
             connections: listen::ConnLimits::default(),
             weights_note: "none".into(),
+            lora_dir: None,
         }
     }
 }

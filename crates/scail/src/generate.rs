@@ -4,16 +4,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::preset::{self, Preset, Recipe};
 use anyhow::Context;
 use clap::Args;
 use scail_core::generator::{LogLevel, Progress, ProgressUpdate};
-use scail_core::schema::{DrivingType, Mode, Resolution, ScailInput, SubjectType};
+use scail_core::schema::{DrivingType, Mode, Preset, Resolution, Sampler, ScailInput, SubjectType};
 use scail_core::Fields;
 use scail_model::lora::LoraSpec;
 use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
-use scail_pipeline::sampler::SolverKind;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -49,7 +47,7 @@ pub struct GenerateArgs {
     /// Sampling recipe: fast (4 steps, CFG 1, shift 5, euler: for the lightx2v
     /// step-distillation LoRA), balanced (the same at 8 steps) or quality (the hosted
     /// defaults). Explicit --num-inference-steps, --guidance-scale, --shift and --sampler win.
-    #[arg(long, value_enum)]
+    #[arg(long)]
     pub preset: Option<Preset>,
     /// Sampling steps per segment (the same bounds as the API's) [default: 40].
     #[arg(long, allow_negative_numbers = true)]
@@ -77,7 +75,7 @@ pub struct GenerateArgs {
     pub pose_video: Option<PathBuf>,
     /// unipc, dpm++ or euler [default: unipc].
     #[arg(long)]
-    pub sampler: Option<SolverKind>,
+    pub sampler: Option<Sampler>,
     /// Match later segments' colours to the first (fights drift on long videos).
     #[arg(long)]
     pub color_match: bool,
@@ -144,21 +142,9 @@ impl Progress for Bar {
 }
 
 impl GenerateArgs {
-    /// Steps, guidance, shift and solver: explicit flags over the preset over the defaults.
-    fn recipe(&self) -> Recipe {
-        preset::resolve(
-            self.preset,
-            self.num_inference_steps,
-            self.guidance_scale,
-            self.shift,
-            self.sampler,
-        )
-    }
-
     /// The request these flags make, through the validation the HTTP door applies: the same
     /// rules and the same messages.
     fn request(&self) -> anyhow::Result<ScailInput<PathBuf>> {
-        let recipe = self.recipe();
         #[allow(clippy::needless_update)]
         let fields = Fields {
             prompt: Some(self.prompt.clone()),
@@ -168,14 +154,18 @@ impl GenerateArgs {
             driving_type: Some(self.driving_type),
             subject_type: Some(self.subject_type),
             resolution: Some(self.resolution),
-            num_inference_steps: Some(recipe.steps),
-            guidance_scale: Some(recipe.guidance_scale),
-            shift: Some(recipe.shift),
+            num_inference_steps: self.num_inference_steps,
+            guidance_scale: self.guidance_scale,
+            shift: self.shift,
             seed: self.seed,
             output_preprocessing: Some(self.output_preprocessing),
             reference_mask_url: self.reference_mask.clone(),
             driving_mask_url: self.driving_mask.clone(),
             pose_video_url: self.pose_video.clone(),
+            // The preset fills what the flags leave out, as it does for a request.
+            preset: self.preset,
+            sampler: self.sampler,
+            // --lora names files on this machine; they load below, not through the request.
             // A field added to the request works here with its default until it gets a flag.
             ..Fields::default()
         };
@@ -244,7 +234,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed,
         run: RunOptions {
             size: args.size,
-            solver: args.recipe().sampler,
             color_match: args.color_match,
             stagea_dir,
             ..RunOptions::default()

@@ -4,7 +4,6 @@ mod bench;
 mod demo;
 mod device;
 mod generate;
-mod preset;
 mod probe;
 mod serve;
 mod weights;

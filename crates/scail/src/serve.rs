@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// GiB of stored files one key may keep; uploads beyond it are refused.
     #[arg(long, default_value_t = 50.0)]
     max_storage_per_key_gib: f64,
+    /// Folder of LoRA files (.safetensors, .pt) that requests may name in `loras`, by file name
+    /// only; /openapi.json lists them. E.g. the folder `scail weights fetch --with-loras` fills.
+    #[arg(long, env = "SCAIL_LORA_DIR")]
+    lora_dir: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -159,6 +163,9 @@ fn load_pipeline(
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if let Some(d) = &a.lora_dir {
+        anyhow::ensure!(d.is_dir(), "--lora-dir {}: no such folder", d.display());
+    }
     let (generator, weights_note) = generator_for(&a)?;
     let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
         anyhow::ensure!(
@@ -192,6 +199,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             max_connections_per_peer: a.max_connections_per_peer.max(1),
             header_read_timeout: secs(a.header_read_timeout_s, "--header-read-timeout-s")?,
         },
+        lora_dir: a.lora_dir.clone(),
         ..ServerConfig::default()
     };
     let server = scail_server::start(config, generator)
@@ -203,6 +211,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         server.public_url
     );
     eprintln!("  data directory: {}", a.data_dir.display());
+    if let Some(d) = &a.lora_dir {
+        let names = scail_server::loras::available(Some(d));
+        eprintln!("  LoRA folder: {} ({} files)", d.display(), names.len());
+    }
     if let Some(k) = &server.generated_key {
         eprintln!(
             "  generated an API key (stored in {}):",

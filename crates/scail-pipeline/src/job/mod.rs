@@ -18,7 +18,6 @@ use scail_core::schema::ScailInput;
 use scail_media::timing::MODEL_FPS;
 
 use crate::models::Models;
-use crate::sampler::SolverKind;
 use crate::segments::SamplingOptions;
 use crate::{PipelineError, Result};
 
@@ -27,7 +26,6 @@ use crate::{PipelineError, Result};
 pub struct RunOptions {
     /// `(width, height)` overriding the request's resolution (multiples of 32), for experiments.
     pub size: Option<(u32, u32)>,
-    pub solver: SolverKind,
     /// Match later segments' colours to the first (fights drift on long videos).
     pub color_match: bool,
     /// Pixel frames per segment (81 for the released model; smaller for tests) and the history
@@ -43,7 +41,6 @@ impl Default for RunOptions {
         let s = SamplingOptions::default();
         RunOptions {
             size: None,
-            solver: s.solver,
             color_match: false,
             segment_len: s.segment_len,
             segment_overlap: s.segment_overlap,

@@ -58,7 +58,7 @@ pub(super) fn run(
         clip_fea,
     };
     let opts = SamplingOptions {
-        solver: run.solver,
+        solver: i.sampler.into(),
         steps: i.num_inference_steps as usize,
         shift: i.shift,
         guidance: i.guidance_scale,

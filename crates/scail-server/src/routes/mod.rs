@@ -137,7 +137,9 @@ async fn health(State(st): St) -> Response {
 }
 
 async fn openapi(State(st): St) -> Response {
-    axum::Json(scail_core::openapi(&st.public_url)).into_response()
+    let mut doc = scail_core::openapi(&st.public_url);
+    crate::loras::list_in_openapi(&mut doc, st.config.lora_dir.as_deref());
+    axum::Json(doc).into_response()
 }
 
 async fn jwks(State(st): St) -> Response {

@@ -177,6 +177,9 @@ async fn submit(
     let input =
         scail_core::validate_input(&value).map_err(|errs| ApiError::validation(json!(errs)))?;
     drop(value);
+    // A LoRA the server does not have is the caller's error, refused now rather than at run.
+    crate::loras::resolve(st.config.lora_dir.as_deref(), &input.loras)
+        .map_err(|errs| ApiError::validation(json!(errs)))?;
     let input = store_data_uris(st, who, input).await?;
     let input = serde_json::to_value(&input).map_err(ApiError::internal)?;
     let priority = match headers

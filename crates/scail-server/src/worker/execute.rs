@@ -134,11 +134,25 @@ async fn run_generator(
 ) -> Option<Outcome> {
     let store = &state.store;
     let seed = input.seed.unwrap_or_else(|| rand::random::<u32>() as u64);
+    // Checked at submit; a file removed from the folder since is the caller's 422 still.
+    let loras = match crate::loras::resolve(state.config.lora_dir.as_deref(), &input.loras) {
+        Ok(l) => l,
+        Err(errs) => {
+            let msg = errs
+                .iter()
+                .map(|e| e.msg.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let body = json!({ "detail": errs });
+            return Some(failed(422, "validation_error", &msg, body, None));
+        }
+    };
     let request = GenerateRequest {
         request_id: job.id.clone(),
         input,
         seed,
         work_dir: work_dir.to_path_buf(),
+        loras,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let progress = JobProgress {

@@ -61,6 +61,10 @@ impl Generator for TestGenerator {
             LogLevel::Info,
             &format!("test generator: seed {}", req.seed),
         );
+        for l in &req.loras {
+            let line = format!("test generator: LoRA {} at {}", l.path.display(), l.scale);
+            progress.log(LogLevel::Info, &line);
+        }
         for p in [&req.input.image_url, &req.input.video_url] {
             if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
                 return Err(GenerateError::Failed(format!(

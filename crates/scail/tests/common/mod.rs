@@ -171,3 +171,36 @@ pub fn http_json(method: &str, url: &str, key: &str, body: &str) -> (u16, String
         .to_string();
     (status, body)
 }
+
+/// A kijai-named LoRA on the self-attention q and k of `blocks` (rank 4, alpha 4) in `dir`,
+/// for tiny weights.
+pub fn kijai_lora(dir: &Path, blocks: &[usize]) -> PathBuf {
+    let d = scail_model::weights::Contract::new(scail_model::weights::ModelSize::Tiny)
+        .dit
+        .dim;
+    let mut m = std::collections::HashMap::new();
+    for &b in blocks {
+        for p in ["q", "k"] {
+            let k = format!("diffusion_model.blocks.{b}.self_attn.{p}");
+            let t = |shape: &[usize]| {
+                (candle_core::Tensor::ones(
+                    shape,
+                    candle_core::DType::F32,
+                    &candle_core::Device::Cpu,
+                )
+                .unwrap()
+                    * 0.05)
+                    .unwrap()
+            };
+            m.insert(format!("{k}.lora_down.weight"), t(&[4, d]));
+            m.insert(format!("{k}.lora_up.weight"), t(&[d, 4]));
+            m.insert(
+                format!("{k}.alpha"),
+                candle_core::Tensor::new(4f32, &candle_core::Device::Cpu).unwrap(),
+            );
+        }
+    }
+    let path = dir.join(format!("kijai_{}.safetensors", blocks.len()));
+    candle_core::safetensors::save(&m, &path).unwrap();
+    path
+}

@@ -11,30 +11,6 @@ use scail_model::weights::{Contract, ModelSize};
 
 use super::*;
 
-/// A kijai-named LoRA on block 0's self-attention q and k (rank 4, alpha 4) in `dir`.
-fn kijai_lora(dir: &Path, blocks: &[usize]) -> PathBuf {
-    let d = Contract::new(ModelSize::Tiny).dit.dim;
-    let mut m = HashMap::new();
-    for &b in blocks {
-        for p in ["q", "k"] {
-            let k = format!("diffusion_model.blocks.{b}.self_attn.{p}");
-            let t = |shape: &[usize]| {
-                (Tensor::ones(shape, candle_core::DType::F32, &Device::Cpu).unwrap() * 0.05)
-                    .unwrap()
-            };
-            m.insert(format!("{k}.lora_down.weight"), t(&[4, d]));
-            m.insert(format!("{k}.lora_up.weight"), t(&[d, 4]));
-            m.insert(
-                format!("{k}.alpha"),
-                Tensor::new(4f32, &Device::Cpu).unwrap(),
-            );
-        }
-    }
-    let path = dir.join(format!("kijai_{}.safetensors", blocks.len()));
-    candle_core::safetensors::save(&m, &path).unwrap();
-    path
-}
-
 /// A `.diff` / `.diff_b` file on block 1's norm3 (PEFT-style prefix), with the foreign input
 /// projection that is skipped with a warning.
 fn diff_lora(dir: &Path) -> PathBuf {
