@@ -1,12 +1,13 @@
 //! HTTP routes: one base URL plays fal's four hosts (queue under `/queue`, sync run under `/run`,
 //! REST storage under `/rest`, CDN under `/cdn`), plus stored files under `/files`, signed
-//! upload URLs under `/upload`, the proxy mode at `/proxy`, `/openapi.json`, `/health` and
-//! `/.well-known/jwks.json`. One file per host played; every authenticated handler takes the
+//! upload URLs under `/upload`, the proxy mode at `/proxy`, the web playground at `/`,
+//! `/openapi.json`, `/health` and `/.well-known/jwks.json`. One file per host played; every authenticated handler takes the
 //! [`owner::Owner`] extractor.
 
 mod error;
 mod files;
 mod owner;
+mod playground;
 mod proxy;
 mod queue;
 mod storage;
@@ -42,6 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_request_bytes;
     let public_url = state.public_url.clone();
     let inner: Router = Router::new()
+        .route("/", get(playground::index))
+        .route("/playground/{name}", get(playground::asset))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
