@@ -2,7 +2,9 @@
 //!
 //! Formats (safetensors, or a PyTorch zip), told apart by each key's suffix:
 //! - ComfyUI / kijai: `MODULE.lora_down.weight`, `MODULE.lora_up.weight`, optional `MODULE.alpha`;
-//! - diffusers / PEFT: `MODULE.lora_A.weight` (down), `MODULE.lora_B.weight` (up);
+//! - diffusers / PEFT: `MODULE.lora_A.weight` (down), `MODULE.lora_B.weight` (up), `MODULE`
+//!   in the Wan layout or as the diffusers `WanTransformer3DModel` names it
+//!   (`blocks.0.attn1.to_q`, `blocks.0.ffn.net.0.proj`, `condition_embedder.…`);
 //! - full deltas: `MODULE.diff` (added to the weight) and `MODULE.diff_b` (to the bias);
 //! - kohya / musubi-tuner: the ComfyUI suffixes on `lora_unet_` + the module path with
 //!   underscores for dots (`lora_unet_blocks_0_self_attn_q.lora_down.weight`).
@@ -27,7 +29,9 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::checkpoint::{to_canonical, Checkpoint, RawCheckpoint, WeightsError};
+use crate::checkpoint::{
+    diffusers_to_wan, strip_wan_prefix, to_canonical, Checkpoint, RawCheckpoint, WeightsError,
+};
 
 /// One LoRA file and the strength it is applied with.
 #[derive(Debug, Clone, PartialEq)]
@@ -350,7 +354,12 @@ impl LoraCheckpoint {
             return Some(vec![(name.clone(), 0, 1)]);
         }
         let t = to_canonical(key);
-        t.iter().all(|(n, _, _)| self.base.contains(n)).then_some(t)
+        if t.iter().all(|(n, _, _)| self.base.contains(n)) {
+            return Some(t);
+        }
+        // A LoRA trained on the diffusers model names its modules the diffusers way.
+        let wan = diffusers_to_wan(strip_wan_prefix(key))?;
+        self.base.contains(&wan).then(|| vec![(wan, 0, 1)])
     }
 
     fn shape(&self, name: &str) -> &[usize] {

@@ -87,6 +87,7 @@ fn write_low_rank(
     (down_sfx, up_sfx): (&str, &str),
     alpha: Option<f32>,
     seed: u64,
+    rename: fn(&str) -> String,
 ) -> HashMap<String, Tensor> {
     let shapes: HashMap<String, Vec<usize>> = cfg().weight_shapes().into_iter().collect();
     let mut m = HashMap::new();
@@ -97,6 +98,7 @@ fn write_low_rank(
         let mut us = vec![w[0], RANK];
         us.extend(std::iter::repeat_n(1, w.len() - 2));
         let s = seed * 1000 + 2 * j as u64;
+        let module = rename(module);
         m.insert(format!("{prefix}{module}.{down_sfx}"), tensor(&ds, s));
         m.insert(format!("{prefix}{module}.{up_sfx}"), tensor(&us, s + 1));
         if let Some(a) = alpha {
@@ -151,11 +153,57 @@ fn spec(path: &Path, scale: f64) -> LoraSpec {
     }
 }
 
-/// (name, key prefix, (down, up) suffixes, alpha) of one naming.
-type Case<'a> = (&'a str, &'a str, (&'a str, &'a str), Option<f32>);
+/// (name, key prefix, (down, up) suffixes, alpha, module naming) of one naming.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    (&'a str, &'a str),
+    Option<f32>,
+    fn(&str) -> String,
+);
+
+fn wan_names(m: &str) -> String {
+    m.to_string()
+}
+
+/// The diffusers `WanTransformer3DModel` name of a Wan module, written out here from the
+/// diffusers model's attribute names (independently of the loader's table).
+fn diffusers_names(m: &str) -> String {
+    let top = [
+        (
+            "text_embedding.0",
+            "condition_embedder.text_embedder.linear_1",
+        ),
+        ("time_projection.1", "condition_embedder.time_proj"),
+        ("head.head", "proj_out"),
+        ("patch_embedding", "patch_embedding"),
+    ];
+    if let Some((_, d)) = top.iter().find(|(w, _)| *w == m) {
+        return d.to_string();
+    }
+    let (i, inner) = m.strip_prefix("blocks.").unwrap().split_once('.').unwrap();
+    let inner = match inner {
+        "self_attn.o" => "attn1.to_out.0".to_string(),
+        "cross_attn.o" => "attn2.to_out.0".to_string(),
+        "cross_attn.k_img" => "attn2.add_k_proj".to_string(),
+        "ffn.0" => "ffn.net.0.proj".to_string(),
+        "ffn.2" => "ffn.net.2".to_string(),
+        s => {
+            let (attn, p) = s.split_once('.').unwrap();
+            let attn = if attn == "self_attn" {
+                "attn1"
+            } else {
+                "attn2"
+            };
+            format!("{attn}.to_{p}")
+        }
+    };
+    format!("blocks.{i}.{inner}")
+}
 
 /// Every low-rank naming: kijai (`diffusion_model.`, alpha), kijai without alpha, PEFT under
-/// `base_model.model.`, diffusers-style `transformer.`, and bare names.
+/// `base_model.model.`, diffusers-style `transformer.` with Wan or diffusers module names, and
+/// bare names.
 #[test]
 fn low_rank_fuse_matches_an_independent_computation_in_every_naming() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,17 +211,24 @@ fn low_rank_fuse_matches_an_independent_computation_in_every_naming() {
     let ck = Checkpoint::open(&base).unwrap();
     let kijai = ("lora_down.weight", "lora_up.weight");
     let peft = ("lora_A.weight", "lora_B.weight");
-    let cases: [Case; 5] = [
-        ("kijai", "diffusion_model.", kijai, Some(8.0)),
-        ("kijai_no_alpha", "diffusion_model.", kijai, None),
-        ("peft", "base_model.model.", peft, None),
-        ("diffusers", "transformer.", peft, Some(2.0)),
-        ("bare", "", peft, Some(16.0)),
+    let cases: [Case; 6] = [
+        ("kijai", "diffusion_model.", kijai, Some(8.0), wan_names),
+        ("kijai_no_alpha", "diffusion_model.", kijai, None, wan_names),
+        ("peft", "base_model.model.", peft, None, wan_names),
+        ("diffusers", "transformer.", peft, Some(2.0), wan_names),
+        (
+            "diffusers_modules",
+            "transformer.",
+            peft,
+            None,
+            diffusers_names,
+        ),
+        ("bare", "", peft, Some(16.0), wan_names),
     ];
     let scale = 0.75;
-    for (seed, (case, prefix, sfx, alpha)) in cases.into_iter().enumerate() {
+    for (seed, (case, prefix, sfx, alpha, rename)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("{case}.safetensors"));
-        let lora = write_low_rank(&path, prefix, sfx, alpha, seed as u64 + 1);
+        let lora = write_low_rank(&path, prefix, sfx, alpha, seed as u64 + 1, rename);
         let f = fused(&base, &[spec(&path, scale)]);
         let factor = scale * alpha.map_or(1.0, |a| a as f64 / RANK as f64);
         let targets = low_rank_targets();
@@ -181,8 +236,9 @@ fn low_rank_fuse_matches_an_independent_computation_in_every_naming() {
         for module in &targets {
             let name = format!("{module}.weight");
             let w = flat(&ck.load(&name).unwrap());
-            let up = flat(&lora[&format!("{prefix}{module}.{}", sfx.1)]);
-            let down = flat(&lora[&format!("{prefix}{module}.{}", sfx.0)]);
+            let stored = rename(module);
+            let up = flat(&lora[&format!("{prefix}{stored}.{}", sfx.1)]);
+            let down = flat(&lora[&format!("{prefix}{stored}.{}", sfx.0)]);
             let want = expected_low_rank(&w, &up, &down, factor);
             let got = f.load(&name).unwrap();
             assert_eq!(got.dtype(), DType::F32);
@@ -248,6 +304,7 @@ fn full_deltas_and_several_loras_add_with_their_scales() {
         ("lora_down.weight", "lora_up.weight"),
         Some(2.0),
         9,
+        wan_names,
     );
     let (s1, s2) = (1.5, -0.5);
     let f = fused(&base, &[spec(&diff_path, s1), spec(&lr_path, s2)]);
@@ -317,6 +374,7 @@ fn scale_zero_is_bit_identical_and_scale_one_is_not() {
         ("lora_down.weight", "lora_up.weight"),
         Some(4.0),
         3,
+        wan_names,
     );
     let ck = Checkpoint::open(&base).unwrap();
     let zero = fused(&base, &[spec(&path, 0.0)]);
@@ -446,6 +504,7 @@ fn fusing_happens_in_f32_before_the_cast_to_the_run_precision() {
         ("lora_down.weight", "lora_up.weight"),
         None,
         5,
+        wan_names,
     );
     let f32_fused = fused(&base, &[spec(&path, 0.3)]);
     let vb = fused(&base, &[spec(&path, 0.3)]).var_builder(DType::BF16, &Device::Cpu);

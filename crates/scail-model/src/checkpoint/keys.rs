@@ -35,6 +35,78 @@ pub fn to_canonical(key: &str) -> Vec<(String, usize, usize)> {
     vec![(strip_wan_prefix(key).to_string(), 0, 1)]
 }
 
+/// The Wan-layout name of a diffusers `WanTransformer3DModel` name (prefix already stripped),
+/// for LoRAs trained on the diffusers model: `blocks.0.attn1.to_q` is `blocks.0.self_attn.q`.
+/// `None` when no part of it is a diffusers module name.
+pub fn diffusers_to_wan(name: &str) -> Option<String> {
+    // (diffusers path, Wan path), matched on whole dot-separated segments.
+    const TOP: [(&str, &str); 11] = [
+        (
+            "condition_embedder.time_embedder.linear_1",
+            "time_embedding.0",
+        ),
+        (
+            "condition_embedder.time_embedder.linear_2",
+            "time_embedding.2",
+        ),
+        ("condition_embedder.time_proj", "time_projection.1"),
+        (
+            "condition_embedder.text_embedder.linear_1",
+            "text_embedding.0",
+        ),
+        (
+            "condition_embedder.text_embedder.linear_2",
+            "text_embedding.2",
+        ),
+        ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+        (
+            "condition_embedder.image_embedder.ff.net.0.proj",
+            "img_emb.proj.1",
+        ),
+        (
+            "condition_embedder.image_embedder.ff.net.2",
+            "img_emb.proj.3",
+        ),
+        ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+        ("proj_out", "head.head"),
+        ("scale_shift_table", "head.modulation"),
+    ];
+    // Inside `blocks.N.`; diffusers' norm2 is the affine cross-attention norm, Wan's norm3.
+    const BLOCK: [(&str, &str); 19] = [
+        ("norm2", "norm3"),
+        ("scale_shift_table", "modulation"),
+        ("attn1.to_q", "self_attn.q"),
+        ("attn1.to_k", "self_attn.k"),
+        ("attn1.to_v", "self_attn.v"),
+        ("attn1.to_out.0", "self_attn.o"),
+        ("attn1.norm_q", "self_attn.norm_q"),
+        ("attn1.norm_k", "self_attn.norm_k"),
+        ("attn2.to_q", "cross_attn.q"),
+        ("attn2.to_k", "cross_attn.k"),
+        ("attn2.to_v", "cross_attn.v"),
+        ("attn2.to_out.0", "cross_attn.o"),
+        ("attn2.norm_q", "cross_attn.norm_q"),
+        ("attn2.norm_k", "cross_attn.norm_k"),
+        ("attn2.add_k_proj", "cross_attn.k_img"),
+        ("attn2.add_v_proj", "cross_attn.v_img"),
+        ("attn2.norm_added_k", "cross_attn.norm_k_img"),
+        ("ffn.net.0.proj", "ffn.0"),
+        ("ffn.net.2", "ffn.2"),
+    ];
+    let swap = |s: &str, table: &[(&str, &str)]| {
+        table.iter().find_map(|(from, to)| {
+            let rest = s.strip_prefix(from)?;
+            (rest.is_empty() || rest.starts_with('.')).then(|| format!("{to}{rest}"))
+        })
+    };
+    if let Some(w) = swap(name, &TOP) {
+        return Some(w);
+    }
+    let rest = name.strip_prefix("blocks.")?;
+    let (i, inner) = rest.split_once('.')?;
+    Some(format!("blocks.{i}.{}", swap(inner, &BLOCK)?))
+}
+
 /// The canonical name(s) of one SAT key (the official `convert.py` mapping), with how each is
 /// cut from the stored tensor.
 pub fn sat_to_wan(key: &str) -> Result<Vec<(String, usize, usize)>> {

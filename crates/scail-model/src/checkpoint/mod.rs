@@ -24,7 +24,7 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 
 pub use convert::{convert, write_safetensors_streaming, ConvertReport};
-pub use keys::{sat_to_wan, strip_wan_prefix, to_canonical};
+pub use keys::{diffusers_to_wan, sat_to_wan, strip_wan_prefix, to_canonical};
 pub use layout::*;
 #[cfg(feature = "testing")]
 pub use random::{init_random, synthetic_tokenizer_json, InitReport};
