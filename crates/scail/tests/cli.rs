@@ -61,6 +61,35 @@ fn probe_prints_json_facts_and_refuses_non_media() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-video.mp4"));
 }
 
+/// A CUDA device asked of a build or a machine without one is an error that says what to do,
+/// never a panic.
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error() {
+    if std::path::Path::new("/dev/nvidia0").exists() {
+        eprintln!("a GPU is present: skipped");
+        return;
+    }
+    let (success, _, err) = run(scail()
+        .args([
+            "bench",
+            "dit",
+            "--device",
+            "cuda",
+            "--forwards",
+            "1",
+            "--dim",
+            "64",
+            "--heads",
+            "2",
+            "--layers",
+            "1",
+        ])
+        .env("RUST_BACKTRACE", "0"));
+    assert!(!success);
+    assert!(err.contains("--device cuda"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn weights_init_random_then_verify() {
     let dir = tempfile::tempdir().unwrap();
