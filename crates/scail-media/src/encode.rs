@@ -36,6 +36,9 @@ pub struct EncodeOptions {
     /// Lossless RGB H.264 (`libx264rgb`, qp 0) instead of yuv420p: for colour-mask videos,
     /// which must survive bit-exact until they are thresholded.
     pub lossless_rgb: bool,
+    /// Lossless FFV1 (RGB) in Matroska instead of mp4: mask videos a user decodes, edits and
+    /// sends back, every palette colour exact.
+    pub ffv1_mkv: bool,
 }
 
 impl Default for EncodeOptions {
@@ -49,6 +52,7 @@ impl Default for EncodeOptions {
             audio_offset_s: 0.0,
             duration_s: None,
             lossless_rgb: false,
+            ffv1_mkv: false,
         }
     }
 }
@@ -99,7 +103,9 @@ impl Mp4Writer {
             cmd.arg("-i").arg(src);
             cmd.args(["-map", "0:v:0", "-map", "1:a:0"]);
         }
-        if opts.lossless_rgb {
+        if opts.ffv1_mkv {
+            cmd.args(["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0"]);
+        } else if opts.lossless_rgb {
             cmd.args(["-c:v", "libx264rgb", "-qp", "0", "-preset", &opts.preset]);
         } else {
             // Odd sides cannot be yuv420p: drop the last row/column.
@@ -116,7 +122,9 @@ impl Mp4Writer {
                 "yuv420p",
             ]);
         }
-        cmd.args(["-movflags", "+faststart"]);
+        if !opts.ffv1_mkv {
+            cmd.args(["-movflags", "+faststart"]);
+        }
         match audio_codec.as_deref() {
             Some(c) if MP4_AUDIO_COPY.contains(&c) => {
                 cmd.args(["-c:a", "copy"]);
@@ -129,7 +137,8 @@ impl Mp4Writer {
         if let Some(d) = opts.duration_s {
             cmd.args(["-t", &format!("{d:.6}")]);
         }
-        cmd.args(["-f", "mp4"]).arg(path);
+        let format = if opts.ffv1_mkv { "matroska" } else { "mp4" };
+        cmd.args(["-f", format]).arg(path);
         // Unique per writer: several jobs in one process may write files of the same name.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let log = std::env::temp_dir().join(format!(

@@ -111,8 +111,8 @@ pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 /// A one-line progress bar on stderr.
-struct Bar {
-    start: Instant,
+pub(crate) struct Bar {
+    pub(crate) start: Instant,
 }
 
 impl Progress for Bar {

@@ -6,6 +6,7 @@ mod device;
 mod generate;
 mod probe;
 mod serve;
+mod stagea;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Run one job from the command line, no server, with a progress bar.
     Generate(Box<generate::GenerateArgs>),
+    /// Run Stage A alone (segmentation, pose) and write what the DiT would see: the masks
+    /// lossless, the driving input and a side-by-side preview, to check, edit and pass back.
+    Stagea(Box<stagea::StageAArgs>),
     /// Print JSON facts about a video or image (container, codecs, size, rotation, fps, frames).
     Probe(probe::ProbeArgs),
     /// Verify, convert or create model weights.
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Generate(args) => generate::run(*args),
+        Command::Stagea(args) => stagea::run(*args),
         Command::Probe(args) => probe::run(args),
         Command::Weights(args) => weights::run(args),
         Command::Bench(args) => bench::run(args),

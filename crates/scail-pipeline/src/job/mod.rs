@@ -8,6 +8,9 @@ mod decode;
 mod output;
 mod preprocess;
 mod sample;
+mod stagea_only;
+
+pub use stagea_only::{run_stage_a_only, StageAFiles};
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -7,14 +7,15 @@
 //! or the shared media are missing; the stand-in run also skips when ONNX Runtime is absent.
 //!
 //! One test binary (`--test stagea_cli`), its tests grouped by job: [`user_masks`],
-//! [`standin`] (the stand-in graphs through ONNX Runtime), [`refusals`], and [`lora`]
-//! (`--lora` runs, which pass masks the same way). This file holds the
+//! [`standin`] (the stand-in graphs through ONNX Runtime), [`refusals`], [`lora`]
+//! (`--lora` runs, which pass masks the same way) and [`stagea_only`] (`scail stagea`). This file holds the
 //! clip, mask and checking helpers they share.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod lora;
 mod refusals;
+mod stagea_only;
 mod standin;
 mod user_masks;
 
