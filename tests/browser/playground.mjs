@@ -31,6 +31,8 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const RUN_TIMEOUT_MS = Number(process.env.SCAIL_RUN_TIMEOUT_S || 240) * 1000;
 const TOLERANCE_S = 0.25;
 const SUBMIT_PATH = '/queue/fal-ai/scail-2';
+// The LoRA `scail serve --demo` offers (crates/scail/src/demo.rs).
+const DEMO_LORA = 'demo-lora.safetensors';
 
 class CheckFailed extends Error {}
 function check(cond, msg) {
@@ -153,7 +155,17 @@ async function main(page, consoleProblems) {
   const follows = await page.waitForFunction(() => /"num_inference_steps": 2\b/.test(document.querySelector('#snippet').textContent),
     null, { timeout: 5_000 }).then(() => true, () => false);
   check(follows, 'the code snippet does not follow the form (num_inference_steps)');
-  const snippet = await page.textContent('#snippet');
+  // The fast preset with the demo LoRA, picked from the names /openapi.json lists.
+  const loraNames = schema.properties.loras?.items?.properties?.name?.enum || [];
+  check(loraNames.includes(DEMO_LORA), `/openapi.json lists no ${DEMO_LORA}: ${JSON.stringify(loraNames)}`);
+  await page.click('#add-loras');
+  await page.selectOption('#field-loras-0-name', DEMO_LORA);
+  await page.selectOption('#field-preset', 'fast');
+  const snippet = await page.waitForFunction((l) => {
+    const t = document.querySelector('#snippet').textContent;
+    return t.includes(l) && /"preset": "fast"/.test(t) ? t : null;
+  }, DEMO_LORA, { timeout: 5_000 }).then((h) => h.jsonValue(), () => '');
+  check(snippet, 'the code snippet does not carry the preset and the LoRA');
   check(snippet.includes(`${BASE}${SUBMIT_PATH}`), 'the curl snippet lacks the submit URL');
   await page.evaluate(() => {
     window.__seen = new Set();
@@ -189,7 +201,12 @@ async function main(page, consoleProblems) {
   const stepped = seen.filter((s) => /^step \d+\/\d+$/.test(s.steps));
   pass('progress', `${live.length} live states (${[...new Set(live.map((s) => s.state))].join(', ')}), ` +
     `${stepped.length} with steps; finished in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  check((await page.textContent('#log')).trim().length > 0, 'the log stayed empty');
+  const log = await page.textContent('#log');
+  check(log.trim().length > 0, 'the log stayed empty');
+  check(log.includes('reloading the DiT with LoRAs') && log.includes(DEMO_LORA),
+    `the log does not show the LoRA being fused:\n${log}`);
+  check(/sampling: 2 steps, guidance 1, shift 5, euler/.test(log), `the log does not show the fast recipe (2 steps as set):\n${log}`);
+  pass('preset and LoRA', 'fast recipe (euler, CFG 1, shift 5) with demo-lora.safetensors fused, steps as set');
 
   await page.waitForFunction(() => /^\d+\.\d\d s$/.test(document.querySelector('#result-duration').textContent.trim()),
     null, { timeout: 30_000 });

@@ -61,7 +61,11 @@ impl PipelineGenerator {
             let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
             let names: Vec<String> = loras
                 .iter()
-                .map(|l| format!("{} ×{}", l.path.display(), l.scale))
+                // By file name: the job log is the caller's to read, the server's paths are not.
+                .map(|l| {
+                    let name = l.path.file_name().unwrap_or(l.path.as_os_str());
+                    format!("{} ×{}", name.to_string_lossy(), l.scale)
+                })
                 .collect();
             let msg = if loras.is_empty() {
                 "reloading the DiT without LoRAs".to_string()

@@ -31,6 +31,8 @@ pub struct ServeArgs {
     weights: Option<PathBuf>,
     /// Demo mode: no real weights needed. Tiny random weights are made once in
     /// DATA_DIR/demo-weights, so the whole flow runs offline; every video is noise, and says so.
+    /// Unless --lora-dir is given, requests may name its small random LoRA
+    /// (`demo-lora.safetensors`) in `loras`.
     #[arg(long, conflicts_with = "weights", env = "SCAIL_DEMO")]
     demo: bool,
     /// Folder with the Stage A models (default: WEIGHTS/stagea when it exists).
@@ -162,11 +164,17 @@ fn load_pipeline(
     Ok(Arc::new(g.with_size(size)))
 }
 
-async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+async fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = &a.lora_dir {
         anyhow::ensure!(d.is_dir(), "--lora-dir {}: no such folder", d.display());
     }
     let (generator, weights_note) = generator_for(&a)?;
+    if a.demo && a.lora_dir.is_none() {
+        // The demo LoRA, so `loras` can be tried offline too.
+        a.lora_dir = Some(crate::demo::lora_dir(&crate::demo::weights_dir(
+            &a.data_dir,
+        )));
+    }
     let secs = |s: f64, name: &str| -> anyhow::Result<Duration> {
         anyhow::ensure!(
             s.is_finite() && s > 0.0,
