@@ -80,6 +80,8 @@ pub struct GenerateOutput {
     pub video: GeneratedFile,
     pub preprocessing_video: Option<GeneratedFile>,
     pub preprocessing_mask_video: Option<GeneratedFile>,
+    /// The same masks lossless (FFV1 in Matroska), for a user to edit and send back.
+    pub preprocessing_mask_video_lossless: Option<GeneratedFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

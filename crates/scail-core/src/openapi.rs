@@ -42,7 +42,9 @@ pub fn openapi(public_url: &str) -> Value {
                         "video": {"$ref": "#/components/schemas/File"},
                         "seed": {"type": "integer"},
                         "preprocessing_video": {"$ref": "#/components/schemas/File"},
-                        "preprocessing_mask_video": {"$ref": "#/components/schemas/File"}
+                        "preprocessing_mask_video": {"$ref": "#/components/schemas/File"},
+                        "preprocessing_mask_video_lossless": {"$ref": "#/components/schemas/File",
+                            "description": "scail extension: the masks lossless (FFV1 in Matroska), to edit and pass back as driving_mask_url."}
                     }
                 }
             }

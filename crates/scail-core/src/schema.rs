@@ -288,6 +288,10 @@ pub struct ScailOutput {
     pub preprocessing_video: Option<File>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub preprocessing_mask_video: Option<File>,
+    /// scail extension: the palette masks lossless (FFV1 in Matroska), every colour exact, to
+    /// edit and pass back as `driving_mask_url`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub preprocessing_mask_video_lossless: Option<File>,
 }
 
 #[cfg(test)]
@@ -315,6 +319,7 @@ mod tests {
             seed: 7,
             preprocessing_video: None,
             preprocessing_mask_video: None,
+            preprocessing_mask_video_lossless: None,
         };
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v["seed"], 7);

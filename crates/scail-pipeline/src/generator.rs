@@ -140,6 +140,12 @@ impl Generator for PipelineGenerator {
                 video: file(o.video),
                 preprocessing_video: o.preprocessing_video.map(file),
                 preprocessing_mask_video: o.preprocessing_mask_video.map(file),
+                preprocessing_mask_video_lossless: o.preprocessing_mask_video_lossless.map(|p| {
+                    GeneratedFile {
+                        content_type: "video/x-matroska".into(),
+                        ..file(p)
+                    }
+                }),
             }),
             Err(PipelineError::Cancelled) => Err(GenerateError::Cancelled),
             Err(PipelineError::Input(message)) => {

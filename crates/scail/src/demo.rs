@@ -87,6 +87,7 @@ impl Generator for DemoGenerator {
             Some(&mut out.video),
             out.preprocessing_video.as_mut(),
             out.preprocessing_mask_video.as_mut(),
+            out.preprocessing_mask_video_lossless.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -254,6 +254,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             "duration_s": out.duration_s,
             "preprocessing_video": out.preprocessing_video,
             "preprocessing_mask_video": out.preprocessing_mask_video,
+            "preprocessing_mask_video_lossless": out.preprocessing_mask_video_lossless,
         })
     );
     Ok(())

@@ -33,4 +33,10 @@ for (const f of [out.video, out.preprocessing_video, out.preprocessing_mask_vide
   assert.equal(b.length, f.file_size);
   assert.equal(b.subarray(4, 8).toString(), "ftyp");
 }
+// scail's extension: the masks lossless, Matroska (EBML magic).
+const mkv = out.preprocessing_mask_video_lossless;
+assert.equal(mkv.content_type, "video/x-matroska", JSON.stringify(out));
+const mb = Buffer.from(await (await fetch(mkv.url)).arrayBuffer());
+assert.equal(mb.length, mkv.file_size);
+assert.equal(mb.subarray(0, 4).toString("hex"), "1a45dfa3");
 console.log(JSON.stringify(out));

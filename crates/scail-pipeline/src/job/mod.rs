@@ -67,6 +67,8 @@ pub struct JobOutput {
     pub video: PathBuf,
     pub preprocessing_video: Option<PathBuf>,
     pub preprocessing_mask_video: Option<PathBuf>,
+    /// The masks lossless (FFV1 in Matroska), beside the mp4 one.
+    pub preprocessing_mask_video_lossless: Option<PathBuf>,
     pub seed: u64,
     /// Frames written (16 fps) and the driving video's duration they cover.
     pub frames: usize,
@@ -131,6 +133,7 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
         video: req.out.clone(),
         preprocessing_video: written.preprocessing_video,
         preprocessing_mask_video: written.preprocessing_mask_video,
+        preprocessing_mask_video_lossless: written.preprocessing_mask_video_lossless,
         seed: req.seed,
         frames: written.frames,
         duration_s: inputs.duration_s,

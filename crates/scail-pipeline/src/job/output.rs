@@ -17,6 +17,7 @@ pub(super) struct Written {
     pub frames: usize,
     pub preprocessing_video: Option<PathBuf>,
     pub preprocessing_mask_video: Option<PathBuf>,
+    pub preprocessing_mask_video_lossless: Option<PathBuf>,
 }
 
 /// Writes `req.out` from the decoded video `[3, T, H, W]` in [-1, 1].
@@ -57,6 +58,7 @@ pub(super) fn write(
         frames: t,
         preprocessing_video: None,
         preprocessing_mask_video: None,
+        preprocessing_mask_video_lossless: None,
     };
     if req.input.output_preprocessing {
         let stem = req
@@ -73,8 +75,16 @@ pub(super) fn write(
         };
         write_mp4(&pv, stagea.driving_video.iter().cloned(), w, h, &noaudio)?;
         write_mp4(&pm, stagea.driving_mask.iter().cloned(), w, h, &noaudio)?;
+        // H.264 blurs palette edges; this copy keeps every colour for editing and passing back.
+        let pl = dir.join(format!("{stem}_preprocessing_mask.mkv"));
+        let lossless = EncodeOptions {
+            ffv1_mkv: true,
+            ..noaudio.clone()
+        };
+        write_mp4(&pl, stagea.driving_mask.iter().cloned(), w, h, &lossless)?;
         written.preprocessing_video = Some(pv);
         written.preprocessing_mask_video = Some(pm);
+        written.preprocessing_mask_video_lossless = Some(pl);
     }
     Ok(written)
 }

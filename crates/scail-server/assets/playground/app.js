@@ -366,9 +366,13 @@ function showResult(r) {
   extra.replaceChildren();
   for (const [k, f] of Object.entries(r)) {
     if (k === 'video' || !f || typeof f !== 'object' || !f.url) continue;
-    extra.append(el('figure', { class: 'extra', 'data-output': k },
-      el('figcaption', {}, el('code', { text: k }), ' ', el('a', { href: f.url, download: f.file_name || '', text: 'download' })),
-      el('video', { src: f.url, controls: true, muted: true, loop: true, playsinline: true, preload: 'metadata' })));
+    const caption = el('figcaption', {}, el('code', { text: k }), ' ',
+      el('a', { href: f.url, download: f.file_name || '', text: 'download' }));
+    // Lossless FFV1 masks are for editing and sending back; browsers cannot play them.
+    const playable = !/matroska/.test(f.content_type || '');
+    extra.append(el('figure', { class: 'extra', 'data-output': k }, caption, playable
+      ? el('video', { src: f.url, controls: true, muted: true, loop: true, playsinline: true, preload: 'metadata' })
+      : el('p', { class: 'small muted', text: 'Lossless (FFV1 in Matroska): every palette colour exact, to edit and pass back as driving_mask_url; not playable in a browser.' })));
   }
   show($('#result'), true);
   $('#result').scrollIntoView({ block: 'nearest', behavior: 'smooth' });

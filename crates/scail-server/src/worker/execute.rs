@@ -266,11 +266,16 @@ async fn store_outputs(
         Some(f) => Some(put(f).await?),
         None => None,
     };
+    let preprocessing_mask_video_lossless = match files.preprocessing_mask_video_lossless {
+        Some(f) => Some(put(f).await?),
+        None => None,
+    };
     let out = ScailOutput {
         video,
         seed,
         preprocessing_video,
         preprocessing_mask_video,
+        preprocessing_mask_video_lossless,
     };
     Ok(serde_json::to_value(out).expect("serialisable"))
 }

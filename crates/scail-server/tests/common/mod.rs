@@ -120,6 +120,7 @@ impl Generator for TestGenerator {
             video: file(&video, "output.mp4"),
             preprocessing_video: pre,
             preprocessing_mask_video: mask,
+            preprocessing_mask_video_lossless: None,
         })
     }
 }

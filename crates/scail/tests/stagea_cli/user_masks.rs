@@ -34,6 +34,25 @@ fn user_masks_drive_a_two_person_clip_and_the_mask_video_is_returned() {
     check_timing(&pre_video, &inp);
 
     check_mask_video(&mask_video, frames, |_, x, y| expected_colour(x, y));
+    // The lossless copy: FFV1, every pixel exactly a palette colour or black.
+    let lossless = PathBuf::from(v["preprocessing_mask_video_lossless"].as_str().unwrap());
+    assert_eq!(scail_media::probe(&lossless).unwrap().video.codec, "ffv1");
+    let exact = decode(&lossless);
+    assert_eq!(exact.len() as u64, frames);
+    for (t, m) in exact.iter().enumerate() {
+        for y in 0..H {
+            for x in 0..W {
+                let c = &m.pixel(x, y)[..3];
+                assert!(
+                    [BLUE, RED, BLACK].iter().any(|p| p[..] == *c),
+                    "lossless frame {t} ({x},{y}): {c:?}"
+                );
+                if boundary_distance(x, y) >= 3 {
+                    assert_eq!(c, expected_colour(x, y), "lossless frame {t} ({x},{y})");
+                }
+            }
+        }
+    }
 
     // The masked driving video is black away from both subjects (same codec tolerance).
     for (t, f) in decode(&pre_video).iter().enumerate() {
