@@ -49,8 +49,13 @@ pub enum StageAError {
     TooManySubjects { found: usize, max: usize },
     #[error("{model} output is not what the host code expects: {detail}")]
     BadModelOutput { model: &'static str, detail: String },
-    #[error("no subject found in the {what} (prompts: {prompts})")]
-    NoSubject { what: &'static str, prompts: String },
+    #[error("no subject found in the {what}{frames} (prompts: {prompts})")]
+    NoSubject {
+        what: &'static str,
+        /// Which frames were searched (` in frames 0–31, 0.00–1.94 s`), empty for an image.
+        frames: String,
+        prompts: String,
+    },
     #[error(
         "the reference image has {reference} subject(s) but the driving video has {driving}; \
          they must match (supply masks with reference_mask_url / driving_mask_url to choose)"

@@ -193,6 +193,7 @@ pub fn reference_subjects(
     if subjects.is_empty() {
         return Err(StageAError::NoSubject {
             what: "reference image",
+            frames: String::new(),
             prompts: prompts.to_string(),
         });
     }
@@ -410,8 +411,11 @@ pub fn run_stage_a_with(
         }
     };
     if tracks.subjects.is_empty() {
+        let last = n.saturating_sub(1);
+        let fps = drv.fps.max(1e-9);
         return Err(StageAError::NoSubject {
             what: "driving video",
+            frames: format!(" in frames 0–{last} (0–{:.2} s)", last as f64 / fps),
             prompts,
         });
     }
@@ -424,6 +428,7 @@ pub fn run_stage_a_with(
             if masks.is_empty() {
                 return Err(StageAError::NoSubject {
                     what: "reference mask image",
+                    frames: String::new(),
                     prompts: "none: supplied mask".into(),
                 });
             }

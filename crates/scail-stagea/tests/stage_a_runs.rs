@@ -76,6 +76,12 @@ mod refusals {
             "{e}"
         );
         assert!(e.to_string().contains("human, character"));
+        // The frames searched are named, from the clip's own length.
+        let n = inputs([255; 3], [0; 3]).driving.frames.len();
+        assert!(
+            e.to_string().contains(&format!("frames 0–{}", n - 1)),
+            "{e}"
+        );
         let e = run_stage_a(&cfg, &inputs([0; 3], [255; 3]), &mut models()).unwrap_err();
         assert!(
             matches!(
