@@ -641,3 +641,79 @@ fn kohya_names_fuse_like_the_others() {
         "{msg}"
     );
 }
+
+/// The fused weights against numpy: every targeted tensor of each naming recomputed in float64
+/// by `tests/lora_numpy.py` from the raw files (needs a Python with numpy: `SCAIL_PYTHON`, as
+/// `.ci/run` sets, or `python3`).
+#[test]
+fn low_rank_fuse_matches_numpy_in_every_naming() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_file(dir.path());
+    let kijai = ("lora_down.weight", "lora_up.weight");
+    let peft = ("lora_A.weight", "lora_B.weight");
+    let cases: [Case; 4] = [
+        ("kijai", "diffusion_model.", kijai, Some(8.0), wan_names),
+        ("peft", "base_model.model.", peft, None, wan_names),
+        (
+            "diffusers_modules",
+            "transformer.",
+            peft,
+            Some(2.0),
+            diffusers_names,
+        ),
+        ("bare", "", peft, Some(16.0), wan_names),
+    ];
+    let scale = -0.6;
+    let mut plan_cases = Vec::new();
+    for (seed, (case, prefix, sfx, alpha, rename)) in cases.into_iter().enumerate() {
+        let lora_path = dir.path().join(format!("{case}.safetensors"));
+        write_low_rank(&lora_path, prefix, sfx, alpha, 40 + seed as u64, rename);
+        let f = fused(&base, &[spec(&lora_path, scale)]);
+        let mut out = HashMap::new();
+        let mut entries = Vec::new();
+        for module in low_rank_targets() {
+            let name = format!("{module}.weight");
+            out.insert(name.clone(), f.load(&name).unwrap());
+            let stored = rename(&module);
+            entries.push(serde_json::json!({
+                "name": name,
+                "down": format!("{prefix}{stored}.{}", sfx.0),
+                "up": format!("{prefix}{stored}.{}", sfx.1),
+                "alpha": alpha.map(|_| format!("{prefix}{stored}.alpha")),
+            }));
+        }
+        let fused_path = dir.path().join(format!("{case}.fused.safetensors"));
+        candle_core::safetensors::save(&out, &fused_path).unwrap();
+        plan_cases.push(
+            serde_json::json!({"case": case, "lora": lora_path, "fused": fused_path,
+            "scale": scale, "entries": entries}),
+        );
+    }
+    let plan = dir.path().join("plan.json");
+    let v = serde_json::json!({"base": base, "tol": TOL, "cases": plan_cases});
+    std::fs::write(&plan, v.to_string()).unwrap();
+    let python = std::env::var("SCAIL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lora_numpy.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&plan)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running {python}: {e} (set SCAIL_PYTHON to a Python with numpy)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "numpy disagrees (or is missing):\n{text}"
+    );
+    assert_eq!(
+        text.matches("max |fused - numpy|").count(),
+        cases.len(),
+        "{text}"
+    );
+}
