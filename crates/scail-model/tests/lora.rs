@@ -1,6 +1,7 @@
 //! LoRAs fused into tiny random DiT weights: scale 0 changes nothing (weights and forward, bit
 //! for bit), scale 1 does; every targeted tensor equals `W + s · alpha/rank · up @ down` (or
-//! `W + s · diff`) computed here in f64 with plain loops from the raw tensors, in each naming
+//! `W + s · diff`) computed here in f64 with plain loops from the raw tensors, and by numpy
+//! (`lora_numpy.py`) from the raw files, in each naming
 //! (kijai/ComfyUI, PEFT/diffusers, .diff/.diff_b, SAT keys on fused tensors); unknown keys and
 //! misfit shapes are refused by name before any weight is read.
 
