@@ -161,11 +161,18 @@ async function main(page, consoleProblems) {
   await page.click('#add-loras');
   await page.selectOption('#field-loras-0-name', DEMO_LORA);
   await page.selectOption('#field-preset', 'fast');
+  // Untouched fields show the preset's recipe (from x-recipes) and are left to the server.
+  const fast = schema.properties.preset['x-recipes'].fast;
+  check(await page.inputValue('#field-guidance_scale') === String(fast.guidance_scale)
+    && await page.inputValue('#field-sampler') === fast.sampler
+    && await page.inputValue('#field-shift') === String(fast.shift),
+  `the form does not show the fast recipe ${JSON.stringify(fast)}`);
   const snippet = await page.waitForFunction((l) => {
     const t = document.querySelector('#snippet').textContent;
     return t.includes(l) && /"preset": "fast"/.test(t) ? t : null;
   }, DEMO_LORA, { timeout: 5_000 }).then((h) => h.jsonValue(), () => '');
   check(snippet, 'the code snippet does not carry the preset and the LoRA');
+  check(!/"guidance_scale"|"sampler"|"shift"/.test(snippet), `the preset's values are sent as explicit fields:\n${snippet}`);
   check(snippet.includes(`${BASE}${SUBMIT_PATH}`), 'the curl snippet lacks the submit URL');
   await page.evaluate(() => {
     window.__seen = new Set();

@@ -3,13 +3,29 @@
 
 use serde_json::{json, Value};
 
+use crate::schema::{Preset, WireEnum};
+
 /// The `ScailInput` schema: every field with its default, bounds, enum and help text, from the
 /// request's declaration.
 pub fn input_schema() -> Value {
+    let mut props = crate::request::properties();
+    // What each preset fills in, so a form can show it (an OpenAPI extension key).
+    let recipes: serde_json::Map<String, Value> = Preset::ALL
+        .iter()
+        .map(|(name, p)| {
+            let r = p.recipe();
+            let v = json!({"num_inference_steps": r.steps, "guidance_scale": r.guidance_scale,
+                "shift": r.shift, "sampler": r.sampler.as_str()});
+            (name.to_string(), v)
+        })
+        .collect();
+    if let Some(preset) = props.get_mut("preset") {
+        preset["x-recipes"] = Value::Object(recipes);
+    }
     json!({
         "type": "object",
         "required": ["prompt", "image_url", "video_url"],
-        "properties": crate::request::properties(),
+        "properties": props,
     })
 }
 

@@ -197,6 +197,19 @@ mod tests {
     }
 
     #[test]
+    fn the_document_lists_each_presets_recipe() {
+        let doc = crate::openapi::input_schema();
+        for (name, p) in Preset::ALL {
+            let r = p.recipe();
+            let got = &doc["properties"]["preset"]["x-recipes"][name];
+            assert_eq!(got["num_inference_steps"], r.steps, "{name}");
+            assert_eq!(got["guidance_scale"], r.guidance_scale, "{name}");
+            assert_eq!(got["shift"], r.shift, "{name}");
+            assert_eq!(got["sampler"], r.sampler.as_str(), "{name}");
+        }
+    }
+
+    #[test]
     fn lora_names_are_plain_file_names() {
         assert_eq!(lora_name_problem("lightx2v_4step.safetensors"), None);
         assert_eq!(lora_name_problem("relighting-lora.PT"), None);

@@ -184,9 +184,17 @@ function makeField(name, p, required) {
       if (v === undefined) return undefined;
       if (p.type === 'boolean' && p.default === undefined && !f.touched) return undefined;
       if (!required && !f.touched && p.default !== undefined && v === p.default) return undefined;
+      // Showing what the chosen preset fills in: the server fills the same, so it is not sent.
+      if (!f.touched && f.presetValue !== undefined && v === f.presetValue) return undefined;
       return v;
     };
-    f.reset = () => scalarReset(input, p);
+    f.reset = () => { scalarReset(input, p); if (f.presetValue !== undefined) f.setShown(f.presetValue); };
+    f.setShown = (v) => {
+      f.presetValue = v;
+      if (v === undefined) scalarReset(input, p);
+      else if (p.type === 'boolean') input.checked = v === true;
+      else input.value = String(v);
+    };
   }
   row.append(help, err);
 
@@ -415,6 +423,24 @@ export function buildForm(doc, { api, changed }) {
     form.append(fs);
   }
   form.addEventListener('submit', (e) => e.preventDefault());
+  followPreset();
+}
+
+/** Untouched fields show what the chosen preset fills in (`x-recipes` of the preset field). */
+function followPreset() {
+  const preset = fields.get('preset');
+  const recipes = preset?.p?.['x-recipes'];
+  const sel = $('#field-preset');
+  if (!recipes || !sel) return;
+  const keys = new Set(Object.values(recipes).flatMap((r) => Object.keys(r)));
+  sel.addEventListener('change', () => {
+    const r = recipes[sel.value] || {};
+    for (const k of keys) {
+      const f = fields.get(k);
+      if (f && !f.touched && f.setShown) f.setShown(r[k]);
+    }
+    hooks.changed();
+  });
 }
 
 /** The request body from the form; pending uploads appear as placeholders when `draft`. */
