@@ -38,6 +38,14 @@ struct Fixture {
     models: Models,
 }
 
+/// One job at a time in this binary. OpenBLAS's thread count is process-wide, attention's
+/// single-threaded sections lower it while they run, and a matmul's last bits depend on how its
+/// rows are split among threads: a job running beside another is not bit-reproducible.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
@@ -146,6 +154,7 @@ fn check_timing(out: &Path, drive: &Path, frames: usize) {
 
 #[test]
 fn short_clip_single_segment_with_preprocessing_and_same_seed_same_latent() {
+    let _one = one_at_a_time();
     let Some((img, drv)) = inputs(["ref_photo_woman_shore.jpg", "dance_woman_16fps.mp4"]) else {
         return;
     };
@@ -191,6 +200,7 @@ fn short_clip_single_segment_with_preprocessing_and_same_seed_same_latent() {
 
 #[test]
 fn long_clip_many_segments_keeps_timing_and_audio() {
+    let _one = one_at_a_time();
     let Some((img, drv)) = inputs(["ref_fantasy_elf.jpeg", "talk_show_host_30fps_audio.mp4"])
     else {
         return;
@@ -242,6 +252,7 @@ impl Progress for Cancelled {
 
 #[test]
 fn generator_runs_a_request_and_honours_cancel() {
+    let _one = one_at_a_time();
     let Some((img, drv)) = inputs([
         "ref_photo_old_man_headphones.jpg",
         "gesture_woman_closeup_16fps.mp4",
@@ -308,6 +319,7 @@ fn generator_runs_a_request_and_honours_cancel() {
 /// A reference with real transparency needs no reference mask: its alpha is the subject.
 #[test]
 fn transparent_reference_takes_its_mask_from_alpha() {
+    let _one = one_at_a_time();
     let Some((_, drv)) = inputs(["ref_photo_woman_shore.jpg", "dance_woman_16fps.mp4"]) else {
         return;
     };

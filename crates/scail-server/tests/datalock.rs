@@ -21,6 +21,11 @@ async fn a_second_server_on_the_same_data_dir_refuses_and_touches_nothing() {
     let s = api.wait_status(KEY_A, &id, "IN_PROGRESS", t).await;
     assert_eq!(s["status"], "IN_PROGRESS", "{s}");
     let work = dir.path().join("work").join(&id);
+    // The folder is made as the job starts, just after it is marked running.
+    let t0 = std::time::Instant::now();
+    while !work.is_dir() && t0.elapsed() < t {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(work.is_dir(), "the running job has its work folder");
 
     let err = match scail_server::start(
