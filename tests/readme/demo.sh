@@ -34,8 +34,10 @@ done
 BASE=$(sed -n 's/^SCAIL_LISTENING //p' "$tmp/serve.out" | head -1)
 [ -n "$BASE" ] || fail "no SCAIL_LISTENING line after an hour"
 echo "readme demo: serving at $BASE"
-curl -fsS "$BASE/health" | grep -q '"weights":"demo' || fail "/health does not say demo"
-curl -fsS "$BASE/" | grep -qi '<html' || fail "no playground at /"
+# Fetched whole first: `grep -q` stops at the first match and would cut curl's pipe.
+curl -fsS "$BASE/health" -o "$tmp/health.json" && grep -q '"weights":"demo' "$tmp/health.json" \
+  || fail "/health does not say demo"
+curl -fsS "$BASE/" -o "$tmp/index.html" && grep -qi '<html' "$tmp/index.html" || fail "no playground at /"
 
 # One job: a two-second driving clip and a reference image, as data URIs.
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc=size=160x120:rate=16 -t 2 \
