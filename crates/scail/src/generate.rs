@@ -110,6 +110,25 @@ pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// A request given on the command line, through the validation the HTTP door applies (the same
+/// rules and messages), then every named file checked to exist: a missing one is found now, not
+/// after minutes of loading weights.
+pub(crate) fn validate_local(fields: Fields<PathBuf>) -> anyhow::Result<ScailInput<PathBuf>> {
+    let input = fields.validate().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
+    })?;
+    for (which, path) in input.files() {
+        anyhow::ensure!(
+            path.is_file(),
+            "{}: no such file: {}",
+            which.field(),
+            path.display()
+        );
+    }
+    Ok(input)
+}
+
 /// A one-line progress bar on stderr.
 pub(crate) struct Bar {
     pub(crate) start: Instant,
@@ -169,16 +188,7 @@ impl GenerateArgs {
             // A field added to the request works here with its default until it gets a flag.
             ..Fields::default()
         };
-        let input = fields.validate().map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-            anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
-        })?;
-        // A missing file is found now, not after minutes of loading weights.
-        for (which, path) in input.files() {
-            if !path.is_file() {
-                anyhow::bail!("{}: no such file: {}", which.field(), path.display());
-            }
-        }
+        let input = validate_local(fields)?;
         for lora in &self.loras {
             if !lora.path.is_file() {
                 anyhow::bail!("--lora: no such file: {}", lora.path.display());

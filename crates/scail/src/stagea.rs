@@ -72,18 +72,7 @@ pub fn run(a: StageAArgs) -> anyhow::Result<()> {
         pose_video_url: a.pose_video.clone(),
         ..Fields::default()
     };
-    let input = fields.validate().map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
-    })?;
-    for (which, path) in input.files() {
-        anyhow::ensure!(
-            path.is_file(),
-            "{}: no such file: {}",
-            which.field(),
-            path.display()
-        );
-    }
+    let input = crate::generate::validate_local(fields)?;
     let stagea_dir = a.stagea_dir.clone().or_else(|| {
         a.weights
             .as_ref()

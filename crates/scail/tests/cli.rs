@@ -140,11 +140,6 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
         eprintln!("SCAIL_SKIP_CONFORMANCE=1: skipped");
         return;
     }
-    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
-    assert!(
-        conf.join("node_modules/@fal-ai/client").exists(),
-        "run `npm install` in tests/conformance (or bash .ci/run)"
-    );
     let w = tempfile::tempdir().unwrap();
     ok(scail()
         .args(["weights", "init-random", "--config", "tiny"])
@@ -154,24 +149,7 @@ fn serve_with_tiny_weights_answers_the_official_js_client_with_a_real_video() {
         data.path(),
         &["--weights", w.path().to_str().unwrap(), "--size", "128x96"],
     );
-    let (media, media_url) = media_server();
-    let out = Command::new("node")
-        .arg("model/real_video.mjs")
-        .current_dir(&conf)
-        .env("SCAIL_BASE", &s.url)
-        .env("SCAIL_KEY", "k-test")
-        .env("SCAIL_MEDIA", &media_url)
-        .output()
-        .expect("node");
-    drop(media);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    let v: serde_json::Value =
-        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let v = run_client_script(&s.url, "model/real_video.mjs", &[]);
     assert_eq!(v["video"]["content_type"], "video/mp4");
 }
 

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::*;
 
 #[test]
@@ -16,11 +13,6 @@ fn preset_fast_with_a_lora_through_the_official_client() {
         eprintln!("SCAIL_SKIP_CONFORMANCE=1: skipped");
         return;
     }
-    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
-    assert!(
-        conf.join("node_modules/@fal-ai/client").exists(),
-        "run `npm install` in tests/conformance (or bash .ci/run)"
-    );
     let w = tempfile::tempdir().unwrap();
     ok(scail()
         .args(["weights", "init-random", "--config", "tiny"])
@@ -54,25 +46,11 @@ fn preset_fast_with_a_lora_through_the_official_client() {
         serde_json::json!(["fast", "balanced", "quality"])
     );
 
-    let (media, media_url) = media_server();
-    let out = Command::new("node")
-        .arg("model/lora_fast.mjs")
-        .current_dir(&conf)
-        .env("SCAIL_BASE", &s.url)
-        .env("SCAIL_KEY", "k-test")
-        .env("SCAIL_MEDIA", &media_url)
-        .env("SCAIL_LORA", &lora_name)
-        .output()
-        .expect("node");
-    drop(media);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_client_script(
+        &s.url,
+        "model/lora_fast.mjs",
+        &[("SCAIL_LORA", lora_name.as_str())],
     );
-    assert!(out.status.success(), "{text}");
-    let v: serde_json::Value =
-        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     assert_eq!(v["video"]["content_type"], "video/mp4");
 
     // The job ran the distilled recipe with the LoRA fused: its log says so.

@@ -204,3 +204,33 @@ pub fn kijai_lora(dir: &Path, blocks: &[usize]) -> PathBuf {
     candle_core::safetensors::save(&m, &path).unwrap();
     path
 }
+
+/// Runs `tests/conformance/{script}` (the official JS client) against a served instance, with the
+/// test media served over HTTP and `env` added; asserts it succeeds and returns the JSON line it
+/// prints last.
+pub fn run_client_script(url: &str, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    assert!(
+        conf.join("node_modules/@fal-ai/client").exists(),
+        "run `npm install` in tests/conformance (or bash .ci/run)"
+    );
+    let (media, media_url) = media_server();
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(&conf)
+        .env("SCAIL_BASE", url)
+        .env("SCAIL_KEY", "k-test")
+        .env("SCAIL_MEDIA", &media_url)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node");
+    drop(media);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script}: {text}");
+    let line = text.lines().rfind(|l| l.starts_with('{'));
+    serde_json::from_str(line.expect("a JSON result line")).unwrap()
+}
