@@ -2,8 +2,12 @@
 //! class token, position embedding, pre-norm, every transformer block but the last, no
 //! post-norm. Output `[B, 1+patches, width]` (`[1, 257, 1280]` for the published model).
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+
+use crate::offload::{BlockLoader, Layers, Offload};
 
 /// CLIP normalisation applied after mapping [-1, 1] pixels to [0, 1].
 // The reference's literal values, kept verbatim.
@@ -85,6 +89,7 @@ impl ClipVisionConfig {
     }
 }
 
+#[derive(Clone)]
 struct Linear {
     w: Tensor,
     b: Tensor,
@@ -101,8 +106,16 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
+
+    fn to_device(&self, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            w: self.w.to_device(dev)?,
+            b: self.b.to_device(dev)?,
+        })
+    }
 }
 
+#[derive(Clone)]
 struct LayerNorm {
     w: Tensor,
     b: Tensor,
@@ -115,6 +128,14 @@ impl LayerNorm {
             w: vb.get(d, "weight")?,
             b: vb.get(d, "bias")?,
             eps,
+        })
+    }
+
+    fn to_device(&self, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            w: self.w.to_device(dev)?,
+            b: self.b.to_device(dev)?,
+            eps: self.eps,
         })
     }
 
@@ -132,6 +153,7 @@ impl LayerNorm {
     }
 }
 
+#[derive(Clone)]
 struct Block {
     norm1: LayerNorm,
     qkv: Linear,
@@ -141,6 +163,33 @@ struct Block {
     fc2: Linear,
 }
 
+impl Block {
+    fn load(v: &VarBuilder, cfg: &ClipVisionConfig, i: usize) -> Result<Self> {
+        let w = cfg.width;
+        let m = w * cfg.mlp_ratio;
+        let b = v.pp("transformer").pp(i);
+        Ok(Block {
+            norm1: LayerNorm::new(b.pp("norm1"), w, cfg.eps)?,
+            qkv: Linear::new(b.pp("attn.to_qkv"), w, 3 * w)?,
+            proj: Linear::new(b.pp("attn.proj"), w, w)?,
+            norm2: LayerNorm::new(b.pp("norm2"), w, cfg.eps)?,
+            fc1: Linear::new(b.pp("mlp.0"), w, m)?,
+            fc2: Linear::new(b.pp("mlp.2"), m, w)?,
+        })
+    }
+
+    fn to_device(&self, dev: &Device) -> Result<Self> {
+        Ok(Block {
+            norm1: self.norm1.to_device(dev)?,
+            qkv: self.qkv.to_device(dev)?,
+            proj: self.proj.to_device(dev)?,
+            norm2: self.norm2.to_device(dev)?,
+            fc1: self.fc1.to_device(dev)?,
+            fc2: self.fc2.to_device(dev)?,
+        })
+    }
+}
+
 /// The visual tower; only the blocks that run are loaded (the last one is skipped).
 pub struct ClipVision {
     cfg: ClipVisionConfig,
@@ -148,28 +197,58 @@ pub struct ClipVision {
     cls: Tensor,
     pos: Tensor,
     pre_norm: LayerNorm,
-    blocks: Vec<Block>,
+    blocks: Layers<Block, candle_core::Error>,
 }
 
 impl ClipVision {
     /// Weights in the official layout (`visual.*` prefix included in the names).
     pub fn new(cfg: &ClipVisionConfig, vb: VarBuilder) -> Result<Self> {
         let v = vb.pp("visual");
-        let (w, p) = (cfg.width, cfg.patch_size);
-        let m = w * cfg.mlp_ratio;
-        let mut blocks = Vec::new();
         // SCAIL uses the output of block layers-2 (`transformer[:-1]`).
-        for i in 0..cfg.layers.saturating_sub(1) {
-            let b = v.pp("transformer").pp(i);
-            blocks.push(Block {
-                norm1: LayerNorm::new(b.pp("norm1"), w, cfg.eps)?,
-                qkv: Linear::new(b.pp("attn.to_qkv"), w, 3 * w)?,
-                proj: Linear::new(b.pp("attn.proj"), w, w)?,
-                norm2: LayerNorm::new(b.pp("norm2"), w, cfg.eps)?,
-                fc1: Linear::new(b.pp("mlp.0"), w, m)?,
-                fc2: Linear::new(b.pp("mlp.2"), m, w)?,
-            });
-        }
+        let blocks = (0..Self::used_blocks(cfg))
+            .map(|i| Block::load(&v, cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        let blocks = Layers::resident(Offload::None, blocks, vb.device(), Block::to_device);
+        Self::with_blocks(cfg, &v, blocks)
+    }
+
+    /// [`ClipVision::new`] with the blocks placed by `offload`.
+    pub fn new_offloaded(
+        cfg: &ClipVisionConfig,
+        vb: VarBuilder<'static>,
+        offload: Offload,
+    ) -> Result<Self> {
+        let v = vb.pp("visual");
+        let n = Self::used_blocks(cfg);
+        let blocks = match offload {
+            Offload::None => return Self::new(cfg, vb),
+            Offload::Blocks => {
+                let host = v.clone().set_device(Device::Cpu);
+                let blocks = (0..n)
+                    .map(|i| Block::load(&host, cfg, i))
+                    .collect::<Result<Vec<_>>>()?;
+                Layers::resident(Offload::Blocks, blocks, vb.device(), Block::to_device)
+            }
+            Offload::Stream => {
+                let (bv, bcfg) = (v.clone(), cfg.clone());
+                let load: BlockLoader<Block, candle_core::Error> =
+                    Arc::new(move |i| Block::load(&bv, &bcfg, i));
+                Layers::streamed(n, vb.device(), load, Block::to_device)
+            }
+        };
+        Self::with_blocks(cfg, &v, blocks)
+    }
+
+    fn used_blocks(cfg: &ClipVisionConfig) -> usize {
+        cfg.layers.saturating_sub(1)
+    }
+
+    fn with_blocks(
+        cfg: &ClipVisionConfig,
+        v: &VarBuilder,
+        blocks: Layers<Block, candle_core::Error>,
+    ) -> Result<Self> {
+        let (w, p) = (cfg.width, cfg.patch_size);
         Ok(Self {
             patch_w: v.get((w, 3, p, p), "patch_embedding.weight")?,
             cls: v.get((1, 1, w), "cls_embedding")?,
@@ -202,7 +281,7 @@ impl ClipVision {
         let mut x = self.pre_norm.forward(&x)?;
         let n = x.dim(1)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        for blk in &self.blocks {
+        self.blocks.each(|_, blk| {
             let y = blk
                 .qkv
                 .forward(&blk.norm1.forward(&x)?)?
@@ -215,10 +294,11 @@ impl ClipVision {
             let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?
                 .to_dtype(v.dtype())?;
             let a = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, w))?;
-            x = (x + blk.proj.forward(&a)?)?;
+            x = (&x + blk.proj.forward(&a)?)?;
             let h = blk.fc1.forward(&blk.norm2.forward(&x)?)?.gelu_erf()?;
-            x = (x + blk.fc2.forward(&h)?)?;
-        }
+            x = (&x + blk.fc2.forward(&h)?)?;
+            Ok(())
+        })?;
         Ok(x)
     }
 

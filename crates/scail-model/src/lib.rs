@@ -12,6 +12,8 @@ pub mod dit;
 #[cfg(feature = "testing")]
 pub mod fixtures;
 pub mod lora;
+pub mod memory;
+pub mod offload;
 #[cfg(feature = "testing")]
 pub mod pth;
 pub mod rope;
@@ -22,3 +24,17 @@ pub(crate) mod vae_cpu;
 
 /// The checkpoint module under its earlier name, which the other crates use.
 pub use checkpoint as weights;
+
+/// Bytes in use on `dev`'s GPU (total minus free, from the driver), for benchmarks; `None` on
+/// the CPU or where the driver does not say.
+pub fn device_memory_used(dev: &candle_core::Device) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    if dev.is_cuda() {
+        use candle_core::cuda_backend::cudarc::driver::result::mem_get_info;
+        return mem_get_info()
+            .ok()
+            .map(|(free, total)| (total - free) as u64);
+    }
+    let _ = dev;
+    None
+}

@@ -491,6 +491,25 @@ impl LoraCheckpoint {
         })
     }
 
+    /// [`LoraCheckpoint::load`]; a weight no LoRA touches may stay fp8 (a patched one is
+    /// fused in f32, and its scale hidden so that nothing widens it twice).
+    pub fn load_fp8(&self, name: &str) -> std::result::Result<Tensor, WeightsError> {
+        if self.patches.contains_key(name) {
+            return self.load(name);
+        }
+        self.base.load_fp8(name)
+    }
+
+    /// Present in the base, except the fp8 scale of a patched weight (it is fused in f32).
+    fn contains(&self, name: &str) -> bool {
+        if let Some(layer) = name.strip_suffix(".scale_weight") {
+            if self.patches.contains_key(&format!("{layer}.weight")) {
+                return false;
+            }
+        }
+        self.base.contains(name)
+    }
+
     /// A `VarBuilder` over the fused weights (converted to `dtype` after fusing).
     pub fn var_builder(self, dtype: DType, dev: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, dev.clone())
@@ -514,4 +533,4 @@ fn fused_shape(base: &[usize], parts: usize) -> Vec<usize> {
     s
 }
 
-crate::checkpoint::reader::simple_backend!(LoraCheckpoint, |this, name| this.base.contains(name));
+crate::checkpoint::reader::simple_backend!(LoraCheckpoint, |this, name| this.contains(name));

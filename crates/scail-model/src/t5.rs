@@ -1,8 +1,12 @@
 //! The umT5 text encoder (Wan's `T5Encoder`): per-layer bidirectional relative position bias,
 //! no attention scaling, gated tanh-GELU feed-forward, RMS layer norm (eps 1e-6).
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
+
+use crate::offload::{BlockLoader, Layers, Offload};
 
 /// Shape of the encoder. The published checkpoint is [`T5Config::umt5_xxl`].
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +95,7 @@ pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usiz
     bucket
 }
 
+#[derive(Clone)]
 struct Block {
     norm1: Tensor,
     q: Tensor,
@@ -104,12 +109,61 @@ struct Block {
     pos: Tensor,
 }
 
+impl Block {
+    fn load(b: &VarBuilder, cfg: &T5Config) -> Result<Self> {
+        let (d, da, df) = (cfg.dim, cfg.dim_attn, cfg.dim_ffn);
+        Ok(Block {
+            norm1: b.get(d, "norm1.weight")?,
+            q: b.get((da, d), "attn.q.weight")?,
+            k: b.get((da, d), "attn.k.weight")?,
+            v: b.get((da, d), "attn.v.weight")?,
+            o: b.get((d, da), "attn.o.weight")?,
+            norm2: b.get(d, "norm2.weight")?,
+            gate: b.get((df, d), "ffn.gate.0.weight")?,
+            fc1: b.get((df, d), "ffn.fc1.weight")?,
+            fc2: b.get((d, df), "ffn.fc2.weight")?,
+            pos: b.get(
+                (cfg.num_buckets, cfg.num_heads),
+                "pos_embedding.embedding.weight",
+            )?,
+        })
+    }
+
+    fn to_device(&self, dev: &Device) -> Result<Self> {
+        let m = |t: &Tensor| t.to_device(dev);
+        Ok(Block {
+            norm1: m(&self.norm1)?,
+            q: m(&self.q)?,
+            k: m(&self.k)?,
+            v: m(&self.v)?,
+            o: m(&self.o)?,
+            norm2: m(&self.norm2)?,
+            gate: m(&self.gate)?,
+            fc1: m(&self.fc1)?,
+            fc2: m(&self.fc2)?,
+            pos: m(&self.pos)?,
+        })
+    }
+}
+
+/// The token embedding (256k x 4096: 2 GB in bf16): resident, or read at each encode under
+/// `stream`, in its stored dtype, keeping only the rows of the prompt.
+enum Embedding {
+    Resident(Tensor),
+    Streamed {
+        vb: VarBuilder<'static>,
+        stored: DType,
+    },
+}
+
 /// umT5 encoder. Weights in the official key layout.
 pub struct T5Encoder {
     cfg: T5Config,
-    embedding: Tensor,
-    blocks: Vec<Block>,
+    embedding: Embedding,
+    blocks: Layers<Block, candle_core::Error>,
     norm: Tensor,
+    /// The matmul dtype.
+    dtype: DType,
 }
 
 fn rms(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
@@ -129,32 +183,84 @@ fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
 
 impl T5Encoder {
     pub fn new(cfg: &T5Config, vb: VarBuilder) -> Result<Self> {
-        let (d, da, df) = (cfg.dim, cfg.dim_attn, cfg.dim_ffn);
-        let mut blocks = Vec::with_capacity(cfg.num_layers);
-        for i in 0..cfg.num_layers {
-            let b = vb.pp("blocks").pp(i);
-            blocks.push(Block {
-                norm1: b.get(d, "norm1.weight")?,
-                q: b.get((da, d), "attn.q.weight")?,
-                k: b.get((da, d), "attn.k.weight")?,
-                v: b.get((da, d), "attn.v.weight")?,
-                o: b.get((d, da), "attn.o.weight")?,
-                norm2: b.get(d, "norm2.weight")?,
-                gate: b.get((df, d), "ffn.gate.0.weight")?,
-                fc1: b.get((df, d), "ffn.fc1.weight")?,
-                fc2: b.get((d, df), "ffn.fc2.weight")?,
-                pos: b.get(
-                    (cfg.num_buckets, cfg.num_heads),
-                    "pos_embedding.embedding.weight",
-                )?,
-            });
-        }
+        let blocks = (0..cfg.num_layers)
+            .map(|i| Block::load(&vb.pp("blocks").pp(i), cfg))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embedding: vb.get((cfg.vocab_size, d), "token_embedding.weight")?,
-            norm: vb.get(d, "norm.weight")?,
-            blocks,
+            embedding: Embedding::Resident(
+                vb.get((cfg.vocab_size, cfg.dim), "token_embedding.weight")?,
+            ),
+            norm: vb.get(cfg.dim, "norm.weight")?,
+            blocks: Layers::resident(Offload::None, blocks, vb.device(), Block::to_device),
+            dtype: vb.dtype(),
             cfg: cfg.clone(),
         })
+    }
+
+    /// [`T5Encoder::new`] with the blocks placed by `offload`; under `stream` the token
+    /// embedding is read at use too, in `stored_embedding` (its dtype in the checkpoint), so
+    /// no widened copy of it is ever made.
+    pub fn new_offloaded(
+        cfg: &T5Config,
+        vb: VarBuilder<'static>,
+        offload: Offload,
+        stored_embedding: DType,
+    ) -> Result<Self> {
+        let device = vb.device().clone();
+        let blocks = match offload {
+            Offload::None => return Self::new(cfg, vb),
+            Offload::Blocks => {
+                let host = vb.clone().set_device(Device::Cpu);
+                let blocks = (0..cfg.num_layers)
+                    .map(|i| Block::load(&host.pp("blocks").pp(i), cfg))
+                    .collect::<Result<Vec<_>>>()?;
+                Layers::resident(Offload::Blocks, blocks, &device, Block::to_device)
+            }
+            Offload::Stream => {
+                let (bvb, bcfg) = (vb.clone(), cfg.clone());
+                let load: BlockLoader<Block, candle_core::Error> =
+                    Arc::new(move |i| Block::load(&bvb.pp("blocks").pp(i), &bcfg));
+                Layers::streamed(cfg.num_layers, &device, load, Block::to_device)
+            }
+        };
+        let embedding = match offload {
+            Offload::Stream => Embedding::Streamed {
+                vb: vb.clone(),
+                stored: stored_embedding,
+            },
+            _ => Embedding::Resident(vb.get((cfg.vocab_size, cfg.dim), "token_embedding.weight")?),
+        };
+        Ok(Self {
+            embedding,
+            norm: vb.get(cfg.dim, "norm.weight")?,
+            blocks,
+            dtype: vb.dtype(),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Rows `ids` of the token embedding, in the matmul dtype.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        match &self.embedding {
+            Embedding::Resident(t) => t.index_select(ids, 0),
+            Embedding::Streamed { vb, stored } => {
+                let all = vb
+                    .clone()
+                    .set_device(Device::Cpu)
+                    .get_unchecked_dtype("token_embedding.weight", *stored)?;
+                let (n, d) = all.dims2()?;
+                if (n, d) != (self.cfg.vocab_size, self.cfg.dim) {
+                    candle_core::bail!(
+                        "token_embedding.weight: stored {:?}, expected {:?}",
+                        [n, d],
+                        [self.cfg.vocab_size, self.cfg.dim]
+                    );
+                }
+                all.index_select(&ids.to_device(&Device::Cpu)?, 0)?
+                    .to_dtype(self.dtype)?
+                    .to_device(self.device())
+            }
+        }
     }
 
     pub fn config(&self) -> &T5Config {
@@ -188,11 +294,10 @@ impl T5Encoder {
         let (b, l) = ids.dims2()?;
         let (h, da) = (self.cfg.num_heads, self.cfg.dim_attn);
         let hd = da / h;
-        let dt = self.embedding.dtype();
+        let dt = self.dtype;
         let ids = ids.to_dtype(DType::U32)?;
         let mut x = self
-            .embedding
-            .index_select(&ids.flatten_all()?, 0)?
+            .embed(&ids.flatten_all()?)?
             .reshape((b, l, self.cfg.dim))?;
         // Key mask as an additive bias [B, 1, 1, L]: the reference fills masked logits with
         // the dtype's lowest value.
@@ -206,7 +311,7 @@ impl T5Encoder {
             None => None,
         };
         let buckets = self.bucket_ids(l)?;
-        for blk in &self.blocks {
+        self.blocks.each(|_, blk| {
             let bias = blk
                 .pos
                 .to_dtype(DType::F32)?
@@ -237,12 +342,13 @@ impl T5Encoder {
                 .transpose(1, 2)?
                 .reshape((b, l, da))?
                 .broadcast_matmul(&blk.o.t()?)?;
-            x = (x + a)?;
+            x = (&x + a)?;
             let y = rms(&x, &blk.norm2, self.cfg.eps)?;
             let g = gelu_tanh(&y.broadcast_matmul(&blk.gate.t()?)?)?;
             let f = (y.broadcast_matmul(&blk.fc1.t()?)? * g)?.broadcast_matmul(&blk.fc2.t()?)?;
-            x = (x + f)?;
-        }
+            x = (&x + f)?;
+            Ok(())
+        })?;
         rms(&x, &self.norm, self.cfg.eps)
     }
 

@@ -44,6 +44,8 @@ pub enum WeightsError {
         path: PathBuf,
         source: candle_core::Error,
     },
+    #[error("{path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
     #[error("{path}: not a PyTorch zip or safetensors file")]
     UnknownFormat { path: PathBuf },
     #[error("unknown SAT checkpoint key `{0}`")]
@@ -52,6 +54,12 @@ pub enum WeightsError {
     Missing(String),
     #[error("`{name}`: {msg}")]
     Tensor { name: String, msg: String },
+    #[error("{path}: tensor `{name}`: {msg}")]
+    InFile {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
     #[error("no {component} weights in {dir} (looked for {looked})")]
     ComponentMissing {
         component: &'static str,

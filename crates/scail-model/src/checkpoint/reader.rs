@@ -32,6 +32,8 @@ pub enum Source {
 pub struct Checkpoint {
     raw: RawCheckpoint,
     map: BTreeMap<String, (Source, TensorMeta)>,
+    /// Canonical `<layer>.scale_weight` → stored name, for the fp8 weights kept as fp8.
+    scales: BTreeMap<String, String>,
     /// The last fused tensor read, so q, k and v cost one read of `query_key_value`.
     fused: Mutex<Option<(String, Tensor)>>,
 }
@@ -46,14 +48,31 @@ impl Checkpoint {
             k.starts_with(&format!("{SAT_PREFIX}transformer.layers."))
                 || k.starts_with(&format!("{SAT_PREFIX}mixins."))
         });
-        let map = if is_sat {
-            sat_map(&raw)?
+        let (map, scales) = if is_sat {
+            (sat_map(&raw)?, BTreeMap::new())
         } else {
-            plain_map(&raw)
+            plain_map(&raw)?
         };
+        for (name, (_, meta)) in &map {
+            if !matches!(
+                meta.dtype,
+                DType::F32 | DType::BF16 | DType::F16 | DType::F8E4M3
+            ) {
+                return Err(WeightsError::InFile {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    msg: format!(
+                        "stored as {:?}, which no network here reads (f32, bf16, f16 or \
+                         fp8 e4m3 with scales)",
+                        meta.dtype
+                    ),
+                });
+            }
+        }
         Ok(Self {
             raw,
             map,
+            scales,
             fused: Mutex::new(None),
         })
     }
@@ -76,12 +95,26 @@ impl Checkpoint {
         self.map.get(name).map(|(s, _)| s)
     }
 
+    /// Whether `name` is a canonical tensor, or the `scale_weight` of an fp8 weight (which
+    /// [`Checkpoint::load_fp8`] keeps as fp8).
     pub fn contains(&self, name: &str) -> bool {
-        self.map.contains_key(name)
+        self.map.contains_key(name) || self.scales.contains_key(name)
+    }
+
+    /// Like [`Checkpoint::load`], but an `fp8_scaled` weight comes as stored (e4m3, its scale
+    /// readable as `<layer>.scale_weight`), for layers that widen it at use.
+    pub fn load_fp8(&self, name: &str) -> Result<Tensor> {
+        match self.map.get(name) {
+            Some((Source::Fp8Scaled { name: k, .. }, _)) => self.raw.load(k),
+            _ => self.load(name),
+        }
     }
 
     /// One canonical tensor on the CPU (fp8_scaled weights dequantised to f32).
     pub fn load(&self, name: &str) -> Result<Tensor> {
+        if let Some(stored) = self.scales.get(name) {
+            return self.raw.load(stored);
+        }
         let (src, _) = self
             .map
             .get(name)
@@ -156,36 +189,72 @@ fn sat_map(raw: &RawCheckpoint) -> Result<KeyMap> {
 /// Wan-layout keys as stored. Community repacks carry a `model.diffusion_model.` /
 /// `diffusion_model.` prefix, and fp8_scaled files a `scale_weight` per weight and a
 /// `scaled_fp8` marker: prefixes are stripped, scales and markers hidden behind their weights.
-fn plain_map(raw: &RawCheckpoint) -> KeyMap {
+/// In a file with the marker every fp8 weight must have a scale of one value or one per output
+/// channel; anything else is refused here, naming the tensor, before any weight is read.
+fn plain_map(raw: &RawCheckpoint) -> Result<(KeyMap, BTreeMap<String, String>)> {
+    let bad = |name: &str, msg: String| WeightsError::InFile {
+        path: raw.path().to_path_buf(),
+        name: name.to_string(),
+        msg,
+    };
+    let marked = raw
+        .metas
+        .keys()
+        .any(|k| strip_wan_prefix(k) == "scaled_fp8");
     let mut map = KeyMap::new();
+    let mut scales = BTreeMap::new();
     for (k, meta) in &raw.metas {
         let name = strip_wan_prefix(k);
         if name == "scaled_fp8" || name.ends_with(".scale_weight") || name.ends_with(".scale_input")
         {
             continue;
         }
-        let scale = format!("{}.scale_weight", k.strip_suffix(".weight").unwrap_or(k));
-        let entry = if meta.dtype == DType::F8E4M3 && raw.metas.contains_key(&scale) {
-            let src = Source::Fp8Scaled {
-                name: k.clone(),
-                scale,
-            };
-            // Dequantised on load.
-            let meta = TensorMeta {
-                shape: meta.shape.clone(),
-                dtype: DType::F32,
-            };
-            (src, meta)
-        } else {
-            (Source::Direct(k.clone()), meta.clone())
+        let layer = k.strip_suffix(".weight").unwrap_or(k);
+        let scale = format!("{layer}.scale_weight");
+        let entry = match raw.metas.get(&scale) {
+            Some(sm) if meta.dtype == DType::F8E4M3 => {
+                let n: usize = sm.shape.iter().product();
+                if n != 1 && Some(&n) != meta.shape.first() {
+                    return Err(bad(
+                        &scale,
+                        format!(
+                            "shape {:?} does not fit `{k}` {:?}: expected one value or one per \
+                             output channel",
+                            sm.shape, meta.shape
+                        ),
+                    ));
+                }
+                let canonical = name.strip_suffix(".weight").unwrap_or(name);
+                scales.insert(format!("{canonical}.scale_weight"), scale.clone());
+                let src = Source::Fp8Scaled {
+                    name: k.clone(),
+                    scale,
+                };
+                // Dequantised by `load`; kept as fp8 by `load_fp8`.
+                let meta = TensorMeta {
+                    shape: meta.shape.clone(),
+                    dtype: DType::F32,
+                };
+                (src, meta)
+            }
+            None if marked && meta.dtype == DType::F8E4M3 => {
+                return Err(bad(
+                    k,
+                    format!(
+                        "fp8 weight without its `{scale}` in a `scaled_fp8` checkpoint (the \
+                         file is incomplete or not an fp8_scaled export)"
+                    ),
+                ));
+            }
+            _ => (Source::Direct(k.clone()), meta.clone()),
         };
         map.insert(name.to_string(), entry);
     }
-    map
+    Ok((map, scales))
 }
 
-/// candle's `SimpleBackend` for a reader with `load(&self, name)` (its error displayable) and a
-/// presence check: the plain checkpoint reader and the LoRA-fusing one share this.
+/// candle's `SimpleBackend` for a reader with `load(&self, name)` and `load_fp8` (errors
+/// displayable) and a presence check; a request for fp8 gets an fp8_scaled weight as stored: the plain checkpoint reader and the LoRA-fusing one share this.
 macro_rules! simple_backend {
     ($t:ty, |$this:ident, $name:ident| $contains:expr) => {
         impl candle_nn::var_builder::SimpleBackend for $t {
@@ -214,9 +283,12 @@ macro_rules! simple_backend {
                 dtype: candle_core::DType,
                 dev: &candle_core::Device,
             ) -> candle_core::Result<candle_core::Tensor> {
-                let t = self
-                    .load(name)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let t = if dtype == candle_core::DType::F8E4M3 {
+                    self.load_fp8(name)
+                } else {
+                    self.load(name)
+                }
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 t.to_dtype(dtype)?.to_device(dev)
             }
 

@@ -29,17 +29,59 @@ pub struct BenchReport {
     pub forwards: usize,
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
+/// Anonymous resident memory of this process now (Linux `RssAnon`: heap and tensors, not the
+/// page cache of mapped checkpoint files).
+pub fn anon_rss_bytes() -> Option<u64> {
+    status_kb("RssAnon:")
+}
+
+/// Samples [`anon_rss_bytes`] every 20 ms on a thread and keeps the peak.
+pub struct AnonPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl AnonPeak {
+    pub fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(anon_rss_bytes().unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak.max(anon_rss_bytes().unwrap_or(0))
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// The peak so far, in bytes (0 where the OS does not report it).
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
+
+fn status_kb(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: u64 = s
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kb("VmHWM:")
 }
 
 /// Random weights for `cfg` (normal, std 1/√fan_in; norms and modulation around their natural
@@ -133,6 +175,16 @@ pub fn bench_forward(
     let weights = random_weights(cfg, dtype, device)?;
     let vb = VarBuilder::from_tensors(weights, dtype, device);
     let model = Dit::load(vb, cfg)?;
+    bench_model(&model, (frames, height, width), forwards)
+}
+
+/// [`bench_forward`] of a loaded model (e.g. real checkpoint files under an offload mode).
+pub fn bench_model(
+    model: &Dit,
+    (frames, height, width): (usize, usize, usize),
+    forwards: usize,
+) -> Result<BenchReport> {
+    let (cfg, device) = (model.config(), model.device());
     let inputs = RandomInputs::new(cfg, (frames, height, width), device)?;
     let tokens = ScailRope {
         head_dim: cfg.head_dim(),

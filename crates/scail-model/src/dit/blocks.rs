@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{IndexOp, Tensor};
+use candle_core::{Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
 use super::gelu::gelu_tanh;
@@ -29,6 +29,17 @@ struct Qkvo {
 }
 
 impl Qkvo {
+    fn to_device(&self, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            q: self.q.to_device(dev)?,
+            k: self.k.to_device(dev)?,
+            v: self.v.to_device(dev)?,
+            o: self.o.to_device(dev)?,
+            norm_q: self.norm_q.to_device(dev)?,
+            norm_k: self.norm_k.to_device(dev)?,
+        })
+    }
+
     fn load(vb: &VarBuilder, prefix: &str, d: usize) -> Result<Self> {
         let lin = |p: &str| Lin::load(vb, &format!("{prefix}.{p}"), d, d);
         Ok(Self {
@@ -90,6 +101,25 @@ impl Block {
             norm3_b: get_f32(vb, &[d], "norm3.bias")?,
             ffn0: Lin::load(vb, "ffn.0", cfg.ffn_dim, d)?,
             ffn2: Lin::load(vb, "ffn.2", d, cfg.ffn_dim)?,
+        })
+    }
+
+    /// A copy on `dev` (the `blocks` offload mode's copy at use).
+    pub(super) fn to_device(&self, dev: &Device) -> Result<Self> {
+        let ca = &self.cross_attn;
+        Ok(Self {
+            modulation: self.modulation.to_device(dev)?,
+            self_attn: self.self_attn.to_device(dev)?,
+            cross_attn: CrossAttention {
+                text: ca.text.to_device(dev)?,
+                k_img: ca.k_img.to_device(dev)?,
+                v_img: ca.v_img.to_device(dev)?,
+                norm_k_img: ca.norm_k_img.to_device(dev)?,
+            },
+            norm3_w: self.norm3_w.to_device(dev)?,
+            norm3_b: self.norm3_b.to_device(dev)?,
+            ffn0: self.ffn0.to_device(dev)?,
+            ffn2: self.ffn2.to_device(dev)?,
         })
     }
 

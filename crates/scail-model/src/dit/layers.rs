@@ -1,43 +1,114 @@
 //! The DiT's Linear layer (matmul in the weight dtype, optionally through OpenBLAS) and the
 //! small f32 operations around it: norms, modulation, head splitting, attention dispatch.
 
+use std::borrow::Cow;
+
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{attention, DitError, Result};
 use crate::blas::{self, Mat, Threads};
 
-/// A Linear layer whose matmul runs in the weight dtype; input and output are f32.
+/// A Linear layer whose matmul runs in the compute dtype; input and output are f32. An
+/// `fp8_scaled` weight stays fp8 (e4m3) with its scale and is widened at each use, so the
+/// network never holds more than one widened layer.
 #[derive(Debug, Clone)]
 pub(super) struct Lin {
     pub(super) w: Tensor,
+    /// The fp8 weight's scale: one value or one per output channel (`[out, 1]`).
+    scale: Option<Tensor>,
+    /// The matmul dtype (the weight's, or the model's for an fp8 weight).
+    pub(super) compute: DType,
     pub(super) b: Tensor,
 }
 
 impl Lin {
+    /// A layer from a weight already in its matmul dtype.
+    pub(super) fn dense(w: Tensor, b: Tensor) -> Self {
+        Self {
+            compute: w.dtype(),
+            w,
+            scale: None,
+            b,
+        }
+    }
+
     pub(super) fn load(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Self> {
-        let w = vb
-            .get((out, inp), &format!("{name}.weight"))
-            .map_err(DitError::Weights)?;
+        let w_name = format!("{name}.weight");
+        let scale_name = format!("{name}.scale_weight");
+        let (w, scale) = if vb.contains_tensor(&scale_name) {
+            let w = vb
+                .get_with_hints_dtype((out, inp), &w_name, Default::default(), DType::F8E4M3)
+                .map_err(DitError::Weights)?;
+            let s = vb
+                .get_unchecked_dtype(&scale_name, DType::F32)
+                .map_err(DitError::Weights)?;
+            let s = match s.elem_count() {
+                1 => s.flatten_all()?.reshape(())?,
+                n if n == out => s.reshape((out, 1))?,
+                _ => {
+                    return Err(DitError::Weights(candle_core::Error::Msg(format!(
+                        "`{scale_name}` has shape {:?}: expected one value or {out} (one per \
+                         output channel of `{w_name}`)",
+                        s.dims()
+                    ))))
+                }
+            };
+            (w, Some(s))
+        } else {
+            let w = vb.get((out, inp), &w_name).map_err(DitError::Weights)?;
+            (w, None)
+        };
         let b = vb
             .get(out, &format!("{name}.bias"))
             .map_err(DitError::Weights)?;
-        Ok(Self { w, b })
+        Ok(Self {
+            compute: if scale.is_some() {
+                vb.dtype()
+            } else {
+                w.dtype()
+            },
+            w,
+            scale,
+            b,
+        })
+    }
+
+    /// The weight in the compute dtype: as held, or an fp8 one widened and scaled.
+    pub(super) fn weight(&self) -> Result<Cow<'_, Tensor>> {
+        Ok(match &self.scale {
+            None => Cow::Borrowed(&self.w),
+            Some(s) => {
+                let w = self.w.to_dtype(DType::F32)?.broadcast_mul(s)?;
+                Cow::Owned(w.to_dtype(self.compute)?)
+            }
+        })
+    }
+
+    /// Copies the layer to `dev` (fp8 weights stay fp8).
+    pub(super) fn to_device(&self, dev: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            w: self.w.to_device(dev)?,
+            scale: self.scale.as_ref().map(|s| s.to_device(dev)).transpose()?,
+            compute: self.compute,
+            b: self.b.to_device(dev)?,
+        })
     }
 
     /// `x` `[.., in]` → `[.., out]`: leading axes are flattened into the matmul's rows.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.weight()?;
         // Without OpenBLAS, candle's own matmul (the gemm crate) is as fast as a direct call.
-        if cfg!(feature = "openblas") && self.w.dtype() == DType::F32 && x.device().is_cpu() {
-            return self.forward_cpu_f32(x);
+        if cfg!(feature = "openblas") && self.compute == DType::F32 && x.device().is_cpu() {
+            return self.forward_cpu_f32(x, &w);
         }
         let dims = x.dims();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
-        let xd = x.to_dtype(self.w.dtype())?.reshape((rows, inp))?;
-        let y = xd.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
+        let xd = x.to_dtype(self.compute)?.reshape((rows, inp))?;
+        let y = xd.matmul(&w.t()?)?.broadcast_add(&self.b)?;
         let mut out = dims.to_vec();
-        *out.last_mut().expect("rank >= 1") = self.w.dim(0)?;
+        *out.last_mut().expect("rank >= 1") = w.dim(0)?;
         Ok(y.to_dtype(DType::F32)?.reshape(out)?)
     }
 }
@@ -45,12 +116,12 @@ impl Lin {
 impl Lin {
     /// f32 CPU path: one [`blas::sgemm`] straight from the weight's storage, reading it
     /// transposed in place and accumulating onto rows pre-filled with the bias.
-    fn forward_cpu_f32(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward_cpu_f32(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
-        let (out_dim, inp) = self.w.dims2()?;
+        let (out_dim, inp) = w.dims2()?;
         let rows = x.elem_count() / inp.max(1);
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        let w = self.w.contiguous()?;
+        let w = w.contiguous()?;
         let b = self.b.to_dtype(DType::F32)?.contiguous()?;
         let mut y = Vec::with_capacity(rows * out_dim);
         {
@@ -102,7 +173,7 @@ pub(super) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result
 /// Attention in the matmul dtype of the layer that consumes it (the reference's flash attention
 /// takes bf16 q/k/v under autocast); result back in f32.
 pub(super) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, consumer: &Lin) -> Result<Tensor> {
-    let dt = consumer.w.dtype();
+    let dt = consumer.compute;
     let out = attention::attention(&q.to_dtype(dt)?, &k.to_dtype(dt)?, &v.to_dtype(dt)?)?;
     Ok(out.to_dtype(DType::F32)?)
 }

@@ -2,6 +2,7 @@
 //! cut at its stages (stream embedding, time and context embedding, blocks, head).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
@@ -11,6 +12,7 @@ use super::gelu::gelu_tanh;
 use super::inputs::{expect, patchify, unpatchify, with_ones, DitInputs};
 use super::layers::{get_f32, layer_norm, modulate, Lin};
 use super::{DitConfig, DitError, Result, CLIP_DIM, EXTRA_CHANNELS};
+use crate::offload::{BlockLoader, Layers, Offload};
 use crate::rope::ScailRope;
 
 /// `img_emb`'s LayerNorms use PyTorch's default eps, unlike the blocks' 1e-6.
@@ -40,7 +42,7 @@ pub struct Dit {
     time0: Lin,
     time2: Lin,
     time_proj: Lin,
-    blocks: Vec<Block>,
+    blocks: Layers<Block, DitError>,
     head: Lin,
     head_modulation: Tensor, // [2, dim]
     img_ln0: (Tensor, Tensor),
@@ -57,6 +59,45 @@ impl Dit {
     /// f32 from the same source.
     pub fn load(vb: VarBuilder, cfg: &DitConfig) -> Result<Self> {
         cfg.validate()?;
+        let blocks = Self::load_blocks(&vb, cfg)?;
+        let blocks = Layers::resident(Offload::None, blocks, vb.device(), Block::to_device);
+        Self::load_rest(vb, cfg, blocks)
+    }
+
+    /// [`Dit::load`] with the blocks placed by `offload`: resident (`none`), resident in host
+    /// memory and copied to the device at use (`blocks`), or read from `vb` at use (`stream`;
+    /// host memory then holds one block at a time).
+    pub fn load_offloaded(
+        vb: VarBuilder<'static>,
+        cfg: &DitConfig,
+        offload: Offload,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let device = vb.device().clone();
+        let blocks = match offload {
+            Offload::None => return Self::load(vb, cfg),
+            Offload::Blocks => {
+                let host = Self::load_blocks(&vb.clone().set_device(Device::Cpu), cfg)?;
+                Layers::resident(Offload::Blocks, host, &device, Block::to_device)
+            }
+            Offload::Stream => {
+                let (bvb, bcfg) = (vb.clone(), cfg.clone());
+                let load: BlockLoader<Block, DitError> =
+                    Arc::new(move |i| Block::load(&bvb.pp(format!("blocks.{i}")), &bcfg));
+                Layers::streamed(cfg.num_layers, &device, load, Block::to_device)
+            }
+        };
+        Self::load_rest(vb, cfg, blocks)
+    }
+
+    fn load_blocks(vb: &VarBuilder, cfg: &DitConfig) -> Result<Vec<Block>> {
+        (0..cfg.num_layers)
+            .map(|i| Block::load(&vb.pp(format!("blocks.{i}")), cfg))
+            .collect()
+    }
+
+    /// Everything but the blocks (about 1% of the weights), resident.
+    fn load_rest(vb: VarBuilder, cfg: &DitConfig, blocks: Layers<Block, DitError>) -> Result<Self> {
         let d = cfg.dim;
         let [pt, ph, pw] = cfg.patch_size;
         let kvol = pt * ph * pw;
@@ -71,14 +112,11 @@ impl Dit {
             let b = vb
                 .get(d, &format!("{name}.bias"))
                 .map_err(DitError::Weights)?;
-            Ok(Lin { w, b })
+            Ok(Lin::dense(w, b))
         };
         // Time embedding and projection run under f32 autocast in the reference, the head too.
         let lin32 = |n: &str, o, i| Lin::load(&f32vb, n, o, i);
         let lin = |n: &str, o, i| Lin::load(&vb, n, o, i);
-        let blocks = (0..cfg.num_layers)
-            .map(|i| Block::load(&vb.pp(format!("blocks.{i}")), cfg))
-            .collect::<Result<Vec<_>>>()?;
         let ln = |n: &str, w: usize| -> Result<(Tensor, Tensor)> {
             Ok((
                 get_f32(&vb, &[w], &format!("{n}.weight"))?,
@@ -125,6 +163,11 @@ impl Dit {
 
     pub fn config(&self) -> &DitConfig {
         &self.cfg
+    }
+
+    /// Where the blocks live between uses.
+    pub fn offload(&self) -> Offload {
+        self.blocks.mode()
     }
 
     pub fn device(&self) -> &Device {
@@ -177,10 +220,7 @@ impl Dit {
     /// the FFN hidden layer and its activation), excluding weights. Used to decide whether the
     /// guidance branches fit in one batch.
     pub fn activation_bytes(&self, inp: &DitInputs, batch: usize) -> Result<u64> {
-        let l = self.seq_len(inp)? as u64;
-        let (d, f) = (self.cfg.dim as u64, self.cfg.ffn_dim as u64);
-        let ctx = (self.cfg.text_len as u64) * (self.cfg.text_dim as u64 + 4 * d);
-        Ok(batch as u64 * 4 * (l * (10 * d + 2 * f) + ctx))
+        Ok(self.cfg.activation_bytes(self.seq_len(inp)?, batch))
     }
 
     fn forward_impl(
@@ -236,13 +276,14 @@ impl Dit {
             ones: &self.ones,
             zeros: &self.zeros,
         };
-        for (i, b) in self.blocks.iter().enumerate() {
+        self.blocks.each(|i, b| {
             let tr = if i == 0 { trace.as_deref_mut() } else { None };
             tokens = b.forward(&tokens, &shared, cfg, tr)?;
             if let Some(t) = trace.as_deref_mut() {
                 t.insert(format!("block{i}_out"), tokens.clone());
             }
-        }
+            Ok(())
+        })?;
         self.head(&tokens, &e, &streams, trace)
     }
 

@@ -1,0 +1,509 @@
+//! Peak memory of a job, estimated before it starts from the checkpoint's tensor sizes, the
+//! load precision, the offload mode and the token count, so that a job that cannot fit is
+//! refused with the mode that would fit instead of being killed halfway.
+//!
+//! The accounting follows what the loaders hold: every tensor in the load dtype (fp8_scaled
+//! DiT weights at one byte), blocks resident or one at a time by [`Offload`] mode, umT5 loaded
+//! for the text encode only, the VAE resident in f32; plus the DiT's activations
+//! ([`DitConfig::activation_bytes`]), the VAE decode's working set and the frame buffers.
+
+use candle_core::DType;
+
+use crate::checkpoint::{Checkpoint, Contract, Source};
+use crate::dit::DitConfig;
+use crate::offload::Offload;
+
+/// One stored tensor as the estimate sees it.
+#[derive(Debug, Clone)]
+pub struct TensorSize {
+    pub name: String,
+    pub elems: u64,
+    /// Kept as fp8 with its scale (an fp8_scaled DiT weight).
+    pub fp8: bool,
+}
+
+/// Bytes of one network as loaded: its repeated blocks and the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NetBytes {
+    pub blocks: u64,
+    pub largest_block: u64,
+    pub rest: u64,
+}
+
+impl NetBytes {
+    pub fn total(&self) -> u64 {
+        self.blocks + self.rest
+    }
+
+    /// Sizes of `tensors` in `dtype` (fp8 ones at one byte); a tensor whose name starts with
+    /// `block_prefix` + an index `< max_blocks` counts in that block, others under the prefix
+    /// are not loaded at all, the remainder is `rest`.
+    pub fn of(tensors: &[TensorSize], dtype: DType, block_prefix: &str, max_blocks: usize) -> Self {
+        let mut per_block = vec![0u64; max_blocks];
+        let mut rest = 0;
+        for t in tensors {
+            let bytes = if t.fp8 {
+                t.elems
+            } else {
+                t.elems * dtype.size_in_bytes() as u64
+            };
+            match t.name.strip_prefix(block_prefix) {
+                Some(tail) => {
+                    let i: Option<usize> = tail.split('.').next().and_then(|s| s.parse().ok());
+                    if let Some(b) = i.and_then(|i| per_block.get_mut(i)) {
+                        *b += bytes;
+                    }
+                }
+                None => rest += bytes,
+            }
+        }
+        Self {
+            blocks: per_block.iter().sum(),
+            largest_block: per_block.iter().copied().max().unwrap_or(0),
+            rest,
+        }
+    }
+}
+
+/// The four networks of a weights folder as loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WeightBytes {
+    pub dit: NetBytes,
+    pub t5: NetBytes,
+    /// umT5's token embedding as stored (read whole at each encode under `stream`).
+    pub t5_embedding_stored: u64,
+    pub clip: NetBytes,
+    pub vae: u64,
+}
+
+impl WeightBytes {
+    /// From the tensors of each network (`dit`, `t5`, `clip`, `vae`) and their stored dtype
+    /// for the umT5 embedding; `dtype` is the load precision (the VAE is always f32).
+    pub fn from_tensors(
+        contract: &Contract,
+        dtype: DType,
+        dit: &[TensorSize],
+        t5: &[TensorSize],
+        t5_embedding_dtype: DType,
+        clip: &[TensorSize],
+        vae: &[TensorSize],
+    ) -> Self {
+        let emb = (contract.t5.vocab_size * contract.t5.dim) as u64;
+        let clip_visual: Vec<TensorSize> = clip
+            .iter()
+            .filter(|t| t.name.starts_with("visual."))
+            .cloned()
+            .collect();
+        Self {
+            dit: NetBytes::of(dit, dtype, "blocks.", contract.dit.num_layers),
+            t5: NetBytes::of(t5, dtype, "blocks.", contract.t5.num_layers),
+            t5_embedding_stored: emb * t5_embedding_dtype.size_in_bytes() as u64,
+            clip: NetBytes::of(
+                &clip_visual,
+                dtype,
+                "visual.transformer.",
+                contract.clip.layers.saturating_sub(1),
+            ),
+            vae: vae.iter().map(|t| t.elems * 4).sum(),
+        }
+    }
+
+    /// The published layout of `contract` with stored dtypes as given: the official f32 DiT
+    /// (`dit_fp8` for an fp8_scaled one: its block matrices at one byte), bf16 umT5.
+    pub fn for_contract(contract: &Contract, dtype: DType, dit_fp8: bool) -> Self {
+        let sizes = |keys: Vec<(String, Vec<usize>)>, fp8: bool| -> Vec<TensorSize> {
+            keys.into_iter()
+                .map(|(name, shape)| TensorSize {
+                    fp8: fp8 && shape.len() == 2 && name.starts_with("blocks."),
+                    elems: shape.iter().product::<usize>() as u64,
+                    name,
+                })
+                .collect()
+        };
+        Self::from_tensors(
+            contract,
+            dtype,
+            &sizes(contract.dit.weight_shapes(), dit_fp8),
+            &sizes(contract.t5.expected_keys(), false),
+            DType::BF16,
+            &sizes(contract.clip.expected_keys(), false),
+            &sizes(contract.vae.expected_keys(), false),
+        )
+    }
+}
+
+/// The tensors of an opened checkpoint (fp8_scaled weights marked when `keep_fp8`).
+pub fn tensor_sizes(ck: &Checkpoint, keep_fp8: bool) -> Vec<TensorSize> {
+    ck.metas()
+        .map(|(name, meta)| TensorSize {
+            name: name.clone(),
+            elems: meta.shape.iter().product::<usize>() as u64,
+            fp8: keep_fp8 && matches!(ck.source(name), Some(Source::Fp8Scaled { .. })),
+        })
+        .collect()
+}
+
+/// What a job runs at: pixel size, frames per segment and the frames of the whole output.
+#[derive(Debug, Clone, Copy)]
+pub struct JobShape {
+    pub width: usize,
+    pub height: usize,
+    pub segment_frames: usize,
+    pub total_frames: usize,
+    /// Guidance branches run as one batch (2 with classifier-free guidance).
+    pub branches: usize,
+}
+
+impl JobShape {
+    /// The smallest job (32x32, one frame, one branch): what loading the weights must leave
+    /// room for.
+    pub const SMALLEST: JobShape = JobShape {
+        width: 32,
+        height: 32,
+        segment_frames: 1,
+        total_frames: 1,
+        branches: 1,
+    };
+
+    /// `81` or `81 of 160` (frames per segment of the whole video).
+    pub fn frames_label(&self) -> String {
+        if self.total_frames == self.segment_frames {
+            self.segment_frames.to_string()
+        } else {
+            format!("{} of {}", self.segment_frames, self.total_frames)
+        }
+    }
+
+    /// Tokens of one DiT branch: reference + video frames at full latent size, pose at half.
+    pub fn tokens(&self, cfg: &DitConfig) -> usize {
+        let [pt, ph, pw] = cfg.patch_size;
+        let t = (self.segment_frames.saturating_sub(1) / 4 + 1) / pt;
+        let (h, w) = (self.height / 8, self.width / 8);
+        (1 + t) * (h / ph) * (w / pw) + t * (h / 2 / ph) * (w / 2 / pw)
+    }
+
+    /// Working set outside the DiT: the VAE decode of one latent frame at full resolution (its
+    /// widest stage: 96 channels with causal caches, about 12 maps) and the frame buffers (the
+    /// output video in f32, the driving video and masks in u8).
+    pub fn pixel_bytes(&self) -> u64 {
+        let px = (self.width * self.height) as u64;
+        let vae = 96 * 12 * px * 4;
+        let buffers = self.total_frames as u64 * px * (3 * 4 + 3 + 3 + 3);
+        vae + buffers
+    }
+}
+
+/// Peak host and device memory of one job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub offload: Offload,
+    pub host: u64,
+    /// On a GPU; 0 on the CPU (everything is host memory).
+    pub device: u64,
+    pub weights_resident: u64,
+    pub activations: u64,
+}
+
+/// The peak of a job at `shape` with weights `w` under `offload`, on the CPU (`on_gpu` false:
+/// the device is host memory) or a GPU. umT5 is loaded for the text encode and freed before
+/// sampling unless `keep_t5`.
+pub fn estimate(
+    w: &WeightBytes,
+    cfg: &DitConfig,
+    shape: &JobShape,
+    offload: Offload,
+    on_gpu: bool,
+    keep_t5: bool,
+) -> Estimate {
+    let dit_act = cfg.activation_bytes(shape.tokens(cfg), shape.branches);
+    let act = dit_act + shape.pixel_bytes();
+    // Reading a block holds it as stored and as converted for a moment: twice its size.
+    let t5_streamed = w.t5_embedding_stored + w.t5.rest + 2 * w.t5.largest_block;
+    let (resident, t5_phase, sample_phase) = match offload {
+        Offload::None => {
+            let r = w.dit.total() + w.clip.total() + w.vae;
+            let t5 = if keep_t5 { 0 } else { w.t5.total() };
+            (r + if keep_t5 { w.t5.total() } else { 0 }, t5, act)
+        }
+        Offload::Blocks | Offload::Stream => {
+            let r = w.dit.rest + w.clip.rest + w.vae;
+            let t5 = if offload == Offload::Stream {
+                t5_streamed
+            } else {
+                w.t5.rest + 2 * w.t5.largest_block
+            };
+            (
+                r,
+                t5,
+                2 * w.dit.largest_block.max(w.clip.largest_block) + act,
+            )
+        }
+    };
+    let device_peak = resident + t5_phase.max(sample_phase);
+    if !on_gpu {
+        // On the CPU `blocks` keeps every block in host memory: the same as `none`.
+        let host = match offload {
+            Offload::Blocks => {
+                let t5 = if keep_t5 { w.t5.total() } else { 0 };
+                w.dit.total() + w.clip.total() + w.vae + t5 + (w.t5.total() - t5).max(act)
+            }
+            _ => device_peak,
+        };
+        return Estimate {
+            offload,
+            host,
+            device: 0,
+            weights_resident: host - act.min(host),
+            activations: act,
+        };
+    }
+    // On a GPU the host holds what is not on the device: the blocks (`blocks`) or one block
+    // being read (`stream`, `none` while loading).
+    let host = match offload {
+        Offload::None => 2 * w.dit.largest_block.max(w.t5.largest_block),
+        Offload::Blocks => w.dit.blocks + w.clip.blocks + w.t5.blocks,
+        Offload::Stream => 2 * w.dit.largest_block + w.t5_embedding_stored,
+    };
+    Estimate {
+        offload,
+        host,
+        device: device_peak,
+        weights_resident: resident,
+        activations: act,
+    }
+}
+
+/// Bytes of host memory this process may use: the smaller of its cgroup's limit (v1 or v2)
+/// and what the kernel reports available, plus what the process already holds.
+pub fn host_budget() -> Option<u64> {
+    let available = meminfo_available();
+    let limit = cgroup_limit();
+    match (available, limit) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    }
+}
+
+fn meminfo_available() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`).
+fn cgroup_limit() -> Option<u64> {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let file = if ctrl.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else if ctrl.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        if let Ok(v) = std::fs::read_to_string(&file) {
+            // "max" (v2) or a huge page-rounded number (v1) mean no limit.
+            if let Ok(n) = v.trim().parse::<u64>() {
+                if n < (1u64 << 60) {
+                    return Some(n);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `12.3 GiB`.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Parses `10GiB`, `10G`, `512MiB`, `512M` or plain bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a size such as 10GiB or 512MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => {
+            return Err(format!(
+                "`{s}`: unknown unit `{u}` (use KiB, MiB, GiB or TiB)"
+            ))
+        }
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// [`estimate`] checked against `budget` bytes of host memory (none: not checked). The error
+/// says what the job needs, what is available, and which `--offload` mode would fit, if any.
+pub fn check(
+    w: &WeightBytes,
+    cfg: &DitConfig,
+    shape: &JobShape,
+    offload: Offload,
+    on_gpu: bool,
+    keep_t5: bool,
+    budget: Option<u64>,
+) -> Result<Estimate, String> {
+    let est = estimate(w, cfg, shape, offload, on_gpu, keep_t5);
+    let Some(budget) = budget else {
+        return Ok(est);
+    };
+    if est.host <= budget {
+        return Ok(est);
+    }
+    let need = format!(
+        "this job ({}x{}, {} frames per segment) needs about {} of host memory with \
+         --offload {offload} ({} of weights, {} of activations and frames), but {} is \
+         available (--host-memory sets the budget)",
+        shape.width,
+        shape.height,
+        shape.segment_frames,
+        gib(est.host),
+        gib(est.weights_resident),
+        gib(est.activations),
+        gib(budget)
+    );
+    let fits = Offload::ALL
+        .into_iter()
+        .map(|m| estimate(w, cfg, shape, m, on_gpu, keep_t5))
+        .find(|e| e.host <= budget);
+    Err(match fits {
+        Some(e) => format!(
+            "{need}; --offload {} would need about {}: run with --offload {}",
+            e.offload,
+            gib(e.host),
+            e.offload
+        ),
+        None => {
+            let s = estimate(w, cfg, shape, Offload::Stream, on_gpu, keep_t5);
+            format!(
+                "{need}; no offload mode fits (--offload stream needs about {}): use a smaller \
+                 size, --precision bf16 or fp8_scaled weights",
+                gib(s.host)
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::ModelSize;
+
+    fn shape(width: usize, height: usize, frames: usize) -> JobShape {
+        JobShape {
+            width,
+            height,
+            segment_frames: frames,
+            total_frames: frames,
+            branches: 2,
+        }
+    }
+
+    #[test]
+    fn the_14b_weights_add_up_to_their_parameter_counts() {
+        let c = Contract::new(ModelSize::FourteenB);
+        let w = WeightBytes::for_contract(&c, DType::F32, false);
+        let params = |keys: Vec<(String, Vec<usize>)>| -> u64 {
+            keys.iter()
+                .map(|(_, s)| s.iter().product::<usize>() as u64)
+                .sum()
+        };
+        assert_eq!(w.dit.total(), 4 * params(c.dit.weight_shapes()));
+        assert_eq!(w.t5.total(), 4 * params(c.t5.expected_keys()));
+        assert_eq!(w.dit.blocks, w.dit.largest_block * c.dit.num_layers as u64);
+        // fp8 stores the block matrices at one byte: about a quarter of f32.
+        let fp8 = WeightBytes::for_contract(&c, DType::BF16, true);
+        assert!(fp8.dit.blocks * 3 < w.dit.blocks, "{fp8:?}");
+        assert!(fp8.dit.blocks > w.dit.blocks / 4);
+    }
+
+    #[test]
+    fn stream_holds_a_fraction_of_none_and_blocks_equals_none_on_the_cpu() {
+        let c = Contract::new(ModelSize::FourteenB);
+        let w = WeightBytes::for_contract(&c, DType::F32, false);
+        let s = shape(64, 64, 17);
+        let none = estimate(&w, &c.dit, &s, Offload::None, false, false);
+        let blocks = estimate(&w, &c.dit, &s, Offload::Blocks, false, false);
+        let stream = estimate(&w, &c.dit, &s, Offload::Stream, false, false);
+        assert!(none.host > w.dit.total(), "{none:?}");
+        assert_eq!(blocks.host, none.host);
+        assert!(stream.host < none.host / 8, "{stream:?} vs {none:?}");
+        // On a GPU, `blocks` moves the blocks to the host and keeps the rest on the device.
+        let gpu = estimate(&w, &c.dit, &s, Offload::Blocks, true, false);
+        assert!(
+            gpu.device < none.host / 8 && gpu.host >= w.dit.blocks,
+            "{gpu:?}"
+        );
+    }
+
+    #[test]
+    fn a_job_that_does_not_fit_names_the_mode_that_would() {
+        let c = Contract::new(ModelSize::FourteenB);
+        let w = WeightBytes::for_contract(&c, DType::F32, false);
+        let s = shape(64, 64, 17);
+        let stream = estimate(&w, &c.dit, &s, Offload::Stream, false, false);
+        let budget = stream.host + (1 << 20);
+        let e = check(&w, &c.dit, &s, Offload::None, false, false, Some(budget)).unwrap_err();
+        assert!(e.contains("run with --offload stream"), "{e}");
+        assert!(e.contains("--offload none"), "{e}");
+        let ok = check(&w, &c.dit, &s, Offload::Stream, false, false, Some(budget)).unwrap();
+        assert_eq!(ok, stream);
+        let e = check(&w, &c.dit, &s, Offload::Stream, false, false, Some(1 << 20)).unwrap_err();
+        assert!(e.contains("no offload mode fits"), "{e}");
+    }
+
+    #[test]
+    fn more_pixels_and_frames_need_more_memory() {
+        let c = Contract::new(ModelSize::FourteenB);
+        let w = WeightBytes::for_contract(&c, DType::BF16, false);
+        let small = estimate(
+            &w,
+            &c.dit,
+            &shape(64, 64, 17),
+            Offload::Stream,
+            false,
+            false,
+        );
+        let big = estimate(
+            &w,
+            &c.dit,
+            &shape(512, 512, 81),
+            Offload::Stream,
+            false,
+            false,
+        );
+        assert!(big.activations > 10 * small.activations);
+        assert_eq!(shape(64, 64, 17).tokens(&c.dit), (1 + 5) * 16 + 5 * 4);
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Broken checkpoints are refused when opened, before any compute, with an error that names
+//! the file and the tensor: a missing or mis-shaped fp8 scale, a truncated file, a dtype no
+//! network reads.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use scail_model::weights::Checkpoint;
+
+fn fp8_file(dir: &Path, scale_len: Option<usize>) -> std::path::PathBuf {
+    let mut t = HashMap::new();
+    let w = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
+    t.insert(
+        "blocks.0.ffn.0.weight".to_string(),
+        w.to_dtype(DType::F8E4M3).unwrap(),
+    );
+    t.insert(
+        "blocks.0.ffn.0.bias".to_string(),
+        Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+    );
+    if let Some(n) = scale_len {
+        t.insert(
+            "blocks.0.ffn.0.scale_weight".to_string(),
+            Tensor::ones(n, DType::F32, &Device::Cpu).unwrap(),
+        );
+    }
+    t.insert(
+        "scaled_fp8".to_string(),
+        Tensor::zeros(2, DType::F8E4M3, &Device::Cpu).unwrap(),
+    );
+    let path = dir.join(format!("fp8-{scale_len:?}.safetensors"));
+    candle_core::safetensors::save(&t, &path).unwrap();
+    path
+}
+
+fn open_err(path: &Path) -> String {
+    match Checkpoint::open(path) {
+        Ok(_) => panic!("{} opened", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn fp8_scales_must_exist_and_fit_their_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    for ok in [1, 4] {
+        let ck = Checkpoint::open(&fp8_file(dir.path(), Some(ok))).unwrap();
+        assert!(ck.contains("blocks.0.ffn.0.scale_weight"));
+    }
+    let path = fp8_file(dir.path(), None);
+    let e = open_err(&path);
+    assert!(e.contains(&path.display().to_string()), "{e}");
+    assert!(
+        e.contains("`blocks.0.ffn.0.weight`") && e.contains("scale_weight"),
+        "{e}"
+    );
+    let path = fp8_file(dir.path(), Some(3));
+    let e = open_err(&path);
+    assert!(
+        e.contains(&path.display().to_string()) && e.contains("`blocks.0.ffn.0.scale_weight`"),
+        "{e}"
+    );
+    assert!(e.contains("[3]") && e.contains("[4, 3]"), "{e}");
+}
+
+#[test]
+fn a_truncated_file_names_the_tensor_it_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = HashMap::new();
+    t.insert(
+        "a.weight".to_string(),
+        Tensor::ones((8, 8), DType::F32, &Device::Cpu).unwrap(),
+    );
+    t.insert(
+        "z.weight".to_string(),
+        Tensor::ones((64, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let path = dir.path().join("w.safetensors");
+    candle_core::safetensors::save(&t, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // Cut inside the last tensor's data (safetensors orders data by name).
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = open_err(&path);
+    assert!(e.contains(&path.display().to_string()), "{e}");
+    assert!(e.contains("`z.weight`") && e.contains("truncated"), "{e}");
+    // Cut inside the header.
+    std::fs::write(&path, &bytes[..20]).unwrap();
+    let e = open_err(&path);
+    assert!(e.contains("truncated"), "{e}");
+    // A PyTorch zip that lost its end (its directory).
+    let pth = dir.path().join("w.pth");
+    let sat = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/dit_sat_small.pt");
+    let pt_bytes = std::fs::read(sat).unwrap();
+    std::fs::write(&pth, &pt_bytes[..pt_bytes.len() / 2]).unwrap();
+    let e = open_err(&pth);
+    assert!(
+        e.contains(&pth.display().to_string()) && e.contains("truncated"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unsupported_dtype_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = HashMap::new();
+    t.insert(
+        "blocks.0.ffn.0.weight".to_string(),
+        Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    t.insert(
+        "blocks.0.ffn.0.bias".to_string(),
+        Tensor::ones(4, DType::I64, &Device::Cpu).unwrap(),
+    );
+    let path = dir.path().join("ints.safetensors");
+    candle_core::safetensors::save(&t, &path).unwrap();
+    let e = open_err(&path);
+    assert!(
+        e.contains(&path.display().to_string()) && e.contains("`blocks.0.ffn.0.bias`"),
+        "{e}"
+    );
+    assert!(e.contains("I64"), "{e}");
+}
