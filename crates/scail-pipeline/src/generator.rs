@@ -148,7 +148,9 @@ impl Generator for PipelineGenerator {
                 }),
             }),
             Err(PipelineError::Cancelled) => Err(GenerateError::Cancelled),
-            Err(PipelineError::Input(message)) => {
+            // Too big for this server's memory: the caller can ask for less (the message also
+            // names the operator's --offload).
+            Err(PipelineError::Input(message) | PipelineError::Memory(message)) => {
                 progress.log(LogLevel::Error, &message);
                 Err(GenerateError::Input {
                     field: None,

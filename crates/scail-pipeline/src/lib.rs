@@ -27,6 +27,9 @@ pub enum PipelineError {
     Input(String),
     #[error("weights: {0}")]
     Weights(String),
+    /// The job would not fit in memory (refused before it starts).
+    #[error("{0}")]
+    Memory(String),
     #[error(transparent)]
     Sampler(#[from] sampler::SamplerError),
     #[error(transparent)]

@@ -9,6 +9,8 @@ use candle_core::{DType, Device, Tensor};
 use scail_model::clip::ClipVision;
 use scail_model::dit::Dit;
 use scail_model::lora::{LoraCheckpoint, LoraSpec};
+use scail_model::memory::{self, Estimate, JobShape, WeightBytes};
+use scail_model::offload::Offload;
 use scail_model::t5::T5Encoder;
 use scail_model::tokenizer::T5Tokenizer;
 use scail_model::vae::WanVae;
@@ -27,6 +29,10 @@ pub struct LoadOptions {
     pub keep_text_encoder: bool,
     /// LoRAs fused into the DiT weights as they load, in order, each with its scale.
     pub loras: Vec<LoraSpec>,
+    /// Where the networks' blocks live between uses (`--offload`).
+    pub offload: Offload,
+    /// Host memory the jobs may use; detected (cgroup limit, available memory) when unset.
+    pub host_memory: Option<u64>,
 }
 
 impl Default for LoadOptions {
@@ -36,6 +42,8 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             keep_text_encoder: false,
             loras: Vec::new(),
+            offload: Offload::None,
+            host_memory: None,
         }
     }
 }
@@ -52,16 +60,20 @@ pub struct Models {
     t5_path: PathBuf,
     t5: Mutex<Option<T5Encoder>>,
     pub opts: LoadOptions,
+    /// Every network's size as loaded, for the memory estimate of each job.
+    pub weight_bytes: WeightBytes,
 }
 
 fn werr(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Weights(e.to_string())
 }
 
+fn open_ck(path: &Path) -> Result<Checkpoint> {
+    Checkpoint::open(path).map_err(|e| werr(format!("{}: {e}", path.display())))
+}
+
 fn open(path: &Path, dtype: DType, dev: &Device) -> Result<candle_nn::VarBuilder<'static>> {
-    Ok(Checkpoint::open(path)
-        .map_err(|e| werr(format!("{}: {e}", path.display())))?
-        .var_builder(dtype, dev))
+    Ok(open_ck(path)?.var_builder(dtype, dev))
 }
 
 /// The DiT's weights with the LoRAs of `loras` fused in; every LoRA key is checked against
@@ -105,17 +117,25 @@ impl Models {
         };
         let dev = &opts.device;
         let dit_path = file("dit")?;
+        let t5_path = file("t5")?;
+        let weight_bytes = weight_bytes(
+            &contract,
+            opts.dtype,
+            &[&dit_path, &t5_path, &file("clip")?, &file("vae")?],
+        )?;
+        // The weights alone (at the smallest job) must fit before anything is read.
+        check(&weight_bytes, &contract, &opts, &JobShape::SMALLEST)?;
         let dit_vb = open_dit(&dit_path, &opts.loras, opts.dtype, dev)?;
-        let dit = Dit::load(dit_vb, &contract.dit)?;
+        let dit = Dit::load_offloaded(dit_vb, &contract.dit, opts.offload)?;
         let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
-        let clip = ClipVision::new(&contract.clip, open(&file("clip")?, opts.dtype, dev)?)?;
+        let clip_vb = open(&file("clip")?, opts.dtype, dev)?;
+        let clip = ClipVision::new_offloaded(&contract.clip, clip_vb, opts.offload)?;
         let tok_path = report
             .tokenizer
             .clone()
             .or_else(|| weights::find_tokenizer(dir))
             .ok_or_else(|| werr(format!("{}: no umT5 tokenizer.json", dir.display())))?;
         let tokenizer = T5Tokenizer::from_file(&tok_path).map_err(werr)?;
-        let t5_path = file("t5")?;
         let me = Self {
             dir: dir.to_path_buf(),
             contract,
@@ -127,6 +147,7 @@ impl Models {
             t5_path,
             t5: Mutex::new(None),
             opts,
+            weight_bytes,
         };
         if me.opts.keep_text_encoder {
             let t5 = me.load_t5()?;
@@ -144,7 +165,7 @@ impl Models {
             return Ok(());
         }
         let vb = open_dit(&self.dit_path, loras, self.opts.dtype, &self.opts.device)?;
-        self.dit = Dit::load(vb, &self.contract.dit)?;
+        self.dit = Dit::load_offloaded(vb, &self.contract.dit, self.opts.offload)?;
         self.opts.loras = loras.to_vec();
         Ok(())
     }
@@ -153,10 +174,23 @@ impl Models {
         self.contract.size
     }
 
+    /// Peak memory of a job of `shape` with these weights and options, or the error that
+    /// names the offload mode that would fit.
+    pub fn check_memory(&self, shape: &JobShape) -> Result<Estimate> {
+        check(&self.weight_bytes, &self.contract, &self.opts, shape)
+    }
+
     fn load_t5(&self) -> Result<T5Encoder> {
-        Ok(T5Encoder::new(
+        let ck = open_ck(&self.t5_path)?;
+        let stored = ck
+            .meta("token_embedding.weight")
+            .map_or(self.opts.dtype, |m| m.dtype);
+        let vb = ck.var_builder(self.opts.dtype, &self.opts.device);
+        Ok(T5Encoder::new_offloaded(
             &self.contract.t5,
-            open(&self.t5_path, self.opts.dtype, &self.opts.device)?,
+            vb,
+            self.opts.offload,
+            stored,
         )?)
     }
 
@@ -181,4 +215,45 @@ impl Models {
         }
         Ok(out)
     }
+}
+
+/// Sizes of the networks in `paths` (DiT, umT5, CLIP, VAE) as they will be loaded.
+fn weight_bytes(contract: &Contract, dtype: DType, paths: &[&PathBuf; 4]) -> Result<WeightBytes> {
+    let cks = paths
+        .iter()
+        .map(|p| open_ck(p))
+        .collect::<Result<Vec<_>>>()?;
+    let emb = cks[1]
+        .meta("token_embedding.weight")
+        .map_or(dtype, |m| m.dtype);
+    let sizes = |i: usize| memory::tensor_sizes(&cks[i], i == 0);
+    Ok(WeightBytes::from_tensors(
+        contract,
+        dtype,
+        &sizes(0),
+        &sizes(1),
+        emb,
+        &sizes(2),
+        &sizes(3),
+    ))
+}
+
+/// The estimate of `shape` against the host memory budget.
+fn check(
+    w: &WeightBytes,
+    contract: &Contract,
+    opts: &LoadOptions,
+    shape: &JobShape,
+) -> Result<Estimate> {
+    let budget = opts.host_memory.or_else(memory::host_budget);
+    memory::check(
+        w,
+        &contract.dit,
+        shape,
+        opts.offload,
+        !opts.device.is_cpu(),
+        opts.keep_text_encoder,
+        budget,
+    )
+    .map_err(PipelineError::Memory)
 }

@@ -13,6 +13,8 @@ use scail_core::generator::{
 use scail_core::schema::{DrivingType, Mode, Resolution, ScailInput, SubjectType};
 use scail_media::encode::{EncodeOptions, Mp4Writer};
 use scail_media::frame::ImageU8;
+use scail_model::memory::JobShape;
+use scail_model::offload::Offload;
 use scail_pipeline::job::{run_job, JobRequest, RunOptions};
 use scail_pipeline::models::{LoadOptions, Models};
 use scail_pipeline::PipelineGenerator;
@@ -196,6 +198,64 @@ fn short_clip_single_segment_with_preprocessing_and_same_seed_same_latent() {
     );
     let c = run_job(&f.models, &request(f, img, drv, "c.mp4", 12, 81), &Silent).unwrap();
     assert_ne!(la, bytes(&c), "another seed must change the latent");
+}
+
+#[test]
+fn stream_offload_gives_the_same_latent_and_a_job_too_big_is_refused_before_it_starts() {
+    let _one = one_at_a_time();
+    let Some((img, drv)) = inputs(["ref_photo_woman_shore.jpg", "dance_woman_16fps.mp4"]) else {
+        return;
+    };
+    let f = fixture();
+    let wdir = f.dir.path().join("weights");
+    let latent = |o: &scail_pipeline::job::JobOutput| -> Vec<u32> {
+        let t = o.last_latent.as_ref().unwrap().flatten_all().unwrap();
+        t.to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    let req = |out: &str| request(f, img.clone(), drv.clone(), out, 11, 81);
+    let resident = run_job(&f.models, &req("resident.mp4"), &Silent).unwrap();
+    let opts = |offload, host_memory| LoadOptions {
+        offload,
+        host_memory,
+        ..LoadOptions::default()
+    };
+    let streamed = Models::load(&wdir, opts(Offload::Stream, None)).unwrap();
+    assert_eq!(streamed.dit.offload(), Offload::Stream);
+    let s = run_job(&streamed, &req("stream.mp4"), &Silent).unwrap();
+    assert_eq!(latent(&s), latent(&resident), "stream changed the numbers");
+
+    // A budget that holds the weights and one frame at this size but not this job (many
+    // frames, two guidance branches): refused after decoding, before any model runs, and
+    // nothing written.
+    let one_frame = JobShape {
+        width: W,
+        height: H,
+        ..JobShape::SMALLEST
+    };
+    let budget = f.models.check_memory(&one_frame).unwrap().host;
+    let tight = Models::load(&wdir, opts(Offload::None, Some(budget))).unwrap();
+    let out = req("tight.mp4");
+    match run_job(&tight, &out, &Silent) {
+        Err(scail_pipeline::PipelineError::Memory(m)) => {
+            assert!(m.contains("needs about") && m.contains("--offload"), "{m}");
+            assert!(m.contains(&format!("{}x{}", W, H)), "{m}");
+        }
+        other => panic!(
+            "expected a memory refusal, got {:?}",
+            other.map(|o| o.video)
+        ),
+    }
+    assert!(!out.out.exists());
+    // A budget below the weights themselves is refused when they load.
+    let e = Models::load(&wdir, opts(Offload::None, Some(1 << 20)))
+        .err()
+        .expect("1 MiB cannot hold the weights")
+        .to_string();
+    assert!(e.contains("no offload mode fits"), "{e}");
 }
 
 #[test]

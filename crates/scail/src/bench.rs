@@ -13,6 +13,22 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// One DiT forward with random weights: seconds per forward, tokens/s, peak memory.
     Dit(DitBench),
+    /// The memory table: peak host and GPU memory of a 14B job for each precision and offload
+    /// mode, computed from the published checkpoints' tensor sizes (no weights needed).
+    Memory(MemoryBench),
+}
+
+#[derive(Args, Debug)]
+struct MemoryBench {
+    /// Video width x height in pixels.
+    #[arg(long, default_value = "896x512", value_parser = crate::generate::parse_size)]
+    size: (u32, u32),
+    /// Frames per segment (81 for the released model) and of the whole video.
+    #[arg(long, default_value_t = 81)]
+    frames: usize,
+    /// Guidance branches batched (2 with CFG > 1, 1 with the fast preset's CFG 1).
+    #[arg(long, default_value_t = 2)]
+    branches: usize,
 }
 
 #[derive(Args, Debug)]
@@ -50,12 +66,65 @@ struct DitBench {
     /// Use the full 14B config (overrides --dim, --heads, --layers, --ffn-dim).
     #[arg(long)]
     full_14b: bool,
+    /// Read the DiT from this weights folder (its real files: official SAT or canonical
+    /// safetensors, fp8_scaled included) instead of random weights made in memory; the config
+    /// is the folder's.
+    #[arg(long, value_name = "DIR")]
+    weights: Option<std::path::PathBuf>,
+    /// With --weights: none, blocks or stream (see `scail generate --help`).
+    #[arg(long, default_value = "none")]
+    offload: scail_model::offload::Offload,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what {
         BenchWhat::Dit(b) => dit(b),
+        BenchWhat::Memory(m) => memory_table(m),
     }
+}
+
+fn memory_table(m: MemoryBench) -> anyhow::Result<()> {
+    use candle_core::DType;
+    use scail_model::memory::{estimate, gib, JobShape, WeightBytes};
+    use scail_model::offload::Offload;
+    use scail_model::weights::{Contract, ModelSize};
+    let c = Contract::new(ModelSize::FourteenB);
+    let shape = JobShape {
+        width: m.size.0 as usize,
+        height: m.size.1 as usize,
+        segment_frames: m.frames,
+        total_frames: m.frames,
+        branches: m.branches,
+    };
+    println!(
+        "14B, {}x{}, {} frames, {} branch(es), {} tokens per branch (computed, not measured)\n",
+        shape.width,
+        shape.height,
+        shape.frames_label(),
+        shape.branches,
+        shape.tokens(&c.dit)
+    );
+    println!("| weights | --offload | CPU: host | GPU: device | GPU: host |");
+    println!("|---|---|---|---|---|");
+    let rows = [
+        ("f32 (official)", DType::F32, false),
+        ("bf16", DType::BF16, false),
+        ("fp8_scaled, bf16 compute", DType::BF16, true),
+    ];
+    for (label, dtype, fp8) in rows {
+        let w = WeightBytes::for_contract(&c, dtype, fp8);
+        for mode in Offload::ALL {
+            let cpu = estimate(&w, &c.dit, &shape, mode, false, false);
+            let gpu = estimate(&w, &c.dit, &shape, mode, true, false);
+            println!(
+                "| {label} | {mode} | {} | {} | {} |",
+                gib(cpu.host),
+                gib(gpu.device),
+                gib(gpu.host)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn dit(b: DitBench) -> anyhow::Result<()> {
@@ -94,7 +163,75 @@ fn dit(b: DitBench) -> anyhow::Result<()> {
         b.dtype,
         b.device
     );
+    if let Some(dir) = &b.weights {
+        return dit_from_files(&b, dir, latent, dtype, &device);
+    }
     let r = scail_model::dit::bench_forward(&cfg, latent, dtype, &device, b.forwards)?;
+    print_report(&r);
+    Ok(())
+}
+
+/// `--weights DIR`: the folder's DiT read through the loaders under `--offload`, with the
+/// peak of anonymous memory (heap and tensors; the page cache of the files is not counted).
+fn dit_from_files(
+    b: &DitBench,
+    dir: &std::path::Path,
+    latent: (usize, usize, usize),
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+) -> anyhow::Result<()> {
+    use scail_model::weights::{self, Checkpoint, Contract, ModelSize};
+    let report = weights::verify(dir)?;
+    let dit = report
+        .components
+        .iter()
+        .find(|c| c.component == "dit")
+        .expect("the contract has a DiT");
+    let file = match (&dit.file, &dit.error) {
+        (Some(f), None) => f.clone(),
+        (_, Some(e)) => anyhow::bail!("--weights {}: DiT: {e}", dir.display()),
+        (None, None) => anyhow::bail!("--weights {}: no DiT checkpoint", dir.display()),
+    };
+    if b.full_14b {
+        anyhow::ensure!(
+            report.size == ModelSize::FourteenB,
+            "--full-14b: {} holds the tiny model",
+            dir.display()
+        );
+    }
+    let cfg = Contract::new(report.size).dit;
+    eprintln!(
+        "{}: DiT dim {} layers {}, --offload {}",
+        file.display(),
+        cfg.dim,
+        cfg.num_layers,
+        b.offload
+    );
+    let peak = scail_model::dit::AnonPeak::start();
+    let start = std::time::Instant::now();
+    let vb = Checkpoint::open(&file)?.var_builder(dtype, device);
+    let model = scail_model::dit::Dit::load_offloaded(vb, &cfg, b.offload)?;
+    let load_s = start.elapsed().as_secs_f64();
+    let r = scail_model::dit::bench_model(&model, latent, b.forwards)?;
+    let anon = peak.finish();
+    println!("load seconds        {load_s:.1}");
+    print_report(&r);
+    println!(
+        "peak anonymous RSS  {:.2} GiB (heap and tensors, not page cache)",
+        anon as f64 / (1u64 << 30) as f64
+    );
+    match scail_model::device_memory_used(device) {
+        Some(m) => println!(
+            "device memory used  {:.2} GiB (after the last forward)",
+            m as f64 / (1u64 << 30) as f64
+        ),
+        None if device.is_cpu() => {}
+        None => println!("device memory used  unknown"),
+    }
+    Ok(())
+}
+
+fn print_report(r: &scail_model::dit::BenchReport) {
     println!("tokens              {}", r.tokens);
     println!("seconds per forward {:.3}", r.seconds_per_forward);
     println!("tokens per second   {:.0}", r.tokens_per_second);
@@ -105,5 +242,4 @@ fn dit(b: DitBench) -> anyhow::Result<()> {
         ),
         None => println!("peak memory (RSS)   unknown"),
     }
-    Ok(())
 }

@@ -85,6 +85,15 @@ pub struct GenerateArgs {
     /// cpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Where the networks' blocks live between uses: none (all resident), blocks (in host
+    /// memory, copied to the GPU at use) or stream (read from the checkpoint at use, about one
+    /// block in memory at a time: runs the 14B model in under 10 GiB).
+    #[arg(long, default_value = "none", env = "SCAIL_OFFLOAD")]
+    pub offload: scail_model::offload::Offload,
+    /// Host memory jobs may use, e.g. 10GiB (default: the cgroup limit or the available
+    /// memory). A job estimated to need more is refused before it starts.
+    #[arg(long, value_parser = scail_model::memory::parse_bytes, env = "SCAIL_HOST_MEMORY")]
+    pub host_memory: Option<u64>,
     /// Folder of the Stage A ONNX models (default WEIGHTS/stagea when present).
     #[arg(long)]
     pub stagea_dir: Option<PathBuf>,
@@ -232,6 +241,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             device,
             keep_text_encoder: false,
             loras: args.loras.clone(),
+            offload: args.offload,
+            host_memory: args.host_memory,
         },
     )
     .with_context(|| format!("loading {}", args.weights.display()))?;
@@ -254,6 +265,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let out = run_job(&models, &req, &bar)?;
     for (stage, s) in &out.timings {
         bar.log(LogLevel::Info, &format!("{stage}: {s:.2} s"));
+    }
+    if let Some(peak) = scail_model::dit::peak_rss_bytes() {
+        let msg = format!("peak resident memory {}", scail_model::memory::gib(peak));
+        bar.log(LogLevel::Info, &msg);
     }
     println!(
         "{}",

@@ -45,6 +45,15 @@ pub struct ServeArgs {
     /// residual stream stay f32). On CPU f32 is faster.
     #[arg(long, default_value = "f32", env = "SCAIL_PRECISION")]
     precision: String,
+    /// Where the networks' blocks live between uses: none (all resident), blocks (in host
+    /// memory, copied to the GPU at use) or stream (read from the checkpoint at use, about one
+    /// block in memory at a time: runs the 14B model in under 10 GiB).
+    #[arg(long, default_value = "none", env = "SCAIL_OFFLOAD")]
+    offload: scail_model::offload::Offload,
+    /// Host memory jobs may use, e.g. 10GiB (default: the cgroup limit or the available
+    /// memory). A job estimated to need more is refused before it starts.
+    #[arg(long, value_parser = scail_model::memory::parse_bytes, env = "SCAIL_HOST_MEMORY")]
+    host_memory: Option<u64>,
     /// Render every job at WxH (multiples of 32) instead of the request's resolution: for
     /// experiments and smoke tests with small random weights.
     #[arg(long, value_parser = crate::generate::parse_size)]
@@ -157,6 +166,8 @@ fn load_pipeline(
         // The server keeps every network loaded between jobs.
         keep_text_encoder: true,
         loras: Vec::new(),
+        offload: a.offload,
+        host_memory: a.host_memory,
     };
     eprintln!("loading weights from {} …", dir.display());
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())

@@ -118,6 +118,27 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
         ),
     );
     laps.lap("decode");
+    // The whole job's peak, from here on known, checked before any model runs.
+    let est = models.check_memory(&scail_model::memory::JobShape {
+        width: inputs.width,
+        height: inputs.height,
+        segment_frames: inputs.frames.min(req.run.segment_len),
+        total_frames: inputs.frames,
+        branches: if req.input.guidance_scale > 1.0 { 2 } else { 1 },
+    })?;
+    progress.log(
+        LogLevel::Info,
+        &format!(
+            "memory estimate: {} host{} (--offload {})",
+            scail_model::memory::gib(est.host),
+            if est.device > 0 {
+                format!(", {} device", scail_model::memory::gib(est.device))
+            } else {
+                String::new()
+            },
+            est.offload
+        ),
+    );
 
     if progress.is_cancelled() {
         return Err(PipelineError::Cancelled);
