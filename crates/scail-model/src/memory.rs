@@ -70,8 +70,10 @@ impl NetBytes {
 pub struct WeightBytes {
     pub dit: NetBytes,
     pub t5: NetBytes,
-    /// umT5's token embedding as stored (read whole at each encode under `stream`).
+    /// umT5's token embedding as stored (read whole at each encode under `stream`) and as
+    /// loaded (part of `t5.rest` when resident).
     pub t5_embedding_stored: u64,
+    pub t5_embedding_loaded: u64,
     pub clip: NetBytes,
     pub vae: u64,
 }
@@ -98,6 +100,7 @@ impl WeightBytes {
             dit: NetBytes::of(dit, dtype, "blocks.", contract.dit.num_layers),
             t5: NetBytes::of(t5, dtype, "blocks.", contract.t5.num_layers),
             t5_embedding_stored: emb * t5_embedding_dtype.size_in_bytes() as u64,
+            t5_embedding_loaded: emb * dtype.size_in_bytes() as u64,
             clip: NetBytes::of(
                 &clip_visual,
                 dtype,
@@ -193,6 +196,16 @@ impl JobShape {
     }
 }
 
+/// Guidance branches the sampler batches: 2 when guidance is on and two branches' activations
+/// fit in `batch_limit` bytes, else 1 (the branches then run one after the other).
+pub fn guidance_branches(cfg: &DitConfig, tokens: usize, guidance: f64, batch_limit: u64) -> usize {
+    if guidance > 1.0 && cfg.activation_bytes(tokens, 2) <= batch_limit {
+        2
+    } else {
+        1
+    }
+}
+
 /// Peak host and device memory of one job.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -217,8 +230,10 @@ pub fn estimate(
 ) -> Estimate {
     let dit_act = cfg.activation_bytes(shape.tokens(cfg), shape.branches);
     let act = dit_act + shape.pixel_bytes();
-    // Reading a block holds it as stored and as converted for a moment: twice its size.
-    let t5_streamed = w.t5_embedding_stored + w.t5.rest + 2 * w.t5.largest_block;
+    // Reading a block holds it as stored and as converted for a moment: twice its size. A
+    // streamed umT5 reads its embedding as stored instead of holding it converted.
+    let t5_rest = w.t5.rest.saturating_sub(w.t5_embedding_loaded);
+    let t5_streamed = w.t5_embedding_stored + t5_rest + 2 * w.t5.largest_block;
     let (resident, t5_phase, sample_phase) = match offload {
         Offload::None => {
             let r = w.dit.total() + w.clip.total() + w.vae;
@@ -321,9 +336,13 @@ fn cgroup_limit() -> Option<u64> {
     None
 }
 
-/// `12.3 GiB`.
+/// `12.3 GiB`, or `512.0 MiB` below a GiB.
 pub fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    if bytes < 1 << 30 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    }
 }
 
 /// Parses `10GiB`, `10G`, `512MiB`, `512M` or plain bytes.

@@ -26,9 +26,10 @@ struct MemoryBench {
     /// Frames per segment (81 for the released model) and of the whole video.
     #[arg(long, default_value_t = 81)]
     frames: usize,
-    /// Guidance branches batched (2 with CFG > 1, 1 with the fast preset's CFG 1).
-    #[arg(long, default_value_t = 2)]
-    branches: usize,
+    /// Guidance scale: above 1 the two branches are batched when their activations fit the
+    /// sampler's batch limit (8 GiB), as a job does; 1 is the fast preset.
+    #[arg(long, default_value_t = 5.0)]
+    guidance_scale: f64,
 }
 
 #[derive(Args, Debug)]
@@ -89,15 +90,22 @@ fn memory_table(m: MemoryBench) -> anyhow::Result<()> {
     use scail_model::offload::Offload;
     use scail_model::weights::{Contract, ModelSize};
     let c = Contract::new(ModelSize::FourteenB);
-    let shape = JobShape {
+    let mut shape = JobShape {
         width: m.size.0 as usize,
         height: m.size.1 as usize,
         segment_frames: m.frames,
         total_frames: m.frames,
-        branches: m.branches,
+        branches: 1,
     };
+    shape.branches = scail_model::memory::guidance_branches(
+        &c.dit,
+        shape.tokens(&c.dit),
+        m.guidance_scale,
+        scail_pipeline::segments::DEFAULT_GUIDANCE_BATCH_BYTES,
+    );
     println!(
-        "14B, {}x{}, {} frames, {} branch(es), {} tokens per branch (computed, not measured)\n",
+        "14B, {}x{}, {} frames, {} guidance branch(es) per forward, {} tokens per branch \
+         (computed, not measured)\n",
         shape.width,
         shape.height,
         shape.frames_label(),

@@ -130,3 +130,55 @@ fn generate_names_a_missing_input_file_before_loading_weights() {
     assert!(stderr.contains("image_url: no such file"), "{stderr}");
     assert!(!stderr.contains("loading weights"), "{stderr}");
 }
+
+#[test]
+fn generate_refuses_a_memory_budget_the_weights_cannot_fit_and_an_unknown_offload_mode() {
+    let files = tempfile::tempdir().unwrap();
+    let w = files.path().join("w");
+    let init = scail()
+        .args(["weights", "init-random", "--config", "tiny"])
+        .arg(&w)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let media = |n: &str| scail_testdata::media(n);
+    let run = |extra: &[&str]| {
+        let out = scail()
+            .arg("generate")
+            .arg("--weights")
+            .arg(&w)
+            .arg("--image")
+            .arg(media("ref_photo_woman_shore.jpg"))
+            .arg("--video")
+            .arg(media("dance_woman_16fps.mp4"))
+            .arg("--out")
+            .arg(files.path().join("o.mp4"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stderr) = run(&["--offload", "stream", "--host-memory", "1MiB"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("--offload stream") && stderr.contains("no offload mode fits"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1.0 MiB is available"), "{stderr}");
+    assert!(
+        !stderr.contains("segment 1/"),
+        "refused before sampling: {stderr}"
+    );
+    let (ok, stderr) = run(&["--offload", "disk"]);
+    assert!(!ok);
+    assert!(stderr.contains("none, blocks or stream"), "{stderr}");
+    let (ok, stderr) = run(&["--host-memory", "lots"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--host-memory") && stderr.contains("lots"),
+        "{stderr}"
+    );
+}

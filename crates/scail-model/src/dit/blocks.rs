@@ -13,6 +13,9 @@ use super::layers::{
 use super::{rope, DitConfig, Result};
 use crate::attention::split_heads;
 
+/// Tokens per FFN chunk (see `Block::ffn`).
+pub(crate) const FFN_CHUNK: usize = 4096;
+
 /// Optional capture of the reference's recorded intermediates (names as in the fixtures,
 /// without the `out.` prefix, batch axis included).
 pub type Trace = HashMap<String, Tensor>;
@@ -145,8 +148,24 @@ impl Block {
 
         // FFN on the modulated plain LayerNorm.
         let h = modulate(&layer_norm(&x, s.ones, s.zeros, cfg.eps)?, &sh2, &sc2)?;
-        let y = self.ffn2.forward(&gelu_tanh(&self.ffn0.forward(&h)?)?)?;
+        let y = self.ffn(&h)?;
         Ok((x + y.broadcast_mul(&g2)?)?)
+    }
+
+    /// The FFN over token chunks of [`FFN_CHUNK`]: its hidden layer (2.7x the width, twice
+    /// with the activation) is the largest intermediate, so it never exists for every token
+    /// at once. Rows are independent, so chunking changes no value.
+    fn ffn(&self, h: &Tensor) -> Result<Tensor> {
+        let run = |h: &Tensor| self.ffn2.forward(&gelu_tanh(&self.ffn0.forward(h)?)?);
+        let l = h.dim(1)?;
+        if l <= FFN_CHUNK {
+            return run(h);
+        }
+        let parts = (0..l)
+            .step_by(FFN_CHUNK)
+            .map(|s| run(&h.narrow(1, s, FFN_CHUNK.min(l - s))?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 1)?)
     }
 
     /// RMS-normed q/k with RoPE, attention, output projection (before the gate).
@@ -200,5 +219,52 @@ impl Block {
         let text = attend(&q, &kt, &vt, &t.o)?;
         let img = attend(&q, &ki, &vi, &t.o)?;
         t.o.forward(&merge_heads_b(&(text + img)?)?)
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn the_chunked_ffn_equals_the_whole_one() {
+        let cfg = DitConfig {
+            dim: 64,
+            ffn_dim: 128,
+            num_heads: 2,
+            num_layers: 1,
+            ..DitConfig::fourteen_b()
+        };
+        let w = crate::dit::random_weights(&cfg, DType::F32, &Device::Cpu).unwrap();
+        let vb = VarBuilder::from_tensors(w, DType::F32, &Device::Cpu);
+        let b = Block::load(&vb.pp("blocks.0"), &cfg).unwrap();
+        let l = 2 * FFN_CHUNK + 17;
+        let h = Tensor::randn(0f32, 1.0, (1, l, cfg.dim), &Device::Cpu).unwrap();
+        let chunked = b.ffn(&h).unwrap();
+        let whole = b
+            .ffn2
+            .forward(&gelu_tanh(&b.ffn0.forward(&h).unwrap()).unwrap())
+            .unwrap();
+        assert_eq!(chunked.dims(), whole.dims());
+        let diff = (chunked - &whole)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = whole
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff <= 1e-6 * scale,
+            "chunked FFN differs by {diff} (max {scale})"
+        );
     }
 }

@@ -117,12 +117,14 @@ impl DitConfig {
     /// Latent channels: `in_dim` minus the 4 appended mask channels.
     /// Estimated peak activation memory in bytes of a forward of `batch` branches of `tokens`
     /// tokens each (f32 block intermediates: residual, norms, q/k/v and their head copies,
-    /// attention output, the FFN hidden layer and its activation), excluding weights.
+    /// attention output; the FFN hidden layer and its activation for one token chunk),
+    /// excluding weights.
     pub fn activation_bytes(&self, tokens: usize, batch: usize) -> u64 {
         let l = tokens as u64;
+        let chunk = tokens.min(super::blocks::FFN_CHUNK) as u64;
         let (d, f) = (self.dim as u64, self.ffn_dim as u64);
         let ctx = (self.text_len as u64) * (self.text_dim as u64 + 4 * d);
-        batch as u64 * 4 * (l * (10 * d + 2 * f) + ctx)
+        batch as u64 * 4 * (l * 10 * d + chunk * 2 * f + ctx)
     }
 
     pub fn latent_channels(&self) -> usize {

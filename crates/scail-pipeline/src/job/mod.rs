@@ -119,13 +119,20 @@ pub fn run_job(models: &Models, req: &JobRequest, progress: &dyn Progress) -> Re
     );
     laps.lap("decode");
     // The whole job's peak, from here on known, checked before any model runs.
-    let est = models.check_memory(&scail_model::memory::JobShape {
+    let mut shape = scail_model::memory::JobShape {
         width: inputs.width,
         height: inputs.height,
         segment_frames: inputs.frames.min(req.run.segment_len),
         total_frames: inputs.frames,
-        branches: if req.input.guidance_scale > 1.0 { 2 } else { 1 },
-    })?;
+        branches: 1,
+    };
+    shape.branches = scail_model::memory::guidance_branches(
+        &models.contract.dit,
+        shape.tokens(&models.contract.dit),
+        req.input.guidance_scale,
+        SamplingOptions::default().guidance_batch_bytes,
+    );
+    let est = models.check_memory(&shape)?;
     progress.log(
         LogLevel::Info,
         &format!(
