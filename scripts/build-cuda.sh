@@ -5,6 +5,8 @@
 # built for CUDA_COMPUTE_CAP (default 90: H100, H200). Prints the binary's path.
 #
 #   scripts/build-cuda.sh            # CARGO_TARGET_DIR defaults to $SCAIL_CACHE/target-cuda
+#   scripts/build-cuda.sh clippy     # clippy -D warnings on every target with the cuda features
+#                                    # (release profile: reuses the binary's build)
 #
 # On the GPU host the binary needs the NVIDIA driver and the CUDA 13 runtime libraries
 # (cuBLAS, cuBLASLt, cuRAND, cudart, NVRTC): a PyTorch environment carries them as nvidia-*
@@ -42,7 +44,11 @@ stub="$CACHE/cuda-stub"
 mkdir -p "$stub"
 export LIBRARY_PATH="$stub:$lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L $stub -L $lib"
-build() { cargo build --release -p scail --no-default-features --features "${SCAIL_CUDA_FEATURES:-cuda,openblas}" 2>&1; }
+# The server binary, then the media-free benchmark binary (bench/gpu.sh) from the same build.
+build() {
+  cargo build --release -p scail --no-default-features --features "${SCAIL_CUDA_FEATURES:-cuda,openblas}" 2>&1 &&
+    cargo build --release -p scail-model --bin scail-gpu-bench --features testing,cuda,openblas 2>&1
+}
 make_stub() {
   # $1: the symbols to define, one a line.
   { echo "/* stub of the CUDA driver API for linking only */"; sed 's/.*/int &(void) { return 999; }/' "$1"; } >"$stub/stub.c"
@@ -56,6 +62,11 @@ if ! [ -e "$stub/libcuda.so.1" ]; then
   grep -hoE "^\s+fn cu[A-Za-z0-9_]+\(" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-*/src/driver/sys/mod.rs 2>/dev/null \
     | sed -E 's/^\s+fn ([A-Za-z0-9_]+)\(/\1/' | sort -u >"$stub/symbols" || true
   make_stub "$stub/symbols"
+fi
+if [ "${1:-}" = clippy ]; then
+  say "clippy with --features cuda (release profile, every target)"
+  exec cargo clippy --release --workspace --all-targets --no-default-features \
+    --features scail/cuda,scail/openblas,scail-model/cuda,scail-model/openblas -- -D warnings
 fi
 say "building scail --features cuda (release; kernels for sm_$CUDA_COMPUTE_CAP)"
 for attempt in 1 2 3 4 5 6; do

@@ -4,7 +4,6 @@
 //! Sizes are latent units (pixels / 8). Prints a human line and one JSON line; `bench/vae_decode.sh`
 //! runs it next to PyTorch's `AutoencoderKLWan`.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -51,17 +50,7 @@ fn main() {
     }
     let dev = Device::Cpu;
     let cfg = VaeConfig::with_dim(dim);
-    let mut ws = HashMap::new();
-    for (name, shape) in cfg.expected_keys() {
-        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let x = if name.ends_with("gamma") {
-            Tensor::ones(shape.as_slice(), DType::F32, &dev).unwrap()
-        } else {
-            (Tensor::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap() / (fan_in as f64).sqrt())
-                .unwrap()
-        };
-        ws.insert(name, x);
-    }
+    let ws = scail_model::vae::random_weights(&cfg, &dev).unwrap();
     let vae = WanVae::new(&cfg, VarBuilder::from_tensors(ws, DType::F32, &dev)).unwrap();
     let z = Tensor::randn(0f32, 1.0, (16, t, h, w), &dev).unwrap();
     let before = peak_rss();

@@ -114,29 +114,44 @@ impl<B, E> Layers<B, E> {
         self.count == 0
     }
 
-    /// Runs `f` on every block in order, each on the compute device for the call only.
-    pub fn each(&self, mut f: impl FnMut(usize, &B) -> Result<(), E>) -> Result<(), E> {
-        for i in 0..self.count {
-            match (&self.loader, self.mode) {
-                (Some(load), _) => f(i, &load(i)?)?,
-                (None, Offload::Blocks) if !self.device.is_cpu() => {
-                    f(i, &(self.mover)(&self.resident[i], &self.device)?)?
+    /// Runs `f` on every block in order, each on the compute device for the call only. Under
+    /// `stream` (and `blocks` on a GPU) the next block is read (copied) on a second thread
+    /// while `f` runs on the current one, so reading overlaps compute; memory then holds two
+    /// blocks.
+    pub fn each(&self, mut f: impl FnMut(usize, &B) -> Result<(), E>) -> Result<(), E>
+    where
+        B: Send + Sync,
+        E: Send,
+    {
+        let copying = matches!(self.mode, Offload::Blocks) && !self.device.is_cpu();
+        if self.loader.is_none() && !copying {
+            return self
+                .resident
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, b)| f(i, b));
+        }
+        let fetch = |i: usize| -> Result<B, E> {
+            match &self.loader {
+                Some(load) => load(i),
+                None => (self.mover)(&self.resident[i], &self.device),
+            }
+        };
+        std::thread::scope(|s| {
+            let fetch = &fetch;
+            let mut next = (self.count > 0).then(|| s.spawn(move || fetch(0)));
+            for i in 0..self.count {
+                let handle = next.take().expect("spawned for every block");
+                let cur = handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                if i + 1 < self.count {
+                    next = Some(s.spawn(move || fetch(i + 1)));
                 }
-                _ => f(i, &self.resident[i])?,
+                f(i, &cur)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Runs `f` on block `i` alone (as [`Layers::each`] does).
-    pub fn with<T>(&self, i: usize, f: impl FnOnce(&B) -> Result<T, E>) -> Result<T, E> {
-        match (&self.loader, self.mode) {
-            (Some(load), _) => f(&load(i)?),
-            (None, Offload::Blocks) if !self.device.is_cpu() => {
-                f(&(self.mover)(&self.resident[i], &self.device)?)
-            }
-            _ => f(&self.resident[i]),
-        }
+            Ok(())
+        })
     }
 }
 
@@ -200,6 +215,32 @@ mod tests {
             let expected = if mode == Offload::Stream { 6 } else { 3 };
             assert_eq!(loads.load(Ordering::SeqCst), expected, "{mode}");
         }
+    }
+
+    #[test]
+    fn a_streamed_block_is_read_while_the_one_before_it_runs() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let l2 = log.clone();
+        let load: BlockLoader<usize, String> = Arc::new(move |i| {
+            l2.lock().unwrap().push(format!("load {i}"));
+            Ok(i)
+        });
+        let layers = Layers::streamed(3, &Device::Cpu, load, |b, _| Ok(*b));
+        layers
+            .each(|i, _| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                log.lock().unwrap().push(format!("done {i}"));
+                Ok(())
+            })
+            .unwrap();
+        let log = log.lock().unwrap().clone();
+        let at = |e: &str| log.iter().position(|x| x == e).unwrap();
+        assert!(at("load 1") < at("done 0"), "{log:?}");
+        assert!(at("load 2") < at("done 1"), "{log:?}");
+        assert_eq!(log.iter().filter(|e| e.starts_with("load")).count(), 3);
+        // An error from a block stops the pass.
+        let e = layers.each(|i, _| if i == 1 { Err("stop".into()) } else { Ok(()) });
+        assert_eq!(e, Err("stop".to_string()));
     }
 
     #[test]

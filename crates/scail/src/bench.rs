@@ -13,9 +13,30 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// One DiT forward with random weights: seconds per forward, tokens/s, peak memory.
     Dit(DitBench),
+    /// One Wan 2.1 VAE decode with random weights at the real widths: seconds and peak memory.
+    Vae(VaeBench),
     /// The memory table: peak host and GPU memory of a 14B job for each precision and offload
     /// mode, computed from the published checkpoints' tensor sizes (no weights needed).
     Memory(MemoryBench),
+}
+
+#[derive(Args, Debug)]
+struct VaeBench {
+    /// Latent frames (21 is one 81-frame segment).
+    #[arg(long, default_value_t = 21)]
+    frames: usize,
+    /// Latent height (pixels / 8; 64 for 512).
+    #[arg(long, default_value_t = 64)]
+    height: usize,
+    /// Latent width (pixels / 8; 112 for 896).
+    #[arg(long, default_value_t = 112)]
+    width: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Timed decodes (the best is reported).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -81,7 +102,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what {
         BenchWhat::Dit(b) => dit(b),
         BenchWhat::Memory(m) => memory_table(m),
+        BenchWhat::Vae(v) => vae(v),
     }
+}
+
+fn vae(v: VaeBench) -> anyhow::Result<()> {
+    let device = crate::device::parse_device(&v.device)?;
+    scail_model::dit::bench_vae((v.frames, v.height, v.width), &device, v.runs)?;
+    Ok(())
 }
 
 fn memory_table(m: MemoryBench) -> anyhow::Result<()> {
@@ -175,7 +203,7 @@ fn dit(b: DitBench) -> anyhow::Result<()> {
         return dit_from_files(&b, dir, latent, dtype, &device);
     }
     let r = scail_model::dit::bench_forward(&cfg, latent, dtype, &device, b.forwards)?;
-    print_report(&r);
+    r.print(&device);
     Ok(())
 }
 
@@ -223,31 +251,10 @@ fn dit_from_files(
     let r = scail_model::dit::bench_model(&model, latent, b.forwards)?;
     let anon = peak.finish();
     println!("load seconds        {load_s:.1}");
-    print_report(&r);
+    r.print(device);
     println!(
         "peak anonymous RSS  {:.2} GiB (heap and tensors, not page cache)",
         anon as f64 / (1u64 << 30) as f64
     );
-    match scail_model::device_memory_used(device) {
-        Some(m) => println!(
-            "device memory used  {:.2} GiB (after the last forward)",
-            m as f64 / (1u64 << 30) as f64
-        ),
-        None if device.is_cpu() => {}
-        None => println!("device memory used  unknown"),
-    }
     Ok(())
-}
-
-fn print_report(r: &scail_model::dit::BenchReport) {
-    println!("tokens              {}", r.tokens);
-    println!("seconds per forward {:.3}", r.seconds_per_forward);
-    println!("tokens per second   {:.0}", r.tokens_per_second);
-    match r.peak_memory_bytes {
-        Some(m) => println!(
-            "peak memory (RSS)   {:.2} GiB",
-            m as f64 / (1u64 << 30) as f64
-        ),
-        None => println!("peak memory (RSS)   unknown"),
-    }
 }

@@ -29,6 +29,65 @@ pub struct BenchReport {
     pub forwards: usize,
 }
 
+impl BenchReport {
+    /// The report as `scail bench dit` prints it (one `name  value` line each), plus the GPU
+    /// memory in use on `device`, if any.
+    pub fn print(&self, device: &Device) {
+        println!("tokens              {}", self.tokens);
+        println!("seconds per forward {:.3}", self.seconds_per_forward);
+        println!("tokens per second   {:.0}", self.tokens_per_second);
+        match self.peak_memory_bytes {
+            Some(m) => println!("peak memory (RSS)   {:.2} GiB", gib(m)),
+            None => println!("peak memory (RSS)   unknown"),
+        }
+        if let Some(m) = crate::device_memory_used(device) {
+            println!(
+                "device memory used  {:.2} GiB (after the last forward)",
+                gib(m)
+            );
+        }
+    }
+}
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+/// One VAE decode of random latents `[16, frames, height, width]` with random weights at the
+/// real widths (`scail bench vae`): best of `runs`, printed, with peak anonymous memory.
+pub fn bench_vae(
+    (frames, height, width): (usize, usize, usize),
+    device: &Device,
+    runs: usize,
+) -> Result<()> {
+    use crate::vae::{VaeConfig, WanVae};
+    let cfg = VaeConfig::wan21();
+    let ws = crate::vae::random_weights(&cfg, device)?;
+    let vae = WanVae::new(&cfg, VarBuilder::from_tensors(ws, DType::F32, device))?;
+    let z = Tensor::randn(0f32, 1.0, (16, frames, height, width), device)?;
+    let peak = AnonPeak::start();
+    let (mut best, mut out_frames) = (f64::INFINITY, 0);
+    for _ in 0..runs.max(1) {
+        let start = std::time::Instant::now();
+        let out = vae.decode(&z)?;
+        out.device().synchronize()?;
+        best = best.min(start.elapsed().as_secs_f64());
+        out_frames = out.dim(1)?;
+    }
+    let anon = peak.finish();
+    println!(
+        "VAE decode          latent [16, {frames}, {height}, {width}] -> {out_frames} frames {}x{}",
+        8 * width,
+        8 * height
+    );
+    println!("seconds per decode  {best:.3}");
+    println!("peak anonymous RSS  {:.2} GiB", gib(anon));
+    if let Some(m) = crate::device_memory_used(device) {
+        println!("device memory used  {:.2} GiB (after the decode)", gib(m));
+    }
+    Ok(())
+}
+
 /// Anonymous resident memory of this process now (Linux `RssAnon`: heap and tensors, not the
 /// page cache of mapped checkpoint files).
 pub fn anon_rss_bytes() -> Option<u64> {

@@ -177,3 +177,23 @@ pub fn pixel_frames(latent_frames: usize) -> usize {
         1 + 4 * (latent_frames - 1)
     }
 }
+
+/// Random weights for `cfg` (std 1/√fan_in, norm gains 1) on `dev`, for benchmarks: feature
+/// `testing`.
+#[cfg(feature = "testing")]
+pub fn random_weights(
+    cfg: &VaeConfig,
+    dev: &Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let mut ws = std::collections::HashMap::new();
+    for (name, shape) in cfg.expected_keys() {
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let x = if name.ends_with("gamma") {
+            Tensor::ones(shape.as_slice(), DType::F32, dev)?
+        } else {
+            (Tensor::randn(0f32, 1.0, shape.as_slice(), dev)? / (fan_in as f64).sqrt())?
+        };
+        ws.insert(name, x);
+    }
+    Ok(ws)
+}

@@ -1,0 +1,70 @@
+//! `scail-gpu-bench`: the DiT and VAE benchmarks of `scail bench` in a binary that links no
+//! media libraries, so it runs on a GPU host without Debian's ffmpeg (bench/gpu.sh). Same
+//! output lines as `scail bench dit` / `scail bench vae`.
+//!
+//!   scail-gpu-bench dit [--device cuda] [--dtype bf16] [--frames 81] [--height 512]
+//!                       [--width 896] [--forwards 2]      (full 14B config, random weights)
+//!   scail-gpu-bench vae [--device cuda] [--frames 21] [--height 64] [--width 112] [--runs 1]
+
+use candle_core::{DType, Device};
+use scail_model::dit::{bench_forward, bench_vae, latent_size, DitConfig};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().cloned().unwrap_or_default();
+    let mut opt = std::collections::HashMap::new();
+    let mut it = args.iter().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        opt.insert(flag.trim_start_matches("--").to_string(), v.clone());
+    }
+    let get = |k: &str, d: &str| opt.get(k).cloned().unwrap_or_else(|| d.to_string());
+    let num = |k: &str, d: usize| -> Result<usize, String> {
+        get(k, &d.to_string())
+            .parse()
+            .map_err(|_| format!("--{k}: expected a number"))
+    };
+    let device = match get("device", "cpu").as_str() {
+        "cpu" => Device::Cpu,
+        d => {
+            let n = d
+                .strip_prefix("cuda")
+                .map(|r| r.trim_start_matches(':'))
+                .ok_or(format!("--device {d}: cpu, cuda or cuda:N"))?;
+            let n = if n.is_empty() {
+                0
+            } else {
+                n.parse().map_err(|_| format!("--device {d}"))?
+            };
+            Device::new_cuda(n).map_err(|e| format!("--device {d}: {e}"))?
+        }
+    };
+    match what.as_str() {
+        "dit" => {
+            let dtype = match get("dtype", "bf16").as_str() {
+                "f32" => DType::F32,
+                "bf16" => DType::BF16,
+                "f16" => DType::F16,
+                d => return Err(format!("--dtype {d}: f32, bf16 or f16")),
+            };
+            let latent = latent_size(num("frames", 81)?, num("height", 512)?, num("width", 896)?);
+            let cfg = DitConfig::fourteen_b();
+            let r = bench_forward(&cfg, latent, dtype, &device, num("forwards", 2)?)
+                .map_err(|e| e.to_string())?;
+            r.print(&device);
+        }
+        "vae" => {
+            let latent = (num("frames", 21)?, num("height", 64)?, num("width", 112)?);
+            bench_vae(latent, &device, num("runs", 1)?).map_err(|e| e.to_string())?;
+        }
+        o => return Err(format!("`{o}`: dit or vae")),
+    }
+    Ok(())
+}
