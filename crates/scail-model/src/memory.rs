@@ -217,17 +217,34 @@ pub struct Estimate {
     pub activations: u64,
 }
 
-/// The peak of a job at `shape` with weights `w` under `offload`, on the CPU (`on_gpu` false:
-/// the device is host memory) or a GPU. umT5 is loaded for the text encode and freed before
-/// sampling unless `keep_t5`.
-pub fn estimate(
-    w: &WeightBytes,
-    cfg: &DitConfig,
-    shape: &JobShape,
-    offload: Offload,
-    on_gpu: bool,
-    keep_t5: bool,
-) -> Estimate {
+/// Where the networks live during a job.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Placement {
+    pub offload: Offload,
+    /// On a GPU (else the device is host memory).
+    pub on_gpu: bool,
+    /// umT5 stays loaded between jobs (`serve`).
+    pub keep_t5: bool,
+    /// The DiT loads after the first text encode has freed umT5 (one-job runs: `generate`),
+    /// so under `none` the two are never resident together.
+    pub dit_after_t5: bool,
+}
+
+/// The peak of a job at `shape` with weights `w` placed as `p`. umT5 is loaded for the text
+/// encode and freed before sampling unless `keep_t5`.
+pub fn estimate(w: &WeightBytes, cfg: &DitConfig, shape: &JobShape, p: Placement) -> Estimate {
+    let (offload, on_gpu, keep_t5) = (p.offload, p.on_gpu, p.keep_t5);
+    if !on_gpu && offload == Offload::Blocks {
+        // On the CPU `blocks` keeps every block in host memory: the same as `none`.
+        let none = Placement {
+            offload: Offload::None,
+            ..p
+        };
+        return Estimate {
+            offload,
+            ..estimate(w, cfg, shape, none)
+        };
+    }
     let dit_act = cfg.activation_bytes(shape.tokens(cfg), shape.branches);
     let act = dit_act + shape.pixel_bytes();
     // Outside `none`, three blocks at most: the one in use, the next being read by the
@@ -236,6 +253,10 @@ pub fn estimate(
     let t5_rest = w.t5.rest.saturating_sub(w.t5_embedding_loaded);
     let t5_streamed = w.t5_embedding_stored + t5_rest + 3 * w.t5.largest_block;
     let (resident, t5_phase, sample_phase) = match offload {
+        Offload::None if p.dit_after_t5 && !keep_t5 => {
+            let r = w.clip.total() + w.vae;
+            (r, w.t5.total(), w.dit.total() + act)
+        }
         Offload::None => {
             let r = w.dit.total() + w.clip.total() + w.vae;
             let t5 = if keep_t5 { 0 } else { w.t5.total() };
@@ -257,14 +278,7 @@ pub fn estimate(
     };
     let device_peak = resident + t5_phase.max(sample_phase);
     if !on_gpu {
-        // On the CPU `blocks` keeps every block in host memory: the same as `none`.
-        let host = match offload {
-            Offload::Blocks => {
-                let t5 = if keep_t5 { w.t5.total() } else { 0 };
-                w.dit.total() + w.clip.total() + w.vae + t5 + (w.t5.total() - t5).max(act)
-            }
-            _ => device_peak,
-        };
+        let host = device_peak;
         return Estimate {
             offload,
             host: with_overhead(host),
@@ -384,12 +398,11 @@ pub fn check(
     w: &WeightBytes,
     cfg: &DitConfig,
     shape: &JobShape,
-    offload: Offload,
-    on_gpu: bool,
-    keep_t5: bool,
+    p: Placement,
     budget: Option<u64>,
 ) -> Result<Estimate, String> {
-    let est = estimate(w, cfg, shape, offload, on_gpu, keep_t5);
+    let offload = p.offload;
+    let est = estimate(w, cfg, shape, p);
     let Some(budget) = budget else {
         return Ok(est);
     };
@@ -414,7 +427,7 @@ pub fn check(
     );
     let fits = Offload::ALL
         .into_iter()
-        .map(|m| estimate(w, cfg, shape, m, on_gpu, keep_t5))
+        .map(|m| estimate(w, cfg, shape, Placement { offload: m, ..p }))
         .find(|e| e.host <= budget);
     Err(match fits {
         Some(e) => format!(
@@ -424,7 +437,11 @@ pub fn check(
             e.offload
         ),
         None => {
-            let s = estimate(w, cfg, shape, Offload::Stream, on_gpu, keep_t5);
+            let stream = Placement {
+                offload: Offload::Stream,
+                ..p
+            };
+            let s = estimate(w, cfg, shape, stream);
             format!(
                 "{need}; no offload mode fits (--offload stream needs about {}): use a smaller \
                  size, --precision bf16 or fp8_scaled weights",
@@ -438,6 +455,38 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::checkpoint::ModelSize;
+
+    fn cpu(offload: Offload) -> Placement {
+        Placement {
+            offload,
+            ..Placement::default()
+        }
+    }
+
+    fn gpu(offload: Offload) -> Placement {
+        Placement {
+            offload,
+            on_gpu: true,
+            ..Placement::default()
+        }
+    }
+
+    #[test]
+    fn a_dit_loaded_after_the_text_encode_never_sits_beside_umt5() {
+        let c = Contract::new(ModelSize::FourteenB);
+        let w = WeightBytes::for_contract(&c, DType::BF16, false);
+        let s = shape(64, 64, 17);
+        let both = estimate(&w, &c.dit, &s, cpu(Offload::None));
+        let after = Placement {
+            dit_after_t5: true,
+            ..cpu(Offload::None)
+        };
+        let after = estimate(&w, &c.dit, &s, after);
+        // At a small size (activations far below umT5's 11 GB) that saves about umT5 whole.
+        let saved = both.host - after.host;
+        assert!(saved > w.t5.total() * 9 / 10, "{both:?} {after:?}");
+        assert!(after.host > w.dit.total(), "{after:?}");
+    }
 
     fn shape(width: usize, height: usize, frames: usize) -> JobShape {
         JobShape {
@@ -472,14 +521,14 @@ mod tests {
         let c = Contract::new(ModelSize::FourteenB);
         let w = WeightBytes::for_contract(&c, DType::F32, false);
         let s = shape(64, 64, 17);
-        let none = estimate(&w, &c.dit, &s, Offload::None, false, false);
-        let blocks = estimate(&w, &c.dit, &s, Offload::Blocks, false, false);
-        let stream = estimate(&w, &c.dit, &s, Offload::Stream, false, false);
+        let none = estimate(&w, &c.dit, &s, cpu(Offload::None));
+        let blocks = estimate(&w, &c.dit, &s, cpu(Offload::Blocks));
+        let stream = estimate(&w, &c.dit, &s, cpu(Offload::Stream));
         assert!(none.host > w.dit.total(), "{none:?}");
         assert_eq!(blocks.host, none.host);
         assert!(stream.host < none.host / 8, "{stream:?} vs {none:?}");
         // On a GPU, `blocks` moves the blocks to the host and keeps the rest on the device.
-        let gpu = estimate(&w, &c.dit, &s, Offload::Blocks, true, false);
+        let gpu = estimate(&w, &c.dit, &s, gpu(Offload::Blocks));
         assert!(
             gpu.device < none.host / 8 && gpu.host >= w.dit.blocks,
             "{gpu:?}"
@@ -491,14 +540,14 @@ mod tests {
         let c = Contract::new(ModelSize::FourteenB);
         let w = WeightBytes::for_contract(&c, DType::F32, false);
         let s = shape(64, 64, 17);
-        let stream = estimate(&w, &c.dit, &s, Offload::Stream, false, false);
+        let stream = estimate(&w, &c.dit, &s, cpu(Offload::Stream));
         let budget = stream.host + (1 << 20);
-        let e = check(&w, &c.dit, &s, Offload::None, false, false, Some(budget)).unwrap_err();
+        let e = check(&w, &c.dit, &s, cpu(Offload::None), Some(budget)).unwrap_err();
         assert!(e.contains("run with --offload stream"), "{e}");
         assert!(e.contains("--offload none"), "{e}");
-        let ok = check(&w, &c.dit, &s, Offload::Stream, false, false, Some(budget)).unwrap();
+        let ok = check(&w, &c.dit, &s, cpu(Offload::Stream), Some(budget)).unwrap();
         assert_eq!(ok, stream);
-        let e = check(&w, &c.dit, &s, Offload::Stream, false, false, Some(1 << 20)).unwrap_err();
+        let e = check(&w, &c.dit, &s, cpu(Offload::Stream), Some(1 << 20)).unwrap_err();
         assert!(e.contains("no offload mode fits"), "{e}");
     }
 
@@ -506,22 +555,8 @@ mod tests {
     fn more_pixels_and_frames_need_more_memory() {
         let c = Contract::new(ModelSize::FourteenB);
         let w = WeightBytes::for_contract(&c, DType::BF16, false);
-        let small = estimate(
-            &w,
-            &c.dit,
-            &shape(64, 64, 17),
-            Offload::Stream,
-            false,
-            false,
-        );
-        let big = estimate(
-            &w,
-            &c.dit,
-            &shape(512, 512, 81),
-            Offload::Stream,
-            false,
-            false,
-        );
+        let small = estimate(&w, &c.dit, &shape(64, 64, 17), cpu(Offload::Stream));
+        let big = estimate(&w, &c.dit, &shape(512, 512, 81), cpu(Offload::Stream));
         assert!(big.activations > 10 * small.activations);
         assert_eq!(shape(64, 64, 17).tokens(&c.dit), (1 + 5) * 16 + 5 * 4);
     }

@@ -3,7 +3,7 @@
 //! loaded for the text encode of a job and freed right after (unless `keep_text_encoder`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor};
 use scail_model::clip::ClipVision;
@@ -33,6 +33,9 @@ pub struct LoadOptions {
     pub offload: Offload,
     /// Host memory the jobs may use; detected (cgroup limit, available memory) when unset.
     pub host_memory: Option<u64>,
+    /// Load the DiT at the first job, after its text encode has freed umT5, so that the two
+    /// are never resident together (one-job runs: `generate`).
+    pub dit_after_text: bool,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +47,7 @@ impl Default for LoadOptions {
             loras: Vec::new(),
             offload: Offload::None,
             host_memory: None,
+            dit_after_text: false,
         }
     }
 }
@@ -52,7 +56,8 @@ impl Default for LoadOptions {
 pub struct Models {
     pub dir: PathBuf,
     pub contract: Contract,
-    pub dit: Dit,
+    /// Loaded at [`Models::load`], or at the first [`Models::dit`] with `dit_after_text`.
+    dit: OnceLock<Dit>,
     pub vae: WanVae,
     pub clip: ClipVision,
     pub tokenizer: T5Tokenizer,
@@ -125,8 +130,11 @@ impl Models {
         )?;
         // The weights alone (at the smallest job) must fit before anything is read.
         check(&weight_bytes, &contract, &opts, &JobShape::SMALLEST)?;
-        let dit_vb = open_dit(&dit_path, &opts.loras, opts.dtype, dev)?;
-        let dit = Dit::load_offloaded(dit_vb, &contract.dit, opts.offload)?;
+        let dit = OnceLock::new();
+        if !opts.dit_after_text {
+            let vb = open_dit(&dit_path, &opts.loras, opts.dtype, dev)?;
+            let _ = dit.set(Dit::load_offloaded(vb, &contract.dit, opts.offload)?);
+        }
         let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
         let clip_vb = open(&file("clip")?, opts.dtype, dev)?;
         let clip = ClipVision::new_offloaded(&contract.clip, clip_vb, opts.offload)?;
@@ -164,10 +172,29 @@ impl Models {
         if self.opts.loras == loras {
             return Ok(());
         }
-        let vb = open_dit(&self.dit_path, loras, self.opts.dtype, &self.opts.device)?;
-        self.dit = Dit::load_offloaded(vb, &self.contract.dit, self.opts.offload)?;
+        if self.dit.get().is_some() {
+            let vb = open_dit(&self.dit_path, loras, self.opts.dtype, &self.opts.device)?;
+            self.dit = OnceLock::from(Dit::load_offloaded(
+                vb,
+                &self.contract.dit,
+                self.opts.offload,
+            )?);
+        }
         self.opts.loras = loras.to_vec();
         Ok(())
+    }
+
+    /// The DiT, loaded now if it was deferred (`dit_after_text`).
+    pub fn dit(&self) -> Result<&Dit> {
+        if let Some(d) = self.dit.get() {
+            return Ok(d);
+        }
+        let o = &self.opts;
+        let vb = open_dit(&self.dit_path, &o.loras, o.dtype, &o.device)?;
+        let _ = self
+            .dit
+            .set(Dit::load_offloaded(vb, &self.contract.dit, o.offload)?);
+        Ok(self.dit.get().expect("just set"))
     }
 
     pub fn size(&self) -> ModelSize {
@@ -246,14 +273,11 @@ fn check(
     shape: &JobShape,
 ) -> Result<Estimate> {
     let budget = opts.host_memory.or_else(memory::host_budget);
-    memory::check(
-        w,
-        &contract.dit,
-        shape,
-        opts.offload,
-        !opts.device.is_cpu(),
-        opts.keep_text_encoder,
-        budget,
-    )
-    .map_err(PipelineError::Memory)
+    let placement = memory::Placement {
+        offload: opts.offload,
+        on_gpu: !opts.device.is_cpu(),
+        keep_t5: opts.keep_text_encoder,
+        dit_after_t5: opts.dit_after_text,
+    };
+    memory::check(w, &contract.dit, shape, placement, budget).map_err(PipelineError::Memory)
 }

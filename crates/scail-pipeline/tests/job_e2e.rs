@@ -201,7 +201,7 @@ fn short_clip_single_segment_with_preprocessing_and_same_seed_same_latent() {
 }
 
 #[test]
-fn stream_offload_gives_the_same_latent_and_a_job_too_big_is_refused_before_it_starts() {
+fn stream_offload_and_a_deferred_dit_give_the_same_latent_and_a_job_too_big_is_refused_first() {
     let _one = one_at_a_time();
     let Some((img, drv)) = inputs(["ref_photo_woman_shore.jpg", "dance_woman_16fps.mp4"]) else {
         return;
@@ -224,9 +224,21 @@ fn stream_offload_gives_the_same_latent_and_a_job_too_big_is_refused_before_it_s
         ..LoadOptions::default()
     };
     let streamed = Models::load(&wdir, opts(Offload::Stream, None)).unwrap();
-    assert_eq!(streamed.dit.offload(), Offload::Stream);
+    assert_eq!(streamed.dit().unwrap().offload(), Offload::Stream);
     let s = run_job(&streamed, &req("stream.mp4"), &Silent).unwrap();
     assert_eq!(latent(&s), latent(&resident), "stream changed the numbers");
+    // The DiT deferred until umT5 has encoded and gone (what `generate` does): same numbers.
+    let deferred = LoadOptions {
+        dit_after_text: true,
+        ..LoadOptions::default()
+    };
+    let deferred = Models::load(&wdir, deferred).unwrap();
+    let d = run_job(&deferred, &req("deferred.mp4"), &Silent).unwrap();
+    assert_eq!(
+        latent(&d),
+        latent(&resident),
+        "deferring the DiT changed the numbers"
+    );
 
     // A budget that holds the weights and one frame at this size but not this job (many
     // frames, two guidance branches): refused after decoding, before any model runs, and

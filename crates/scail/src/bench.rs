@@ -150,8 +150,19 @@ fn memory_table(m: MemoryBench) -> anyhow::Result<()> {
     for (label, dtype, fp8) in rows {
         let w = WeightBytes::for_contract(&c, dtype, fp8);
         for mode in Offload::ALL {
-            let cpu = estimate(&w, &c.dit, &shape, mode, false, false);
-            let gpu = estimate(&w, &c.dit, &shape, mode, true, false);
+            // As `generate` places them: the DiT loaded after umT5 is freed.
+            let p = scail_model::memory::Placement {
+                offload: mode,
+                dit_after_t5: true,
+                ..Default::default()
+            };
+            let cpu = estimate(&w, &c.dit, &shape, p);
+            let gpu = estimate(
+                &w,
+                &c.dit,
+                &shape,
+                scail_model::memory::Placement { on_gpu: true, ..p },
+            );
             println!(
                 "| {label} | {mode} | {} | {} | {} |",
                 gib(cpu.host),

@@ -243,6 +243,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             loras: args.loras.clone(),
             offload: args.offload,
             host_memory: args.host_memory,
+            // One job: umT5 encodes and is freed before the DiT loads.
+            dit_after_text: true,
         },
     )
     .with_context(|| format!("loading {}", args.weights.display()))?;

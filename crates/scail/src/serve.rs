@@ -168,6 +168,7 @@ fn load_pipeline(
         loras: Vec::new(),
         offload: a.offload,
         host_memory: a.host_memory,
+        dit_after_text: false,
     };
     eprintln!("loading weights from {} …", dir.display());
     let g = scail_pipeline::generator::PipelineGenerator::load(dir, opts, a.stagea_dir.clone())

@@ -31,10 +31,12 @@ pub(super) fn run(
     laps: &mut Laps,
 ) -> Result<Sampled> {
     let (i, run) = (&req.input, &req.run);
-    // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference.
-    let dev = models.dit.device().clone();
+    // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference;
+    // umT5 is freed before the DiT is needed (and loaded, when deferred).
     let ctx = models.encode_text(&[&i.prompt, ""])?;
     laps.lap("text_encode");
+    let dit = models.dit()?;
+    let dev = dit.device().clone();
     let clip_in = resize::clip_preprocess(&d.ref_model);
     let clip_px = Tensor::from_vec(clip_in.data.clone(), clip_in.shape.as_slice(), &dev)?;
     let clip_fea = models.clip.forward(&clip_px)?.to_dtype(DType::F32)?;
@@ -63,7 +65,7 @@ pub(super) fn run(
         shift: i.shift,
         guidance: i.guidance_scale,
         replace: i.mode == Mode::Replacement,
-        round_history_bf16: models.dit.dtype() == DType::BF16,
+        round_history_bf16: dit.dtype() == DType::BF16,
         color_match: run.color_match,
         segment_len: run.segment_len,
         segment_overlap: run.segment_overlap,
@@ -77,7 +79,7 @@ pub(super) fn run(
     };
     let mut noise = NoiseGen::new(req.seed);
     let video = sample_video(
-        &models.dit,
+        dit,
         &models.vae,
         &pixels,
         &cond,
