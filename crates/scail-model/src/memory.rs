@@ -225,8 +225,8 @@ pub struct Placement {
     pub on_gpu: bool,
     /// umT5 stays loaded between jobs (`serve`).
     pub keep_t5: bool,
-    /// The DiT loads after the first text encode has freed umT5 (one-job runs: `generate`),
-    /// so under `none` the two are never resident together.
+    /// One-job runs (`generate`): umT5 and then CLIP are loaded for their encode and freed,
+    /// and the DiT loads after them, so under `none` no two are resident together.
     pub dit_after_t5: bool,
 }
 
@@ -254,8 +254,9 @@ pub fn estimate(w: &WeightBytes, cfg: &DitConfig, shape: &JobShape, p: Placement
     let t5_streamed = w.t5_embedding_stored + t5_rest + 3 * w.t5.largest_block;
     let (resident, t5_phase, sample_phase) = match offload {
         Offload::None if p.dit_after_t5 && !keep_t5 => {
-            let r = w.clip.total() + w.vae;
-            (r, w.t5.total(), w.dit.total() + act)
+            // umT5, then CLIP, then the DiT: one at a time.
+            let encoders = w.t5.total().max(w.clip.total());
+            (w.vae, encoders, w.dit.total() + act)
         }
         Offload::None => {
             let r = w.dit.total() + w.clip.total() + w.vae;

@@ -1,6 +1,7 @@
 //! The four networks of a weights folder (as `scail weights` lays it out, official or canonical
 //! names), loaded once and kept for many jobs. The 11 GB umT5 encoder is the exception: it is
-//! loaded for the text encode of a job and freed right after (unless `keep_text_encoder`).
+//! loaded for the text encode of a job and freed right after (unless `keep_text_encoder`). A
+//! one-job run (`dit_after_text`) treats CLIP the same and loads the DiT after both.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -33,8 +34,8 @@ pub struct LoadOptions {
     pub offload: Offload,
     /// Host memory the jobs may use; detected (cgroup limit, available memory) when unset.
     pub host_memory: Option<u64>,
-    /// Load the DiT at the first job, after its text encode has freed umT5, so that the two
-    /// are never resident together (one-job runs: `generate`).
+    /// One-job runs (`generate`): umT5 and CLIP are loaded for their encode and freed, and the
+    /// DiT loads after them, so no two are ever resident together.
     pub dit_after_text: bool,
 }
 
@@ -59,7 +60,9 @@ pub struct Models {
     /// Loaded at [`Models::load`], or at the first [`Models::dit`] with `dit_after_text`.
     dit: OnceLock<Dit>,
     pub vae: WanVae,
-    pub clip: ClipVision,
+    /// Resident, or (one-job runs, `dit_after_text`) loaded for its encode and freed.
+    clip: Mutex<Option<ClipVision>>,
+    clip_path: PathBuf,
     pub tokenizer: T5Tokenizer,
     dit_path: PathBuf,
     t5_path: PathBuf,
@@ -101,8 +104,8 @@ fn open_dit(
 }
 
 impl Models {
-    /// Verifies the folder against the contract of its size (tiny or 14B) and loads every
-    /// component but umT5.
+    /// Verifies the folder against the contract of its size (tiny or 14B) and loads the
+    /// networks kept between jobs (all but umT5; for a one-job run only the VAE).
     pub fn load(dir: &Path, opts: LoadOptions) -> Result<Self> {
         let report = weights::verify(dir).map_err(|e| werr(format!("{}: {e}", dir.display())))?;
         if !report.ok() {
@@ -136,8 +139,13 @@ impl Models {
             let _ = dit.set(Dit::load_offloaded(vb, &contract.dit, opts.offload)?);
         }
         let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
-        let clip_vb = open(&file("clip")?, opts.dtype, dev)?;
-        let clip = ClipVision::new_offloaded(&contract.clip, clip_vb, opts.offload)?;
+        let clip_path = file("clip")?;
+        let clip = if opts.dit_after_text {
+            None
+        } else {
+            let vb = open(&clip_path, opts.dtype, dev)?;
+            Some(ClipVision::new_offloaded(&contract.clip, vb, opts.offload)?)
+        };
         let tok_path = report
             .tokenizer
             .clone()
@@ -149,7 +157,8 @@ impl Models {
             contract,
             dit,
             vae,
-            clip,
+            clip: Mutex::new(clip),
+            clip_path,
             tokenizer,
             dit_path,
             t5_path,
@@ -219,6 +228,29 @@ impl Models {
             self.opts.offload,
             stored,
         )?)
+    }
+
+    /// CLIP tokens `[1, 257, 1280]` (f32) of a preprocessed image `[1, 3, 224, 224]` on the
+    /// models' device. Loads the tower if needed; a one-job run frees it afterwards.
+    pub fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let mut guard = self.clip.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let vb = open(&self.clip_path, self.opts.dtype, &self.opts.device)?;
+            *guard = Some(ClipVision::new_offloaded(
+                &self.contract.clip,
+                vb,
+                self.opts.offload,
+            )?);
+        }
+        let out = guard
+            .as_ref()
+            .expect("just loaded")
+            .forward(pixels)?
+            .to_dtype(DType::F32)?;
+        if self.opts.dit_after_text {
+            *guard = None;
+        }
+        Ok(out)
     }
 
     /// umT5 features `[n, text_dim]` of each prompt (EOS included, trimmed to the real length).

@@ -31,16 +31,16 @@ pub(super) fn run(
     laps: &mut Laps,
 ) -> Result<Sampled> {
     let (i, run) = (&req.input, &req.run);
-    // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference;
-    // umT5 is freed before the DiT is needed (and loaded, when deferred).
+    // Encoders: umT5 for the prompt and the empty negative prompt, CLIP on the reference. In a
+    // one-job run each is freed after its encode, before the DiT is loaded.
     let ctx = models.encode_text(&[&i.prompt, ""])?;
     laps.lap("text_encode");
-    let dit = models.dit()?;
-    let dev = dit.device().clone();
+    let dev = models.opts.device.clone();
     let clip_in = resize::clip_preprocess(&d.ref_model);
     let clip_px = Tensor::from_vec(clip_in.data.clone(), clip_in.shape.as_slice(), &dev)?;
-    let clip_fea = models.clip.forward(&clip_px)?.to_dtype(DType::F32)?;
+    let clip_fea = models.encode_image(&clip_px)?;
     laps.lap("clip_encode");
+    let dit = models.dit()?;
 
     let pixels = PixelInputs {
         ref_image: hwc_to_chw(&d.ref_model, &Device::Cpu)?,
