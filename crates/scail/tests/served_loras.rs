@@ -1,7 +1,8 @@
 //! `scail serve --lora-dir` with tiny random weights: `/openapi.json` lists the folder's LoRAs
 //! and the presets; the official JS client runs `preset: "fast"` with a LoRA from the folder
 //! end to end (the distilled recipe: 4 Euler steps at CFG 1) and is refused, at the field, a
-//! LoRA the server does not have.
+//! LoRA the server does not have. The server runs `--offload stream`, so the LoRA is fused
+//! into each block as it is read.
 
 mod common;
 
@@ -30,6 +31,9 @@ fn preset_fast_with_a_lora_through_the_official_client() {
             "128x96",
             "--lora-dir",
             loras.path().to_str().unwrap(),
+            // Blocks read (and LoRA-fused) at every use: the served path under `stream`.
+            "--offload",
+            "stream",
         ],
     );
 
