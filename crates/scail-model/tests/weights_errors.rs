@@ -121,3 +121,29 @@ fn an_unsupported_dtype_is_named() {
     );
     assert!(e.contains("I64"), "{e}");
 }
+
+#[test]
+fn the_stored_precision_of_a_folder_is_its_dit_blocks_dtype() {
+    use scail_model::weights::{stored_precision, DIT_ST};
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(stored_precision(dir.path()), None, "no DiT");
+    let path = dir.path().join(DIT_ST);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    for (stored, want) in [
+        (DType::F32, DType::F32),
+        (DType::BF16, DType::BF16),
+        (DType::F16, DType::F16),
+    ] {
+        let mut t = HashMap::new();
+        let w = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
+        t.insert(
+            "blocks.0.ffn.0.weight".to_string(),
+            w.to_dtype(stored).unwrap(),
+        );
+        candle_core::safetensors::save(&t, &path).unwrap();
+        assert_eq!(stored_precision(dir.path()), Some(want), "{stored:?}");
+    }
+    // fp8_scaled computes in bf16.
+    std::fs::copy(fp8_file(dir.path(), Some(4)), &path).unwrap();
+    assert_eq!(stored_precision(dir.path()), Some(DType::BF16));
+}

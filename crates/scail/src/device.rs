@@ -29,3 +29,12 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
         o => anyhow::bail!("--dtype {o}: expected f32, bf16 or f16"),
     }
 }
+
+/// `--precision`: `f32`, `bf16`, `f16`, or `auto`: the precision the folder's DiT is stored in
+/// (bf16 compute for an fp8_scaled one), so weights are never widened unasked.
+pub fn precision(s: &str, weights: &std::path::Path) -> anyhow::Result<DType> {
+    if s != "auto" {
+        return parse_dtype(s).map_err(|e| anyhow::anyhow!("--precision: {e} (or auto)"));
+    }
+    Ok(scail_model::weights::stored_precision(weights).unwrap_or(DType::F32))
+}

@@ -79,8 +79,9 @@ pub struct GenerateArgs {
     /// Match later segments' colours to the first (fights drift on long videos).
     #[arg(long)]
     pub color_match: bool,
-    /// Weight precision of the DiT, umT5 and CLIP: f32 or bf16 (the VAE stays f32).
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the DiT, umT5 and CLIP: auto (as the DiT is stored: f32 for the
+    /// official file, bf16 for bf16 or fp8_scaled ones), f32 or bf16 (the VAE stays f32).
+    #[arg(long, default_value = "auto")]
     pub precision: String,
     /// cpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
@@ -209,7 +210,7 @@ impl GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let mut input = args.request()?;
-    let dtype = crate::device::parse_dtype(&args.precision)?;
+    let dtype = crate::device::precision(&args.precision, &args.weights)?;
     let device = crate::device::parse_device(&args.device)?;
     let seed = input.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()

@@ -41,9 +41,10 @@ pub struct ServeArgs {
     /// Where the model runs: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", env = "SCAIL_DEVICE")]
     device: String,
-    /// Matmul weight precision: f32 or bf16 (bf16 halves memory; norms, modulation and the
+    /// Matmul weight precision: auto (as the DiT is stored: f32 for the official file, bf16
+    /// for bf16 or fp8_scaled ones), f32 or bf16 (bf16 halves memory; norms, modulation and the
     /// residual stream stay f32). On CPU f32 is faster.
-    #[arg(long, default_value = "f32", env = "SCAIL_PRECISION")]
+    #[arg(long, default_value = "auto", env = "SCAIL_PRECISION")]
     precision: String,
     /// Where the networks' blocks live between uses: none (all resident), blocks (in host
     /// memory, copied to the GPU at use) or stream (read from the checkpoint at use, about one
@@ -161,7 +162,7 @@ fn load_pipeline(
 ) -> anyhow::Result<Arc<dyn Generator>> {
     anyhow::ensure!(dir.is_dir(), "--weights {}: no such folder", dir.display());
     let opts = scail_pipeline::models::LoadOptions {
-        dtype: crate::device::parse_dtype(&a.precision)?,
+        dtype: crate::device::precision(&a.precision, dir)?,
         device: crate::device::parse_device(&a.device)?,
         // The server keeps every network loaded between jobs.
         keep_text_encoder: true,

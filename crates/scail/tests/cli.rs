@@ -35,6 +35,8 @@ fn serve_help_documents_every_option() {
         "--max-storage-per-key-gib",
         "--device",
         "--precision",
+        "--offload",
+        "--host-memory",
     ] {
         assert!(help.contains(opt), "serve --help lacks {opt}");
     }

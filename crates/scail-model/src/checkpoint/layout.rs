@@ -155,3 +155,16 @@ pub fn find_tokenizer(dir: &Path) -> Option<PathBuf> {
     .map(|p| dir.join(p))
     .find(|p| p.is_file())
 }
+
+/// The precision a folder's DiT is stored in, from one block matrix: f32, bf16 or f16 as
+/// stored, bf16 for fp8 (fp8_scaled weights stay fp8 and compute in bf16). `None` when the
+/// folder has no readable DiT.
+pub fn stored_precision(dir: &Path) -> Option<DType> {
+    let path = locate(dir, DIT_SAT, DIT_ST)?;
+    let ck = super::Checkpoint::open(&path).ok()?;
+    let name = "blocks.0.ffn.0.weight";
+    match (ck.source(name)?, ck.meta(name)?.dtype) {
+        (super::Source::Fp8Scaled { .. }, _) | (_, DType::F8E4M3) => Some(DType::BF16),
+        (_, d) => Some(d),
+    }
+}
