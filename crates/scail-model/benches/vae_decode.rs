@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use scail_model::dit::peak_rss_bytes;
+use scail_model::memory::peak_rss_bytes;
 use scail_model::vae::{VaeConfig, WanVae};
 
 fn peak_rss() -> u64 {

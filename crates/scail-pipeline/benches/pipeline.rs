@@ -29,7 +29,7 @@ use scail_pipeline::noise::NoiseGen;
 use scail_pipeline::{sample_video, Conditioning, Hooks, PixelInputs, SamplingOptions};
 
 fn peak_mib() -> String {
-    dit::peak_rss_bytes()
+    scail_model::memory::peak_rss_bytes()
         .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
         .unwrap_or_else(|| "n/a".into())
 }

@@ -269,7 +269,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     for (stage, s) in &out.timings {
         bar.log(LogLevel::Info, &format!("{stage}: {s:.2} s"));
     }
-    if let Some(peak) = scail_model::dit::peak_rss_bytes() {
+    if let Some(peak) = scail_model::memory::peak_rss_bytes() {
         let msg = format!("peak resident memory {}", scail_model::memory::gib(peak));
         bar.log(LogLevel::Info, &msg);
     }

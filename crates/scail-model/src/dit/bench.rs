@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{Dit, DitConfig, DitInputs, Result, CLIP_DIM};
+use crate::memory::{anon_rss_bytes, peak_rss_bytes};
 use crate::rope::ScailRope;
 
 /// Latent grid `(T, h, w)` of a clip of `frames` frames at `height × width` pixels (VAE stride
@@ -88,12 +89,6 @@ pub fn bench_vae(
     Ok(())
 }
 
-/// Anonymous resident memory of this process now (Linux `RssAnon`: heap and tensors, not the
-/// page cache of mapped checkpoint files).
-pub fn anon_rss_bytes() -> Option<u64> {
-    status_kb("RssAnon:")
-}
-
 /// Samples [`anon_rss_bytes`] every 20 ms on a thread and keeps the peak.
 pub struct AnonPeak {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -124,23 +119,6 @@ impl AnonPeak {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
     }
-}
-
-fn status_kb(key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-/// Peak resident set size of this process (Linux `VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    status_kb("VmHWM:")
 }
 
 /// Random weights for `cfg` (normal, std 1/√fan_in; norms and modulation around their natural
