@@ -48,7 +48,14 @@ pub const DEFAULT_GUIDANCE_BATCH_BYTES: u64 = 8 << 30;
 
 /// Whether the sampling loop runs the guidance branches of `inp` as one batch under `opts`.
 pub fn batched_guidance(dit: &Dit, inp: &DitInputs, opts: &SamplingOptions) -> Result<bool> {
-    Ok(opts.guidance > 1.0 && dit.activation_bytes(inp, 2)? <= opts.guidance_batch_bytes)
+    // The same rule the memory estimate applies before the job starts.
+    let branches = scail_model::memory::guidance_branches(
+        dit.config(),
+        dit.seq_len(inp)?,
+        opts.guidance,
+        opts.guidance_batch_bytes,
+    );
+    Ok(branches == 2)
 }
 
 impl Default for SamplingOptions {
