@@ -179,10 +179,8 @@ impl JobShape {
 
     /// Tokens of one DiT branch: reference + video frames at full latent size, pose at half.
     pub fn tokens(&self, cfg: &DitConfig) -> usize {
-        let [pt, ph, pw] = cfg.patch_size;
-        let t = (self.segment_frames.saturating_sub(1) / 4 + 1) / pt;
-        let (h, w) = (self.height / 8, self.width / 8);
-        (1 + t) * (h / ph) * (w / pw) + t * (h / 2 / ph) * (w / 2 / pw)
+        let t = self.segment_frames.saturating_sub(1) / 4 + 1;
+        cfg.seq_len((t, self.height / 8, self.width / 8), 0)
     }
 
     /// Working set outside the DiT: the VAE decode of one latent frame at full resolution (its

@@ -115,6 +115,14 @@ impl DitConfig {
     }
 
     /// Latent channels: `in_dim` minus the 4 appended mask channels.
+    /// Tokens of one branch for a latent grid `(t, h, w)` with `n_add` additional reference
+    /// latent frames: additional refs, reference and video streams at full size, pose at half.
+    pub fn seq_len(&self, (t, h, w): (usize, usize, usize), n_add: usize) -> usize {
+        let [pt, ph, pw] = self.patch_size;
+        let per = (h / ph) * (w / pw);
+        (1 + n_add / pt + t / pt) * per + (t / pt) * (h / 2 / ph) * (w / 2 / pw)
+    }
+
     /// Estimated peak activation memory in bytes of a forward of `batch` branches of `tokens`
     /// tokens each (f32 block intermediates: residual, norms, q/k/v and their head copies,
     /// attention output; the FFN hidden layer and its activation for one token chunk),

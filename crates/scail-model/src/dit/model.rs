@@ -208,11 +208,9 @@ impl Dit {
 
     /// Tokens of one branch of `inp` (reference, video and pose streams plus additional refs).
     pub fn seq_len(&self, inp: &DitInputs) -> Result<usize> {
-        let [pt, ph, pw] = self.cfg.patch_size;
         let (_, t, h, w) = inp.x.dims4()?;
-        let n_add = inp.additional_refs.map_or(Ok(0), |(l, _)| l.dim(1))? / pt;
-        let per = (h / ph) * (w / pw);
-        Ok((1 + n_add + t / pt) * per + (t / pt) * (h / 2 / ph) * (w / 2 / pw))
+        let n_add = inp.additional_refs.map_or(Ok(0), |(l, _)| l.dim(1))?;
+        Ok(self.cfg.seq_len((t, h, w), n_add))
     }
 
     /// Estimated peak activation memory in bytes of a forward of `batch` branches of `inp`
