@@ -8,29 +8,32 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use scail_model::weights::Checkpoint;
 
+/// A tensor of ones of `shape` stored as `dtype`.
+fn ones(shape: &[usize], dtype: DType) -> Tensor {
+    let t = Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap();
+    t.to_dtype(dtype).unwrap()
+}
+
+/// Writes `tensors` as safetensors at `path`.
+fn save(path: &Path, tensors: Vec<(&str, Tensor)>) {
+    let t: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    candle_core::safetensors::save(&t, path).unwrap();
+}
+
 fn fp8_file(dir: &Path, scale_len: Option<usize>) -> std::path::PathBuf {
-    let mut t = HashMap::new();
-    let w = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
-    t.insert(
-        "blocks.0.ffn.0.weight".to_string(),
-        w.to_dtype(DType::F8E4M3).unwrap(),
-    );
-    t.insert(
-        "blocks.0.ffn.0.bias".to_string(),
-        Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
-    );
+    let mut t = vec![
+        ("blocks.0.ffn.0.weight", ones(&[4, 3], DType::F8E4M3)),
+        ("blocks.0.ffn.0.bias", ones(&[4], DType::F32)),
+        ("scaled_fp8", ones(&[2], DType::F8E4M3)),
+    ];
     if let Some(n) = scale_len {
-        t.insert(
-            "blocks.0.ffn.0.scale_weight".to_string(),
-            Tensor::ones(n, DType::F32, &Device::Cpu).unwrap(),
-        );
+        t.push(("blocks.0.ffn.0.scale_weight", ones(&[n], DType::F32)));
     }
-    t.insert(
-        "scaled_fp8".to_string(),
-        Tensor::zeros(2, DType::F8E4M3, &Device::Cpu).unwrap(),
-    );
     let path = dir.join(format!("fp8-{scale_len:?}.safetensors"));
-    candle_core::safetensors::save(&t, &path).unwrap();
+    save(&path, t);
     path
 }
 
@@ -67,17 +70,14 @@ fn fp8_scales_must_exist_and_fit_their_weight() {
 #[test]
 fn a_truncated_file_names_the_tensor_it_cuts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = HashMap::new();
-    t.insert(
-        "a.weight".to_string(),
-        Tensor::ones((8, 8), DType::F32, &Device::Cpu).unwrap(),
-    );
-    t.insert(
-        "z.weight".to_string(),
-        Tensor::ones((64, 64), DType::F32, &Device::Cpu).unwrap(),
-    );
     let path = dir.path().join("w.safetensors");
-    candle_core::safetensors::save(&t, &path).unwrap();
+    save(
+        &path,
+        vec![
+            ("a.weight", ones(&[8, 8], DType::F32)),
+            ("z.weight", ones(&[64, 64], DType::F32)),
+        ],
+    );
     let bytes = std::fs::read(&path).unwrap();
     // Cut inside the last tensor's data (safetensors orders data by name).
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
@@ -103,17 +103,14 @@ fn a_truncated_file_names_the_tensor_it_cuts() {
 #[test]
 fn an_unsupported_dtype_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = HashMap::new();
-    t.insert(
-        "blocks.0.ffn.0.weight".to_string(),
-        Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap(),
-    );
-    t.insert(
-        "blocks.0.ffn.0.bias".to_string(),
-        Tensor::ones(4, DType::I64, &Device::Cpu).unwrap(),
-    );
     let path = dir.path().join("ints.safetensors");
-    candle_core::safetensors::save(&t, &path).unwrap();
+    save(
+        &path,
+        vec![
+            ("blocks.0.ffn.0.weight", ones(&[4, 3], DType::F32)),
+            ("blocks.0.ffn.0.bias", ones(&[4], DType::I64)),
+        ],
+    );
     let e = open_err(&path);
     assert!(
         e.contains(&path.display().to_string()) && e.contains("`blocks.0.ffn.0.bias`"),
@@ -134,13 +131,10 @@ fn the_stored_precision_of_a_folder_is_its_dit_blocks_dtype() {
         (DType::BF16, DType::BF16),
         (DType::F16, DType::F16),
     ] {
-        let mut t = HashMap::new();
-        let w = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
-        t.insert(
-            "blocks.0.ffn.0.weight".to_string(),
-            w.to_dtype(stored).unwrap(),
+        save(
+            &path,
+            vec![("blocks.0.ffn.0.weight", ones(&[4, 3], stored))],
         );
-        candle_core::safetensors::save(&t, &path).unwrap();
         assert_eq!(stored_precision(dir.path()), Some(want), "{stored:?}");
     }
     // fp8_scaled computes in bf16.

@@ -246,22 +246,8 @@ mod tests {
             .ffn2
             .forward(&gelu_tanh(&b.ffn0.forward(&h).unwrap()).unwrap())
             .unwrap();
-        assert_eq!(chunked.dims(), whole.dims());
-        let diff = (chunked - &whole)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = whole
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::fixtures::max_abs_diff(&chunked, &whole);
+        let scale = crate::fixtures::max_abs(&whole);
         assert!(
             diff <= 1e-6 * scale,
             "chunked FFN differs by {diff} (max {scale})"
