@@ -175,14 +175,9 @@ fn memory_table(m: MemoryBench) -> anyhow::Result<()> {
 }
 
 fn dit(b: DitBench) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        b.frames >= 1 && (b.frames - 1).is_multiple_of(4),
-        "--frames must be 4k+1 (1, 5, …, 81)"
-    );
-    anyhow::ensure!(
-        b.height.is_multiple_of(16) && b.width.is_multiple_of(16),
-        "--height and --width must be multiples of 16"
-    );
+    if let Some(p) = scail_model::dit::bench_size_problem(b.frames, b.height, b.width) {
+        anyhow::bail!(p);
+    }
     let mut cfg = DitConfig::fourteen_b();
     if !b.full_14b {
         anyhow::ensure!(

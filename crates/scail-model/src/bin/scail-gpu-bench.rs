@@ -7,7 +7,7 @@
 //!   scail-gpu-bench vae [--device cuda] [--frames 21] [--height 64] [--width 112] [--runs 1]
 
 use candle_core::{DType, Device};
-use scail_model::dit::{bench_forward, bench_vae, latent_size, DitConfig};
+use scail_model::dit::{bench_forward, bench_size_problem, bench_vae, latent_size, DitConfig};
 
 fn main() {
     if let Err(e) = run() {
@@ -54,7 +54,12 @@ fn run() -> Result<(), String> {
                 "f16" => DType::F16,
                 d => return Err(format!("--dtype {d}: f32, bf16 or f16")),
             };
-            let latent = latent_size(num("frames", 81)?, num("height", 512)?, num("width", 896)?);
+            let (frames, height, width) =
+                (num("frames", 81)?, num("height", 512)?, num("width", 896)?);
+            if let Some(p) = bench_size_problem(frames, height, width) {
+                return Err(p.into());
+            }
+            let latent = latent_size(frames, height, width);
             let cfg = DitConfig::fourteen_b();
             let r = bench_forward(&cfg, latent, dtype, &device, num("forwards", 2)?)
                 .map_err(|e| e.to_string())?;

@@ -10,6 +10,18 @@ use super::{Dit, DitConfig, DitInputs, Result, CLIP_DIM};
 use crate::memory::{anon_rss_bytes, peak_rss_bytes};
 use crate::rope::ScailRope;
 
+/// Why `frames x height x width` (pixels) is not a size the benchmarks take, if it is not:
+/// 4k+1 frames, sides positive multiples of 16.
+pub fn bench_size_problem(frames: usize, height: usize, width: usize) -> Option<&'static str> {
+    if frames == 0 || !(frames - 1).is_multiple_of(4) {
+        Some("--frames must be 4k+1 (1, 5, …, 81)")
+    } else if height == 0 || width == 0 || !height.is_multiple_of(16) || !width.is_multiple_of(16) {
+        Some("--height and --width must be positive multiples of 16")
+    } else {
+        None
+    }
+}
+
 /// Latent grid `(T, h, w)` of a clip of `frames` frames at `height × width` pixels (VAE stride
 /// 4×8×8), the units [`bench_forward`] takes.
 pub fn latent_size(frames: usize, height: usize, width: usize) -> (usize, usize, usize) {
@@ -62,6 +74,11 @@ pub fn bench_vae(
     runs: usize,
 ) -> Result<()> {
     use crate::vae::{VaeConfig, WanVae};
+    if frames == 0 || height == 0 || width == 0 {
+        return Err(super::DitError::Config(
+            "--frames, --height and --width must be positive (latent units)".into(),
+        ));
+    }
     let cfg = VaeConfig::wan21();
     let ws = crate::vae::random_weights(&cfg, device)?;
     let vae = WanVae::new(&cfg, VarBuilder::from_tensors(ws, DType::F32, device))?;

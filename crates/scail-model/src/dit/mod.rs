@@ -26,8 +26,8 @@ use crate::{attention, rope};
 
 #[cfg(feature = "testing")]
 pub use bench::{
-    bench_forward, bench_model, bench_vae, latent_size, random_weights, AnonPeak, BenchReport,
-    RandomInputs,
+    bench_forward, bench_model, bench_size_problem, bench_vae, latent_size, random_weights,
+    AnonPeak, BenchReport, RandomInputs,
 };
 pub use blocks::Trace;
 pub use config::{DitConfig, CLIP_DIM, EXTRA_CHANNELS};
