@@ -51,7 +51,7 @@ async fn seed(store: &Store, owner: &str, jobs: usize, big: usize) -> (String, S
             result: result.clone(),
             inference_time: 12.5,
         };
-        store.complete(&id, &outcome, None).await.unwrap();
+        store.complete(&id, None, &outcome, None).await.unwrap();
         if is_big {
             big_id = id;
         } else {

@@ -39,6 +39,16 @@ pub struct Signer {
 
 impl Signer {
     /// Loads the server secret from the data directory, creating it on first start.
+    /// The secret shared by a fleet's nodes, kept in the job store.
+    pub async fn shared(store: &crate::store::Store) -> anyhow::Result<Signer> {
+        let hex_secret = store
+            .shared_secret("signing_secret", &random_hex(32))
+            .await?;
+        Ok(Signer {
+            secret: hex::decode(hex_secret.trim())?,
+        })
+    }
+
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Signer> {
         let path = data_dir.join("signing_secret");
         let secret = match std::fs::read_to_string(&path) {

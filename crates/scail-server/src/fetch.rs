@@ -262,15 +262,14 @@ impl Fetcher {
                         format!("{field}: no such file on this server: {url}"),
                     )
                 })?;
-            let src = self.storage.path(&row.id);
-            let mut head = vec![0u8; 512];
-            let n = {
-                use tokio::io::AsyncReadExt;
-                let mut f = tokio::fs::File::open(&src).await.map_err(io)?;
-                f.read(&mut head).await.map_err(io)?
-            };
-            let mime = self.check_kind(field, want, &head[..n])?;
-            tokio::fs::copy(&src, dest).await.map_err(io)?;
+            let stored = |e| internal(field, "reading the stored file", e);
+            let head = self
+                .storage
+                .head_bytes(&row.id, 512, row.size as u64)
+                .await
+                .map_err(stored)?;
+            let mime = self.check_kind(field, want, &head)?;
+            self.storage.download(&row.id, dest).await.map_err(stored)?;
             return Ok(Fetched {
                 size: row.size as u64,
                 mime,

@@ -152,8 +152,7 @@ mod tests {
         let store = crate::store::Store::open(&d.path().join("scail.db"))
             .await
             .unwrap();
-        let storage =
-            crate::storage::Storage::new(d.path().to_path_buf(), store, "http://x".into()).unwrap();
+        let storage = crate::storage::Storage::local(d.path(), store, "http://x".into()).unwrap();
         let f = Fetcher {
             max_bytes: 1 << 20,
             timeout: std::time::Duration::from_secs(5),

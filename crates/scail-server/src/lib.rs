@@ -1,6 +1,7 @@
-//! scail-server: the fal queue protocol for `fal-ai/scail-2` (spec/api.md) on one machine with no
-//! other service: axum routes, API keys, uploads and file serving, signed webhooks, a durable
-//! SQLite job store and the worker loop that drives a [`scail_core::generator::Generator`].
+//! scail-server: the fal queue protocol for `fal-ai/scail-2` (spec/api.md): axum routes, API
+//! keys, uploads and file serving, signed webhooks, a durable job store and the worker loop that
+//! drives a [`scail_core::generator::Generator`]. One machine with no other service by default
+//! (SQLite and a local folder); a fleet of API nodes and workers on PostgreSQL and S3.
 
 pub mod auth;
 pub mod datalock;
@@ -33,6 +34,14 @@ pub struct ServerConfig {
     pub host: IpAddr,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// The job store (`--store`); None: the SQLite file in the data directory.
+    pub store_url: Option<store::StoreUrl>,
+    /// Where files' bytes live (`--storage`); None: the data directory.
+    pub storage_url: Option<storage::StorageUrl>,
+    /// Serve the HTTP API (false for `scail worker`).
+    pub http: bool,
+    /// Runs of one job that may die with their worker before the job fails.
+    pub max_attempts: i64,
     /// Base URL clients reach this server at (absolute URLs in responses); default
     /// `http://{host}:{port}`.
     pub public_url: Option<String>,
@@ -77,6 +86,10 @@ impl Default for ServerConfig {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8188,
             data_dir: PathBuf::from("scail-data"),
+            store_url: None,
+            storage_url: None,
+            http: true,
+            max_attempts: 3,
             public_url: None,
             api_keys: Vec::new(),
             keys_file: None,
@@ -126,23 +139,32 @@ pub struct Server {
     pub generated_key: Option<String>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    http: tokio::task::JoinHandle<()>,
+    http: Option<tokio::task::JoinHandle<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     _data_lock: datalock::DataLock,
 }
 
-/// Opens the data directory, requeues jobs a dead process left running, binds and starts serving.
+/// Opens the data directory, the store and the storage, requeues jobs a dead process left
+/// running (embedded store only: on a shared one, leases decide), binds and starts serving.
 pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyhow::Result<Server> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     // Before anything in the directory is read or changed: a second server must not touch it.
     let data_lock = datalock::DataLock::acquire(&data_dir)?;
-    let listener = tokio::net::TcpListener::bind((config.host, config.port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.host, config.port))?;
-    let addr = listener.local_addr()?;
+    let listener = if config.http {
+        let l = tokio::net::TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        Some(l)
+    } else {
+        None
+    };
+    let addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => SocketAddr::new(config.host, config.port),
+    };
     let public_url = config
         .public_url
         .clone()
@@ -153,44 +175,53 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         .trim_end_matches('/')
         .to_string();
 
-    let mut keys = auth::Keys::parse(
-        "SCAIL_API_KEYS (--api-keys)",
-        config.api_keys.iter().map(String::as_str),
-    )?;
-    if let Some(f) = &config.keys_file {
-        keys.merge(
-            auth::Keys::from_file(f)
-                .with_context(|| format!("reading keys file {}", f.display()))?,
-        )?;
+    let embedded = config.store_url.is_none();
+    let store = match &config.store_url {
+        Some(url) => store::Store::connect(url).await?,
+        None => store::Store::open(&data_dir.join("scail.db"))
+            .await
+            .context("opening the job store")?,
+    };
+    let (keys, generated_key) = load_keys(&config, &store, embedded).await?;
+    if embedded && config.workers > 0 {
+        let requeued = store.requeue_running(None).await?;
+        if !requeued.is_empty() {
+            tracing::warn!(
+                "requeued {} job(s) left running by a previous process",
+                requeued.len()
+            );
+        }
     }
-    let mut generated_key = None;
-    if keys.is_empty() {
-        let (k, shown) = auth::ensure_generated_key(&data_dir)?;
-        keys = k;
-        generated_key = shown;
-    }
-    let store = store::Store::open(&data_dir.join("scail.db"))
-        .await
-        .context("opening the job store")?;
-    let requeued = store.requeue_running(None).await?;
-    if !requeued.is_empty() {
-        tracing::warn!(
-            "requeued {} job(s) left running by a previous process",
-            requeued.len()
-        );
-    }
-    let storage = storage::Storage::new(data_dir.clone(), store.clone(), public_url.clone())?;
+    let storage = match &config.storage_url {
+        Some(url) => {
+            let s = storage::Storage::open(url, store.clone(), public_url.clone())?;
+            s.check(&format!("{url:?}")).await?;
+            s
+        }
+        None => storage::Storage::local(&data_dir, store.clone(), public_url.clone())?,
+    };
     let fetcher = fetch::Fetcher {
         max_bytes: config.max_input_bytes,
         timeout: config.fetch_timeout,
         allow: config.allow_fetch_from.clone(),
         storage: storage.clone(),
     };
+    let (signer, webhook_key) = if embedded {
+        (
+            auth::Signer::load_or_create(&data_dir)?,
+            webhook::WebhookKey::load_or_create(&data_dir)?,
+        )
+    } else {
+        (
+            auth::Signer::shared(&store).await?,
+            webhook::WebhookKey::shared(&store).await?,
+        )
+    };
     let state = Arc::new(AppState {
         public_url: public_url.clone(),
         instance_id: auth::random_hex(4),
-        signer: auth::Signer::load_or_create(&data_dir)?,
-        webhook_key: Arc::new(webhook::WebhookKey::load_or_create(&data_dir)?),
+        signer,
+        webhook_key: Arc::new(webhook_key),
         store: store.clone(),
         storage,
         keys,
@@ -203,30 +234,42 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
     });
 
     let (stop, stop_rx) = watch::channel(false);
-    let workers = (0..state.config.workers.max(1))
+    let workers = (0..state.config.workers)
         .map(|i| tokio::spawn(worker::run_worker(state.clone(), i, stop_rx.clone())))
         .collect();
-    let background = vec![
-        tokio::spawn(retention::run_sweeper(state.clone(), stop_rx.clone())),
-        tokio::spawn(webhook::run_deliveries(
-            store,
-            state.webhook_key.clone(),
-            fetcher,
-            state.webhook_notify.clone(),
-            state.config.webhook_retry_base,
-            stop_rx.clone(),
-        )),
-    ];
-    let app = routes::router(state.clone());
-    let mut http_stop = stop_rx.clone();
-    let limits = state.config.connections;
-    let grace = state.config.shutdown_grace;
-    let http = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        };
-        listen::serve(listener, app, limits, shutdown, grace).await;
-    });
+    let mut background = vec![tokio::spawn(wake_on_notifications(
+        state.clone(),
+        stop_rx.clone(),
+    ))];
+    let http = match listener {
+        Some(listener) => {
+            // Sweeping and webhook delivery are API-node work; on a shared store each
+            // delivery is claimed, so several nodes never send one twice.
+            background.push(tokio::spawn(retention::run_sweeper(
+                state.clone(),
+                stop_rx.clone(),
+            )));
+            background.push(tokio::spawn(webhook::run_deliveries(
+                store,
+                state.webhook_key.clone(),
+                fetcher,
+                state.webhook_notify.clone(),
+                state.config.webhook_retry_base,
+                stop_rx.clone(),
+            )));
+            let app = routes::router(state.clone());
+            let mut http_stop = stop_rx.clone();
+            let limits = state.config.connections;
+            let grace = state.config.shutdown_grace;
+            Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                };
+                listen::serve(listener, app, limits, shutdown, grace).await;
+            }))
+        }
+        None => None,
+    };
     Ok(Server {
         addr,
         public_url,
@@ -238,6 +281,61 @@ pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> anyho
         background,
         _data_lock: data_lock,
     })
+}
+
+/// The configured keys, else a generated one: kept in the data directory on one machine, in
+/// the store (so every node accepts it) on a shared one.
+async fn load_keys(
+    config: &ServerConfig,
+    store: &store::Store,
+    embedded: bool,
+) -> anyhow::Result<(auth::Keys, Option<String>)> {
+    let mut keys = auth::Keys::parse(
+        "SCAIL_API_KEYS (--api-keys)",
+        config.api_keys.iter().map(String::as_str),
+    )?;
+    if let Some(f) = &config.keys_file {
+        keys.merge(
+            auth::Keys::from_file(f)
+                .with_context(|| format!("reading keys file {}", f.display()))?,
+        )?;
+    }
+    if !keys.is_empty() {
+        return Ok((keys, None));
+    }
+    if embedded {
+        return auth::ensure_generated_key(&config.data_dir);
+    }
+    let fresh = format!("scail_{}", auth::random_hex(24));
+    let key = store.shared_secret("generated_api_key", &fresh).await?;
+    let keys = auth::Keys::parse(
+        "the fleet's generated key",
+        [format!("local@@{key}").as_str()],
+    )?;
+    Ok((keys, Some(key)))
+}
+
+/// Turns store notifications into local wake-ups (a fleet on PostgreSQL).
+async fn wake_on_notifications(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    let s = state.clone();
+    state
+        .store
+        .listen(
+            move |w| match w {
+                store::Wake::NewJob => {
+                    s.job_notify.notify_waiters();
+                    s.job_notify.notify_one();
+                }
+                store::Wake::Cancel(id) => {
+                    if let Some(job) = s.running.lock().unwrap().get(id) {
+                        job.request_stop(worker::STOP_CANCEL);
+                    }
+                }
+                store::Wake::Webhook => s.webhook_notify.notify_one(),
+            },
+            stop,
+        )
+        .await
 }
 
 impl Server {
@@ -260,6 +358,8 @@ impl Server {
         for b in self.background {
             b.abort();
         }
-        let _ = self.http.await;
+        if let Some(h) = self.http {
+            let _ = h.await;
+        }
     }
 }

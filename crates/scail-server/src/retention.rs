@@ -69,8 +69,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept, sqlx::Error> {
         .sweep(t, state.config.retention.as_secs_f64(), stale_uploads)
         .await?;
     for id in &swept.files {
-        let _ = tokio::fs::remove_file(state.storage.path(id)).await;
-        let _ = tokio::fs::remove_dir_all(state.storage.parts_dir(id)).await;
+        state.storage.remove(id).await;
     }
     let leftovers = remove_leftovers(state).await;
     if swept.jobs > 0 || !swept.files.is_empty() || leftovers > 0 {
@@ -86,28 +85,26 @@ fn older_than(meta: &std::fs::Metadata, age: Duration) -> bool {
         .is_some_and(|d| d > age)
 }
 
-/// Half-assembled files, staging files and parts folders whose upload no longer exists.
+/// Staging files of writes that never finished, and upload parts whose upload no longer exists.
 async fn remove_leftovers(state: &AppState) -> usize {
-    let root = &state.config.data_dir;
     let age = state.config.upload_url_ttl;
-    let mut n = 0;
-    for (dir, temp_only) in [(root.join("files"), true), (root.join("tmp"), false)] {
-        n += remove_old_entries(&dir, age, |name| {
-            !temp_only || name.ends_with(".assembling") || name.ends_with(".importing")
-        })
-        .await;
+    let mut n = remove_old_entries(&state.config.data_dir.join("tmp"), age, |_| true).await;
+    if let Some(root) = state.storage.local_root() {
+        // The local object store stages a write as `<id>#<n>` beside its final name; a process
+        // killed mid-write leaves one. (S3 drops unfinished multipart uploads by its own rules.)
+        n += remove_old_entries(&root.join("files"), age, |name| name.contains('#')).await;
     }
-    let Ok(mut parts) = tokio::fs::read_dir(root.join("parts")).await else {
+    let Ok(ids) = state.storage.part_ids().await else {
         return n;
     };
-    while let Ok(Some(e)) = parts.next_entry().await {
-        let id = e.file_name().to_string_lossy().to_string();
+    for id in ids {
         let done = match state.store.file(&id).await {
             Ok(Some(row)) => row.complete,
             Ok(None) => true,
             Err(_) => false,
         };
-        if done && tokio::fs::remove_dir_all(e.path()).await.is_ok() {
+        if done {
+            state.storage.remove_parts(&id).await;
             n += 1;
         }
     }

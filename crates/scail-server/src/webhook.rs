@@ -45,9 +45,28 @@ impl WebhookKey {
             }
             Err(e) => return Err(e),
         };
-        let key = SigningKey::from_bytes(&bytes);
+        Ok(WebhookKey::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8; 32]) -> WebhookKey {
+        let key = SigningKey::from_bytes(bytes);
         let kid = hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8]);
-        Ok(WebhookKey { key, kid })
+        WebhookKey { key, kid }
+    }
+
+    /// The key shared by a fleet's API nodes (any of them may sign a delivery, and each
+    /// publishes the same JWKS), kept in the job store.
+    pub async fn shared(store: &crate::store::Store) -> anyhow::Result<WebhookKey> {
+        let mut fresh = [0u8; 32];
+        rand::fill(&mut fresh);
+        let stored = store
+            .shared_secret("webhook_ed25519", &hex::encode(fresh))
+            .await?;
+        let bytes: [u8; 32] = hex::decode(stored.trim())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| anyhow::anyhow!("the stored webhook key is not 32 hex bytes"))?;
+        Ok(WebhookKey::from_bytes(&bytes))
     }
 
     pub fn jwks(&self) -> serde_json::Value {

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
@@ -131,7 +132,6 @@ pub fn is_active_type(content_type: &str) -> bool {
 }
 
 async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let row = st
         .storage
         .get(id)
@@ -140,9 +140,6 @@ async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
         .filter(|r| r.complete)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file"))?;
     let len = row.size as u64;
-    let mut f = tokio::fs::File::open(st.storage.path(id))
-        .await
-        .map_err(ApiError::internal)?;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(h) => match parse_range(h, len) {
             Ok(r) => r,
@@ -161,12 +158,17 @@ async fn serve_file(st: &AppState, id: &str, headers: &HeaderMap) -> ApiResult {
         Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
         None => (StatusCode::OK, 0, len),
     };
-    if start > 0 {
-        f.seek(std::io::SeekFrom::Start(start))
+    // Any node streams from the shared storage (no redirect: file URLs stay this server's, and
+    // the same Range rules apply whatever the back end).
+    let stream = if count == 0 {
+        futures_util::stream::empty().boxed()
+    } else {
+        let whole = range.is_none();
+        st.storage
+            .read(id, (!whole).then_some((start, start + count)))
             .await
-            .map_err(ApiError::internal)?;
-    }
-    let stream = tokio_util::io::ReaderStream::new(f.take(count));
+            .map_err(ApiError::internal)?
+    };
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = status;
     let h = r.headers_mut();

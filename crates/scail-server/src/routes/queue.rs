@@ -330,6 +330,7 @@ async fn status_json(st: &AppState, job: &JobHead, logs: bool) -> Result<Value, 
                 vec![]
             };
             v["logs"] = log_value(lines);
+            // This process's own job: the newest update; another worker's: the stored one.
             let progress = st
                 .running
                 .lock()
@@ -338,6 +339,10 @@ async fn status_json(st: &AppState, job: &JobHead, logs: bool) -> Result<Value, 
                 .and_then(|r| r.progress.lock().unwrap().clone());
             if let Some(p) = progress {
                 v["progress"] = json!(p);
+            } else if let Some(p) = job.progress.as_deref() {
+                if let Ok(p) = serde_json::from_str::<Value>(p) {
+                    v["progress"] = p;
+                }
             }
         }
         JobStatus::Completed => {
@@ -433,7 +438,7 @@ async fn cancel(st: &AppState, who: &str, id: &str) -> ApiResult {
                     inference_time: None,
                 };
                 let full = st.store.job(id).await?.ok_or_else(not_found)?;
-                if crate::worker::finish(st, &full, &outcome).await? {
+                if crate::worker::finish(st, None, &full, &outcome).await? {
                     st.store
                         .add_log(id, "WARN", "cancelled while queued")
                         .await?;

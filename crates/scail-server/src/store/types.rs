@@ -2,7 +2,8 @@
 //! webhooks.
 
 use serde_json::Value;
-use sqlx::Row;
+
+use super::Cols;
 
 /// Where a job is, as fal's status calls name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,25 +50,54 @@ pub struct JobHead {
     pub error: Option<String>,
     pub error_type: Option<String>,
     pub inference_time: Option<f64>,
+    /// The latest progress update a worker recorded (JSON), while running.
+    pub progress: Option<String>,
 }
 
 /// The columns of [`JobHead`] (a macro so queries stay static strings).
 macro_rules! head_columns {
     () => {
-        "seq, id, owner, status, priority, error, error_type, inference_time"
+        "seq, id, owner, status, priority, error, error_type, inference_time, progress"
     };
 }
 
-pub(super) fn head_from_row(r: &sqlx::sqlite::SqliteRow) -> JobHead {
+pub(super) fn head_from_row(r: &impl Cols) -> JobHead {
     JobHead {
-        seq: r.get("seq"),
-        id: r.get("id"),
-        owner: r.get("owner"),
-        status: JobStatus::from_db(r.get("status")),
-        priority: r.get("priority"),
-        error: r.get("error"),
-        error_type: r.get("error_type"),
-        inference_time: r.get("inference_time"),
+        seq: r.int("seq"),
+        id: r.text("id"),
+        owner: r.text("owner"),
+        status: JobStatus::from_db(&r.text("status")),
+        priority: r.int("priority"),
+        error: r.text_opt("error"),
+        error_type: r.text_opt("error_type"),
+        inference_time: r.real_opt("inference_time"),
+        progress: r.text_opt("progress"),
+    }
+}
+
+pub(super) fn job_from_row(r: &impl Cols) -> Job {
+    let json = |c: &str| {
+        r.text_opt(c)
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+    };
+    Job {
+        seq: r.int("seq"),
+        id: r.text("id"),
+        owner: r.text("owner"),
+        input: json("input").unwrap_or(Value::Null),
+        status: JobStatus::from_db(&r.text("status")),
+        priority: r.int("priority"),
+        deadline: r.real_opt("deadline"),
+        started_at: r.real_opt("started_at"),
+        result: json("result"),
+        error: r.text_opt("error"),
+        error_type: r.text_opt("error_type"),
+        error_status: r.int_opt("error_status"),
+        error_body: json("error_body"),
+        inference_time: r.real_opt("inference_time"),
+        webhook_url: r.text_opt("webhook_url"),
+        cancel_requested: r.int("cancel_requested") != 0,
+        attempts: r.int("attempts"),
     }
 }
 

@@ -124,6 +124,18 @@ async fn fetch_inputs(
         .map_err(|()| failed_detail(500, "internal_error", "an input file went missing", None))
 }
 
+/// Copies the latest progress update into the store, where any API node's status call reads it.
+async fn publish_progress(state: &AppState, job: &Job, handle: &RunningJob) {
+    let update = handle.progress.lock().unwrap().clone();
+    if let Some(p) = update {
+        let text = json!(p).to_string();
+        let _ = state
+            .store
+            .set_progress(&job.id, &handle.worker, &text)
+            .await;
+    }
+}
+
 /// Runs the generator on a blocking thread, its logs drained into the store meanwhile.
 async fn run_generator(
     state: &Arc<AppState>,
@@ -168,6 +180,7 @@ async fn run_generator(
             r = &mut task => break r,
             Some((level, msg)) = rx.recv() => {
                 let _ = store.add_log(&job.id, level.as_str(), &msg).await;
+                publish_progress(state, job, handle).await;
             }
         }
     };

@@ -24,18 +24,26 @@ pub async fn run_worker(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let worker_id = format!("{}-{index}", state.instance_id);
+    let mut backoff = Duration::from_millis(250);
     loop {
         if *stop.borrow() {
             return;
         }
         match state.store.claim(&worker_id, state.config.lease).await {
             Ok(Some(job)) => {
+                backoff = Duration::from_millis(250);
                 let id = job.id.clone();
-                if let Err(e) = run_job(&state, &worker_id, job).await {
+                let r = if job.attempts > state.config.max_attempts {
+                    give_up(&state, &worker_id, &job).await
+                } else {
+                    run_job(&state, &worker_id, job).await
+                };
+                if let Err(e) = r {
                     tracing::error!(request_id = %id, "worker: {e:#}");
                 }
             }
             Ok(None) => {
+                backoff = Duration::from_millis(250);
                 tokio::select! {
                     _ = state.job_notify.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -43,17 +51,46 @@ pub async fn run_worker(
                 }
             }
             Err(e) => {
-                tracing::error!("claiming a job: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // The store went away (restart, network): wait, longer each time, and go on;
+                // the jobs are in the store, not here.
+                tracing::error!("claiming a job: {e}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
 }
 
+/// A job whose runs kept dying with their worker (killed, out of memory, machine lost) fails
+/// instead of taking down worker after worker.
+async fn give_up(state: &Arc<AppState>, worker_id: &str, job: &Job) -> anyhow::Result<()> {
+    let runs = job.attempts - 1;
+    let message = format!(
+        "the job was started {runs} times and each time its worker stopped responding \
+         (killed, out of memory or lost) before it finished; it is not retried again"
+    );
+    state.store.add_log(&job.id, "ERROR", &message).await?;
+    let outcome = Outcome::Err {
+        status: 500,
+        error_type: "worker_lost".into(),
+        body: json!({"detail": message, "error_type": "worker_lost"}),
+        message,
+        inference_time: None,
+    };
+    finish_retrying(state, worker_id, job, &outcome).await;
+    Ok(())
+}
+
 async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Result<()> {
     let id = job.id.clone();
     let store = &state.store;
-    let handle = Arc::new(RunningJob::default());
+    let handle = Arc::new(RunningJob {
+        worker: worker_id.to_string(),
+        ..RunningJob::default()
+    });
     state
         .running
         .lock()
@@ -110,13 +147,43 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
         }
         Outcome::Err { message, .. } => store.add_log(&id, "ERROR", message).await?,
     }
-    finish(state, &job, &outcome).await?;
+    finish_retrying(state, worker_id, &job, &outcome).await;
     Ok(())
 }
 
-/// Records how a job ended and, in the same transaction, queues its webhook. Returns false when
-/// the job had already finished.
-pub async fn finish(state: &AppState, job: &Job, outcome: &Outcome) -> Result<bool, sqlx::Error> {
+/// [`finish`] as this worker, retried while the store is unreachable: the outcome was paid for.
+/// Gives up only when the lease has long passed (another worker has the job by then).
+async fn finish_retrying(state: &AppState, worker_id: &str, job: &Job, outcome: &Outcome) {
+    let mut wait = Duration::from_millis(250);
+    let give_up_at = Instant::now() + state.config.lease * 4;
+    loop {
+        match finish(state, Some(worker_id), job, outcome).await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(request_id = %job.id, "the job was no longer this worker's; its outcome is dropped");
+                return;
+            }
+            Err(e) if Instant::now() < give_up_at => {
+                tracing::warn!(request_id = %job.id, "recording the outcome: {e}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(request_id = %job.id, "recording the outcome failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Records how a job ended and, in the same transaction, queues its webhook. `worker`: only
+/// while the job is still that worker's. Returns false when nothing was recorded.
+pub async fn finish(
+    state: &AppState,
+    worker: Option<&str>,
+    job: &Job,
+    outcome: &Outcome,
+) -> Result<bool, sqlx::Error> {
     let body = job
         .webhook_url
         .as_ref()
@@ -126,7 +193,7 @@ pub async fn finish(state: &AppState, job: &Job, outcome: &Outcome) -> Result<bo
         .as_deref()
         .zip(body.as_deref())
         .map(|(url, body)| (url, job.owner.as_str(), body));
-    let changed = state.store.complete(&job.id, outcome, hook).await?;
+    let changed = state.store.complete(&job.id, worker, outcome, hook).await?;
     if changed && hook.is_some() {
         state.webhook_notify.notify_one();
     }
@@ -170,6 +237,8 @@ async fn heartbeat(
         if let Ok(true) = state.store.cancel_requested(&id).await {
             handle.request_stop(STOP_CANCEL);
         }
-        tokio::time::sleep(state.config.lease / 6).await;
+        // A cancel from another node arrives by notification at once (PostgreSQL); this poll
+        // is the bound otherwise.
+        tokio::time::sleep((state.config.lease / 6).min(Duration::from_secs(1))).await;
     }
 }

@@ -16,6 +16,8 @@ pub const STOP_SHUTDOWN: u8 = 3;
 /// In-memory handle of a job this process is running.
 #[derive(Default)]
 pub struct RunningJob {
+    /// The worker that holds the job's lease.
+    pub worker: String,
     pub stop: AtomicU8,
     /// The latest update, as the generator computed it (ETA included).
     pub progress: Mutex<Option<ProgressUpdate>>,

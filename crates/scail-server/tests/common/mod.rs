@@ -2,6 +2,8 @@
 //! honour cancellation, a server launcher, and a tiny HTTP client. Test code only.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,8 +127,13 @@ impl Generator for TestGenerator {
     }
 }
 
+/// A test server's configuration: embedded store and storage, or with
+/// `SCAIL_TEST_BACKEND=postgres+s3` a fresh PostgreSQL database and S3 prefix.
 pub fn config(dir: &Path) -> ServerConfig {
+    let fleet = backends::fleet_backend();
     ServerConfig {
+        store_url: fleet.then(|| backends::pg_store(dir)),
+        storage_url: fleet.then(|| backends::s3_storage(dir)),
         port: 0,
         data_dir: dir.to_path_buf(),
         api_keys: vec![format!("alice@@{KEY_A}"), format!("bob@@{KEY_B}")],

@@ -1,0 +1,5 @@
+ALTER TABLE jobs ADD COLUMN progress TEXT;
+ALTER TABLE webhooks ADD COLUMN lease_until DOUBLE PRECISION;
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL);
