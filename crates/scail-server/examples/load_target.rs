@@ -1,13 +1,14 @@
 //! The server a load tool is pointed at (`bench/server_load.sh` drives it with `wrk`): a data
 //! directory seeded with JOBS finished jobs (logs and results included), BIG of them with a
 //! 5 MB input, then `scail serve`'s server on it. Prints `SCAIL_LISTENING <url>`, `KEY`, `SMALL_JOB <id>` and `BIG_JOB <id>`,
-//! and serves until its standard input closes.
+//! and serves until its standard input closes. `STORE=postgres://user@host` seeds and serves
+//! a fresh PostgreSQL database there instead of the SQLite file.
 
 use std::io::BufRead;
 use std::sync::Arc;
 
 use scail_core::generator::NoWeightsGenerator;
-use scail_server::store::{NewJob, Outcome, Store};
+use scail_server::store::{NewJob, Outcome, Store, StoreUrl};
 use scail_server::ServerConfig;
 use serde_json::json;
 
@@ -71,7 +72,14 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let owner = "bench";
-        let store = Store::open(&dir.path().join("scail.db")).await.unwrap();
+        let store_url = std::env::var("STORE").ok().map(|base| {
+            let db = format!("scail_bench_{:08x}", rand::random::<u32>());
+            StoreUrl::parse(&format!("{}/{db}", base.trim_end_matches('/'))).unwrap()
+        });
+        let store = match &store_url {
+            Some(u) => Store::connect(u).await.unwrap(),
+            None => Store::open(&dir.path().join("scail.db")).await.unwrap(),
+        };
         let t = std::time::Instant::now();
         let (small, bigj) = seed(&store, owner, jobs, big).await;
         eprintln!(
@@ -82,6 +90,7 @@ fn main() {
         let cfg = ServerConfig {
             port: env_usize("PORT", 0) as u16,
             data_dir: dir.path().to_path_buf(),
+            store_url,
             api_keys: vec![format!("{owner}@@{KEY}")],
             ..ServerConfig::default()
         };

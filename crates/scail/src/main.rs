@@ -25,8 +25,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the fal-ai/scail-2 queue API with an in-process worker (SQLite and a local folder in
-    /// --data-dir; no other service needed).
+    /// --data-dir; no other service needed). With --store/--storage/--no-worker: an API node of a
+    /// fleet.
     Serve(Box<serve::ServeArgs>),
+    /// Run jobs from a shared job store (--store postgres://…, --storage s3://…), no HTTP API:
+    /// one GPU worker of a fleet. Loads the model as `serve --weights` does.
+    Worker(Box<serve::ServeArgs>),
     /// Run one job from the command line, no server, with a progress bar.
     Generate(Box<generate::GenerateArgs>),
     /// Run Stage A alone (segmentation, pose) and write what the DiT would see: the masks
@@ -50,7 +54,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => serve::run(*args, serve::Role::Serve),
+        Command::Worker(args) => serve::run(*args, serve::Role::Worker),
         Command::Generate(args) => generate::run(*args),
         Command::Stagea(args) => stagea::run(*args),
         Command::Probe(args) => probe::run(args),

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use scail_core::generator::{Generator, NoWeightsGenerator};
+use scail_server::storage::StorageUrl;
+use scail_server::store::StoreUrl;
 use scail_server::{AllowNet, ServerConfig};
 
 #[derive(Args, Debug)]
@@ -18,9 +20,27 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8188, env = "SCAIL_PORT")]
     port: u16,
-    /// Where the job database, stored files, keys and secrets live.
+    /// Where the job database, stored files, keys and secrets live (with --store and
+    /// --storage: only the node's scratch files).
     #[arg(long, default_value = "scail-data", env = "SCAIL_DATA_DIR")]
     data_dir: PathBuf,
+    /// The job store: postgres://user@host/db (shared by a fleet's API nodes and workers; the
+    /// database is created when missing) or sqlite://path. Default: DATA_DIR/scail.db.
+    #[arg(long, value_parser = StoreUrl::parse, env = "SCAIL_STORE")]
+    store: Option<StoreUrl>,
+    /// Where files' bytes live: s3://bucket/prefix (endpoint, region and credentials from the
+    /// standard AWS_* variables, e.g. AWS_ENDPOINT_URL, AWS_ALLOW_HTTP) or file://path.
+    /// Default: DATA_DIR.
+    #[arg(long, value_parser = StorageUrl::parse, env = "SCAIL_STORAGE")]
+    storage: Option<StorageUrl>,
+    /// Run the HTTP API only, no worker (jobs run on `scail worker` processes sharing --store
+    /// and --storage). No model is loaded.
+    #[arg(long, env = "SCAIL_NO_WORKER")]
+    no_worker: bool,
+    /// Runs of one job that may end with their worker dying (killed, out of memory) before the
+    /// job fails with an error saying so.
+    #[arg(long, default_value_t = 3, env = "SCAIL_MAX_ATTEMPTS")]
+    max_attempts: i64,
     /// Base URL clients reach this server at, used in every URL it returns
     /// (default http://HOST:PORT). Set it when behind a proxy or on another host name.
     #[arg(long, env = "SCAIL_PUBLIC_URL")]
@@ -128,15 +148,34 @@ pub struct ServeArgs {
     lora_dir: Option<PathBuf>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// What runs in this process: `scail serve` (API, and a worker unless --no-worker) or
+/// `scail worker` (a worker, no API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    Worker,
+}
+
+pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
+    if role == Role::Worker {
+        anyhow::ensure!(
+            !args.no_worker,
+            "--no-worker: `scail worker` is the worker; for an API node use `scail serve --no-worker`"
+        );
+    }
+    anyhow::ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(args))
+    rt.block_on(serve(args, role))
 }
 
 /// The generator, and what `/health` says about the weights.
 fn generator_for(a: &ServeArgs) -> anyhow::Result<(Arc<dyn Generator>, String)> {
+    if a.no_worker {
+        let note = "none on this node: an API node (--no-worker); jobs run on `scail worker`";
+        return Ok((Arc::new(NoWeightsGenerator), note.into()));
+    }
     if a.demo {
         let dir = crate::demo::ensure_weights(&a.data_dir)?;
         // Tiny weights render quickly at a small size; --size still overrides.
@@ -177,7 +216,7 @@ fn load_pipeline(
     Ok(Arc::new(g.with_size(size)))
 }
 
-async fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
+async fn serve(mut a: ServeArgs, role: Role) -> anyhow::Result<()> {
     if let Some(d) = &a.lora_dir {
         anyhow::ensure!(d.is_dir(), "--lora-dir {}: no such folder", d.display());
     }
@@ -199,10 +238,14 @@ async fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
         host: a.host,
         port: a.port,
         data_dir: a.data_dir.clone(),
-        public_url: a.public_url,
+        store_url: a.store.clone(),
+        storage_url: a.storage.clone(),
+        http: role == Role::Serve,
+        max_attempts: a.max_attempts,
+        public_url: a.public_url.clone(),
         api_keys: a.api_keys,
         keys_file: a.keys_file,
-        workers: a.workers.max(1),
+        workers: if a.no_worker { 0 } else { a.workers.max(1) },
         max_upload_bytes: a.max_upload_mib << 20,
         max_input_bytes: a.max_input_mib << 20,
         max_request_bytes: a.max_request_mib << 20,
@@ -225,22 +268,53 @@ async fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
     };
     let server = scail_server::start(config, generator)
         .await
-        .context("starting the server")?;
-    eprintln!(
-        "scail {} serving fal-ai/scail-2 at {}",
-        env!("CARGO_PKG_VERSION"),
-        server.public_url
-    );
+        .context(match role {
+            Role::Serve => "starting the server",
+            Role::Worker => "starting the worker",
+        })?;
+    match role {
+        Role::Serve => eprintln!(
+            "scail {} serving fal-ai/scail-2 at {}{}",
+            env!("CARGO_PKG_VERSION"),
+            server.public_url,
+            if a.no_worker {
+                " (API node, no worker)"
+            } else {
+                ""
+            }
+        ),
+        Role::Worker => eprintln!(
+            "scail {} worker: {} job(s) at once; output URLs under {}",
+            env!("CARGO_PKG_VERSION"),
+            a.workers.max(1),
+            server.public_url
+        ),
+    }
     eprintln!("  data directory: {}", a.data_dir.display());
+    if let Some(s) = &a.store {
+        eprintln!("  job store: {}", s.redacted());
+    }
+    if let Some(s) = &a.storage {
+        eprintln!("  storage: {s:?}");
+    }
+    if role == Role::Worker && a.public_url.is_none() {
+        eprintln!(
+            "  warning: no --public-url: output URLs name {}; give the URL clients reach the API at",
+            server.public_url
+        );
+    }
     if let Some(d) = &a.lora_dir {
         let names = scail_server::loras::available(Some(d));
         eprintln!("  LoRA folder: {} ({} files)", d.display(), names.len());
     }
-    if let Some(k) = &server.generated_key {
-        eprintln!(
-            "  generated an API key (stored in {}):",
-            a.data_dir.join("keys").display()
-        );
+    if let (Some(k), Role::Serve) = (&server.generated_key, role) {
+        match &a.store {
+            None => eprintln!(
+                "  generated an API key (stored in {}):",
+                a.data_dir.join("keys").display()
+            ),
+            Some(_) => eprintln!("  generated an API key (kept in the job store for every node):"),
+        }
         eprintln!("    FAL_KEY={k}");
     }
     if a.demo {
@@ -252,7 +326,14 @@ async fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
         );
     }
     // Machine-readable line for scripts and tests that start the server on port 0.
-    println!("SCAIL_LISTENING {}", server.public_url);
+    match role {
+        Role::Serve => {
+            // The bound address first: behind a proxy the public URL names the proxy.
+            println!("SCAIL_BOUND {}", server.addr);
+            println!("SCAIL_LISTENING {}", server.public_url);
+        }
+        Role::Worker => println!("SCAIL_WORKER_READY"),
+    }
     wait_for_signal().await;
     eprintln!("shutting down: no new jobs; the running job finishes or is requeued");
     server.shutdown().await;

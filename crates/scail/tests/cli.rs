@@ -345,3 +345,69 @@ fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// A fleet node whose store or storage is wrong or unreachable stops at start with the reason
+/// and a non-zero exit, before it takes any job.
+#[test]
+fn fleet_nodes_refuse_an_unreachable_store_or_storage() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    // Nothing listens on port 1.
+    let (ok, _, err) = run(scail().args([
+        "worker",
+        "--data-dir",
+        d,
+        "--store",
+        "postgres://postgres@127.0.0.1:1/scail",
+    ]));
+    assert!(!ok);
+    assert!(
+        err.contains("connecting to the job store postgres://postgres@127.0.0.1:1/scail"),
+        "{err}"
+    );
+    let (ok, _, err) = run(scail().args([
+        "serve",
+        "--no-worker",
+        "--data-dir",
+        d,
+        "--store",
+        "mysql://h/db",
+    ]));
+    assert!(!ok);
+    assert!(
+        err.contains("expected postgres://user@host/db or sqlite://path"),
+        "{err}"
+    );
+    let (ok, _, err) = run(scail().args(["serve", "--data-dir", d, "--storage", "gs://b/p"]));
+    assert!(!ok);
+    assert!(
+        err.contains("expected s3://bucket/prefix or file://path"),
+        "{err}"
+    );
+    // An S3 endpoint that refuses connections: the start-up probe says so.
+    let (ok, _, err) = run(scail()
+        .args([
+            "serve",
+            "--no-worker",
+            "--port",
+            "0",
+            "--data-dir",
+            d,
+            "--storage",
+            "s3://media/x",
+        ])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1"));
+    assert!(!ok);
+    assert!(
+        err.contains("storage S3")
+            && (err.contains("not usable") || err.contains("did not answer")),
+        "{err}"
+    );
+    let (ok, _, err) = run(scail().args(["worker", "--no-worker", "--data-dir", d]));
+    assert!(!ok);
+    assert!(err.contains("`scail worker` is the worker"), "{err}");
+}

@@ -47,7 +47,7 @@ impl Store {
                 .fetch_all(p)
                 .await?
                 .iter()
-                .map(|r| webhook_from_row(r))
+                .map(webhook_from_row)
                 .collect())
         })
     }

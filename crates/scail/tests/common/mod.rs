@@ -114,6 +114,11 @@ pub fn http_get(url: &str) -> String {
 
 /// Serves the test media folder over HTTP on 127.0.0.1 (the server fetches inputs by URL).
 pub fn media_server() -> (Reap, String) {
+    media_server_in(&media_dir())
+}
+
+/// Serves `dir` over HTTP on 127.0.0.1.
+pub fn media_server_in(dir: &Path) -> (Reap, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -127,7 +132,7 @@ pub fn media_server() -> (Reap, String) {
             "--bind",
             "127.0.0.1",
         ])
-        .current_dir(media_dir())
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
