@@ -191,21 +191,23 @@ async fn run_generator(
     let out = result
         .unwrap_or_else(|e| Err(GenerateError::Failed(format!("the generator crashed: {e}"))));
     match out {
-        Ok(files) => Some(match store_outputs(state, job, seed, files).await {
-            Ok(result) => Outcome::Ok {
-                result,
-                inference_time: t,
+        Ok(files) => Some(
+            match store_outputs_retrying(state, job, seed, files).await {
+                Ok(result) => Outcome::Ok {
+                    result,
+                    inference_time: t,
+                },
+                Err(e) => {
+                    tracing::error!(request_id = %job.id, "storing the output: {e}");
+                    failed_detail(
+                        500,
+                        "internal_error",
+                        "the server could not store the output",
+                        Some(t),
+                    )
+                }
             },
-            Err(e) => {
-                tracing::error!(request_id = %job.id, "storing the output: {e}");
-                failed_detail(
-                    500,
-                    "internal_error",
-                    "the server could not store the output",
-                    Some(t),
-                )
-            }
-        }),
+        ),
         Err(GenerateError::Cancelled) => {
             let why = handle.stop_reason();
             stopped(if why == STOP_NONE { STOP_CANCEL } else { why }, Some(t))
@@ -242,6 +244,31 @@ fn error_outcome(e: GenerateError, t: f64, data_dir: &Path) -> Outcome {
         GenerateError::Failed(m) => failed_detail(500, "generation_error", &m, Some(t)),
         GenerateError::Cancelled => {
             failed_detail(400, "request_cancelled", "Request was cancelled", Some(t))
+        }
+    }
+}
+
+/// [`store_outputs`], retried while the store or the storage is unreachable (a restart, a
+/// network blip): the video was paid for. Gives up when the lease has long passed.
+async fn store_outputs_retrying(
+    state: &AppState,
+    job: &Job,
+    seed: u64,
+    files: GenerateOutput,
+) -> Result<Value, crate::storage::StorageError> {
+    use crate::storage::StorageError;
+    let give_up_at = Instant::now() + state.config.lease * 4;
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match store_outputs(state, job, seed, files.clone()).await {
+            Err(e @ (StorageError::Db(_) | StorageError::Object(_)))
+                if Instant::now() < give_up_at =>
+            {
+                tracing::warn!(request_id = %job.id, "storing the output: {e}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => return r,
         }
     }
 }

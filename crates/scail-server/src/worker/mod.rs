@@ -99,17 +99,14 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
     if job.cancel_requested {
         handle.request_stop(STOP_CANCEL);
     }
+    // Log lines are best effort here: a store that is away for a moment must not cost the
+    // job its outcome (which is retried until recorded).
     if job.attempts > 1 {
-        store
-            .add_log(
-                &id,
-                "WARN",
-                &format!(
-                    "restarted (attempt {}): the previous run was interrupted",
-                    job.attempts
-                ),
-            )
-            .await?;
+        let line = format!(
+            "restarted (attempt {}): the previous run was interrupted",
+            job.attempts
+        );
+        let _ = store.add_log(&id, "WARN", &line).await;
     }
     let started = Instant::now();
     let hb = tokio::spawn(heartbeat(
@@ -139,14 +136,14 @@ async fn run_job(state: &Arc<AppState>, worker_id: &str, job: Job) -> anyhow::Re
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
-    match &outcome {
+    let _ = match &outcome {
         Outcome::Ok { .. } => {
             store
                 .add_log(&id, "INFO", &format!("completed in {elapsed:.2} s"))
-                .await?
+                .await
         }
-        Outcome::Err { message, .. } => store.add_log(&id, "ERROR", message).await?,
-    }
+        Outcome::Err { message, .. } => store.add_log(&id, "ERROR", message).await,
+    };
     finish_retrying(state, worker_id, &job, &outcome).await;
     Ok(())
 }
