@@ -99,18 +99,8 @@ async fn any_api_node_answers_for_a_remote_workers_job() {
     let (hook, seen) = counting_receiver().await;
 
     // Submitted through node 2, with a webhook; both API nodes run deliveries.
-    let path = format!(
-        "/queue/fal-ai/scail-2?fal_webhook={}",
-        hook.replace(':', "%3A").replace('/', "%2F")
-    );
     let r = api2
-        .send(
-            "POST",
-            &path,
-            Some(KEY_A),
-            Some(input(&media, 4).to_string().into_bytes()),
-            &[],
-        )
+        .submit_with_webhook(KEY_A, &input(&media, 4), &hook)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let id = r.json()["request_id"].as_str().unwrap().to_string();

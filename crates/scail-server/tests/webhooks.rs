@@ -45,18 +45,8 @@ async fn webhook_signed_and_retried() {
     let api = Api::new(&srv.public_url);
     let media = media_server().await;
     let (hook, mut rx) = webhook_receiver().await;
-    let path = format!(
-        "/queue/fal-ai/scail-2?fal_webhook={}",
-        hook.replace(':', "%3A").replace('/', "%2F")
-    );
     let r = api
-        .send(
-            "POST",
-            &path,
-            Some(KEY_A),
-            Some(input(&media, 1).to_string().into_bytes()),
-            &[],
-        )
+        .submit_with_webhook(KEY_A, &input(&media, 1), &hook)
         .await;
     let id = r.json()["request_id"].as_str().unwrap().to_string();
     let jwks = api

@@ -247,6 +247,16 @@ impl Api {
         .await
     }
 
+    /// Submits with `fal_webhook` set to `hook`.
+    pub async fn submit_with_webhook(&self, key: &str, input: &Value, hook: &str) -> Resp {
+        let path = format!(
+            "/queue/fal-ai/scail-2?fal_webhook={}",
+            hook.replace(':', "%3A").replace('/', "%2F")
+        );
+        let body = Some(input.to_string().into_bytes());
+        self.send("POST", &path, Some(key), body, &[]).await
+    }
+
     pub async fn status(&self, key: &str, id: &str) -> Value {
         let r = self
             .send(
