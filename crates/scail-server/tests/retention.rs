@@ -154,6 +154,9 @@ async fn one_key_cannot_fill_the_queue_or_the_disk() {
     let mut cfg = config(dir.path());
     cfg.max_queued_per_key = 2;
     cfg.max_storage_per_key = 1000;
+    // No worker: the jobs stay unfinished (a worker would end them at once, their URLs
+    // unreachable here, and free the key's queue).
+    cfg.workers = 0;
     let srv = start_with(cfg, 2000).await;
     let api = Api::new(&srv.public_url);
     let body = json!({"prompt": "p", "num_inference_steps": 50,

@@ -2,7 +2,8 @@
 //! workers (`scail worker`, tiny random weights) on one PostgreSQL database and one S3 server
 //! (SeaweedFS). The official JS client submits 30 jobs; a random worker is SIGKILLed every few
 //! seconds and restarted, and one API node is killed mid-run. Every job must complete exactly
-//! once with a downloadable video. Then the client conformance suite runs against the fleet.
+//! once with a downloadable video. Then both official clients' conformance suites run against
+//! the fleet.
 
 #[allow(dead_code)]
 #[path = "../../scail-server/tests/common/backends.rs"]
@@ -286,20 +287,29 @@ fn thirty_jobs_survive_killed_workers_and_a_killed_api_node() {
         w.kill();
     }
     let (media, media_url) = media_server_in(&clips);
-    let out = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "js/"])
-        .current_dir(&conf)
-        .env("SCAIL_BASE", &public)
-        .env("SCAIL_KEY", KEY)
-        .env("SCAIL_KEY_OTHER", KEY_OTHER)
-        .env("SCAIL_MEDIA", &media_url)
-        .output()
-        .unwrap();
+    let python = std::env::var("SCAIL_PYTHON").unwrap_or_else(|_| "python3".into());
+    for (program, args) in [
+        ("node", vec!["--test", "--test-concurrency=1", "js/"]),
+        (
+            python.as_str(),
+            vec!["-m", "pytest", "-q", "-p", "no:cacheprovider", "py/"],
+        ),
+    ] {
+        let out = Command::new(program)
+            .args(&args)
+            .current_dir(&conf)
+            .env("SCAIL_BASE", &public)
+            .env("SCAIL_KEY", KEY)
+            .env("SCAIL_KEY_OTHER", KEY_OTHER)
+            .env("SCAIL_MEDIA", &media_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} conformance against the fleet:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(media);
-    assert!(
-        out.status.success(),
-        "conformance against the fleet:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

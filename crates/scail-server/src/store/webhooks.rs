@@ -6,7 +6,8 @@ use sqlx::Row;
 
 use super::{now, Cols, Db, Result, Store, Webhook};
 
-/// How long a claimed delivery is left to its node before another may send it.
+/// How long a claimed delivery is left to its node before another may send it: well past one
+/// attempt's HTTP timeout (15 s, `webhook::deliver`), so a live node's send is never doubled.
 const CLAIM_S: f64 = 60.0;
 
 fn webhook_from_row(r: &impl Cols) -> Webhook {
