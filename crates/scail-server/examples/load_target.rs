@@ -72,10 +72,13 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let owner = "bench";
-        let store_url = std::env::var("STORE").ok().map(|base| {
-            let db = format!("scail_bench_{:08x}", rand::random::<u32>());
-            StoreUrl::parse(&format!("{}/{db}", base.trim_end_matches('/'))).unwrap()
-        });
+        let store_url = std::env::var("STORE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|base| {
+                let db = format!("scail_bench_{:08x}", rand::random::<u32>());
+                StoreUrl::parse(&format!("{}/{db}", base.trim_end_matches('/'))).unwrap()
+            });
         let store = match &store_url {
             Some(u) => Store::connect(u).await.unwrap(),
             None => Store::open(&dir.path().join("scail.db")).await.unwrap(),
