@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use scail_core::generator::{GenerateError, GenerateOutput, GenerateRequest, GeneratedFile};
+use scail_core::generator::{
+    GenerateError, GenerateOutput, GenerateRequest, GeneratedFile, ProgressUpdate,
+};
 use scail_core::{InputFile, ScailInput, ScailOutput};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -124,16 +126,24 @@ async fn fetch_inputs(
         .map_err(|()| failed_detail(500, "internal_error", "an input file went missing", None))
 }
 
-/// Copies the latest progress update into the store, where any API node's status call reads it.
-async fn publish_progress(state: &AppState, job: &Job, handle: &RunningJob) {
+/// Copies the latest progress update into the store, where any API node's status call reads it;
+/// only when it changed (most log lines carry no new progress), remembered in `last`.
+async fn publish_progress(
+    state: &AppState,
+    job: &Job,
+    handle: &RunningJob,
+    last: &mut Option<ProgressUpdate>,
+) {
     let update = handle.progress.lock().unwrap().clone();
-    if let Some(p) = update {
-        let text = json!(p).to_string();
-        let _ = state
-            .store
-            .set_progress(&job.id, &handle.worker, &text)
-            .await;
+    if update.is_none() || update == *last {
+        return;
     }
+    let text = json!(update).to_string();
+    let _ = state
+        .store
+        .set_progress(&job.id, &handle.worker, &text)
+        .await;
+    *last = update;
 }
 
 /// Runs the generator on a blocking thread, its logs drained into the store meanwhile.
@@ -175,12 +185,13 @@ async fn run_generator(
     let generator = state.generator.clone();
     let t0 = Instant::now();
     let mut task = tokio::task::spawn_blocking(move || generator.generate(&request, &progress));
+    let mut published = None;
     let result = loop {
         tokio::select! {
             r = &mut task => break r,
             Some((level, msg)) = rx.recv() => {
                 let _ = store.add_log(&job.id, level.as_str(), &msg).await;
-                publish_progress(state, job, handle).await;
+                publish_progress(state, job, handle, &mut published).await;
             }
         }
     };
