@@ -10,9 +10,10 @@
 //! One job per file: [`crop`] plans the cover crop, [`aa_taps`] and [`band`] hold the
 //! antialiased bicubic's weights and horizontal kernels, [`planned`] runs whole frames,
 //! [`planes`] the float tensor kernels and CLIP, [`opencv`] the OpenCV filters Stage A uses
-//! on RGB8 frames.
+//! on RGB8 frames, [`aa_u8`] PyTorch's uint8 antialiased bilinear (SAM3's input).
 
 mod aa_taps;
+mod aa_u8;
 mod band;
 mod crop;
 pub mod opencv;
