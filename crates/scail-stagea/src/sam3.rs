@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::frame::{dims, Mask, RgbImage};
+use crate::frame::{dims, BBox, Mask, RgbImage};
 use crate::runtime::{ElemType, HostTensor, OnnxModel, RuntimeConfig, RuntimeError, TensorData};
 use crate::tokenizer::ClipTokenizer;
 use crate::track::SegDetection;
@@ -90,9 +90,21 @@ impl Sam3Segmenter {
             .inputs()
             .first()
             .ok_or_else(|| sig(&vision, "no inputs".into()))?;
-        let image_size = match img_in.shape.as_slice() {
-            [_, 3, h, w] if *h > 0 && *w > 0 => (*w as u32, *h as u32),
-            _ => (1008, 1008),
+        // An image input [B, 3, H, W] of floats; a graph that takes something else is not
+        // SAM3's vision encoder (dynamic H and W mean the published 1008).
+        let image_size = match (img_in.elem, img_in.shape.as_slice()) {
+            (ElemType::F32, [_, 3, h, w]) if *h > 0 && *w > 0 => (*w as u32, *h as u32),
+            (ElemType::F32, [_, 3, _, _]) => (1008, 1008),
+            (e, shape) => {
+                return Err(sig(
+                    &vision,
+                    format!(
+                        "input `{}` is {e:?} {shape:?}; SAM3's vision encoder takes float \
+                         images [1, 3, 1008, 1008]",
+                        img_in.name
+                    ),
+                ))
+            }
         };
 
         // Text encoder: ids and attention mask, found by name, else by order.
@@ -210,6 +222,23 @@ impl Sam3Segmenter {
                 p.mask = m;
             }
         }
+        // The decoder's outputs, checked now rather than at the first frame.
+        let outs = decoder.outputs();
+        let has = |name: &str| outs.iter().any(|o| o.name == name);
+        let masks4 = outs
+            .iter()
+            .filter(|o| o.elem == ElemType::F32 && o.shape.len() == 4)
+            .count();
+        if !has("pred_logits") || !(has("pred_masks") || masks4 == 1) {
+            return Err(sig(
+                &decoder,
+                format!(
+                    "outputs {}; SAM3's decoder gives pred_masks, pred_logits (and pred_boxes, \
+                     presence_logits)",
+                    crate::runtime::names(outs)
+                ),
+            ));
+        }
         let vision_inputs = decoder
             .inputs()
             .iter()
@@ -233,10 +262,15 @@ impl Sam3Segmenter {
         &self.prompt_words
     }
 
-    /// The vision input: bilinear resize to the encoder size, x / 127.5 - 1, CHW.
+    /// The encoder's input size (width, height), from the graph.
+    pub fn input_size(&self) -> (u32, u32) {
+        self.image_size
+    }
+
+    /// The vision input: [`input_pixels`], x / 127.5 - 1 (mean and std 0.5), CHW.
     fn image_tensor(&self, frame: &RgbImage) -> HostTensor {
         let (w, h) = self.image_size;
-        let r = frame.resize_bilinear(w as usize, h as usize);
+        let r = input_pixels(frame, self.image_size);
         let plane = (w * h) as usize;
         let mut chw = vec![0f32; plane * 3];
         for (p, px) in r.data.chunks_exact(3).enumerate() {
@@ -248,18 +282,30 @@ impl Sam3Segmenter {
     }
 }
 
-/// Bilinear upsampling of one mask-logit map to the frame, thresholded at 0.
+/// The frame as the encoder sees it: transformers' SAM3 image processor resizes with
+/// torchvision's antialiased bilinear on uint8, reproduced bit for bit.
+pub fn input_pixels(frame: &RgbImage, (w, h): (u32, u32)) -> RgbImage {
+    frame.resize_aa_bilinear(w as usize, h as usize)
+}
+
+/// Mask probability above which a pixel belongs to the subject (transformers' default).
+pub const MASK_THRESHOLD: f32 = 0.5;
+
+/// One mask-logit map to a frame-sized mask as transformers' post-processing makes it:
+/// sigmoid, bilinear upsampling (half-pixel centres, no antialias), then > 0.5. Upsampling
+/// the probabilities rather than the logits matters at the edges: sigmoid is not linear.
 pub fn logits_to_mask(logits: &[f32], lw: u32, lh: u32, width: u32, height: u32) -> Mask {
+    let probs: Vec<f32> = logits.iter().map(|&l| sigmoid(l)).collect();
     let xs = axis_taps(lw as usize, width as usize);
     let ys = axis_taps(lh as usize, height as usize);
     let mut m = Mask::empty(width, height);
     let lw = lw as usize;
     for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
         for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
-            let p = |x: usize, y: usize| logits[y * lw + x];
+            let p = |x: usize, y: usize| probs[y * lw + x];
             let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
             let bot = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
-            if top * (1.0 - fy) + bot * fy > 0.0 {
+            if (1.0 - fy) * top + fy * bot > MASK_THRESHOLD {
                 m.data[oy * width as usize + ox] = 1;
             }
         }
@@ -319,16 +365,38 @@ impl Segmenter for Sam3Segmenter {
                     "pred_logits / pred_masks sizes disagree".into(),
                 ));
             }
+            // Boxes: xyxy relative to the image, scaled to the frame (optional: an export
+            // without them still segments).
+            let boxes = out
+                .get("pred_boxes")
+                .and_then(|t| t.as_f32())
+                .filter(|b| b.len() == q * 4);
             let presence = presence.map_or(1.0, sigmoid);
+            let (fw, fh) = dims(frame);
             for (qi, &l) in lv.iter().enumerate().take(q) {
                 let score = sigmoid(l) * presence;
-                if score < self.min_score {
+                // Kept when strictly above, as transformers' post-processing keeps them.
+                if score <= self.min_score {
                     continue;
                 }
                 let plane = (mh * mw) as usize;
-                let (fw, fh) = dims(frame);
                 let mask = logits_to_mask(&mv[qi * plane..(qi + 1) * plane], mw, mh, fw, fh);
-                dets.push(SegDetection { mask, score });
+                let bbox = boxes.map(|b| {
+                    let b = &b[qi * 4..qi * 4 + 4];
+                    BBox::new(
+                        b[0] * fw as f32,
+                        b[1] * fh as f32,
+                        b[2] * fw as f32,
+                        b[3] * fh as f32,
+                    )
+                });
+                dets.push(SegDetection {
+                    mask,
+                    score,
+                    bbox,
+                    prompt: pi,
+                    query: qi,
+                });
             }
         }
         Ok(dets)

@@ -1,11 +1,18 @@
 //! CLIP byte-level BPE, enough for SAM3's text prompts, read from a `tokenizer.json`
 //! (Hugging Face layout: `model.vocab`, `model.merges`, `added_tokens`).
 //!
-//! Text is lower-cased and whitespace-collapsed; words are runs of letters, single digits,
-//! or runs of other symbols (CLIP's pattern without the English contraction rules).
+//! The text goes through the steps of transformers' `CLIPTokenizer`: NFC, whitespace runs
+//! collapsed to one space, lower case, then CLIP's word pattern (English contractions, letter
+//! runs, single digits, symbol runs), byte-level BPE with `</w>` ending each word, and
+//! `<|startoftext|>` ... `<|endoftext|>` around it. A symbol missing from the vocabulary is the
+//! unknown token when the file names one (CLIP's is `<|endoftext|>`).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::StageAError;
 
@@ -17,6 +24,7 @@ pub struct ClipTokenizer {
     byte_map: [char; 256],
     bos: i64,
     eos: i64,
+    unk: Option<i64>,
 }
 
 /// GPT-2/CLIP's reversible byte -> printable character map.
@@ -89,42 +97,34 @@ impl ClipTokenizer {
         let eos = *vocab
             .get("<|endoftext|>")
             .ok_or_else(|| bad(path, "no <|endoftext|> token"))?;
+        let unk = model["unk_token"]
+            .as_str()
+            .and_then(|t| vocab.get(t).copied());
         Ok(Self {
             vocab,
             ranks,
             byte_map: bytes_to_unicode(),
             bos,
             eos,
+            unk,
         })
     }
 
+    /// CLIP's normalisation and word split.
     fn words(text: &str) -> Vec<String> {
-        let lower = text.to_lowercase();
-        let mut words = Vec::new();
-        let mut cur = String::new();
-        let mut kind = 0u8; // 1 letters, 3 other
-        for ch in lower.chars() {
-            let k = if ch.is_whitespace() {
-                0
-            } else if ch.is_alphabetic() {
-                1
-            } else if ch.is_numeric() {
-                2
-            } else {
-                3
-            };
-            if (k != kind || k == 2 || k == 0) && !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
-            }
-            if k != 0 {
-                cur.push(ch);
-            }
-            kind = k;
-        }
-        if !cur.is_empty() {
-            words.push(cur);
-        }
+        static SPACES: OnceLock<Regex> = OnceLock::new();
+        static WORDS: OnceLock<Regex> = OnceLock::new();
+        let spaces = SPACES.get_or_init(|| Regex::new(r"\s+").expect("valid pattern"));
+        let words = WORDS.get_or_init(|| {
+            Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
+                .expect("valid pattern")
+        });
+        let nfc: String = text.nfc().collect();
+        let lower = spaces.replace_all(&nfc, " ").to_lowercase();
         words
+            .find_iter(&lower)
+            .map(|m| m.as_str().to_string())
+            .collect()
     }
 
     fn bpe(&self, word: &str) -> Vec<String> {
@@ -155,12 +155,13 @@ impl ClipTokenizer {
         let mut ids = vec![self.bos];
         for w in Self::words(text) {
             for s in self.bpe(&w) {
-                let id = self.vocab.get(&s).ok_or_else(|| {
+                let id = self.vocab.get(&s).copied().or(self.unk).ok_or_else(|| {
                     StageAError::Invalid(format!(
-                        "prompt {text:?}: token {s:?} is not in the tokenizer vocabulary"
+                        "prompt {text:?}: token {s:?} is not in the tokenizer vocabulary, \
+                         which names no unknown token"
                     ))
                 })?;
-                ids.push(*id);
+                ids.push(id);
             }
         }
         ids.truncate(CONTEXT_LENGTH - 1);

@@ -27,6 +27,14 @@ pub fn media_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("testdata/media"))
 }
 
+/// `SCAIL_REFERENCE_DIR`, else `testdata/reference`: Stage A's reference fixtures, made by the
+/// models' own Python code (scripts/sam3_reference.py, scripts/dwpose_reference.py).
+pub fn reference_dir() -> PathBuf {
+    std::env::var_os("SCAIL_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("testdata/reference"))
+}
+
 /// A file of the media folder.
 pub fn media(name: &str) -> PathBuf {
     media_dir().join(name)
