@@ -81,13 +81,7 @@ fn main() {
     let host_render = time(n, |_| render_skeleton(W, H, std::slice::from_ref(&body)));
     let m = Mask::from_rect(W, H, 200, 60, 420, 480);
     let host_masks = time(n, |i| {
-        let dets = vec![
-            vec![SegDetection {
-                mask: m.clone(),
-                score: 0.9
-            }];
-            2
-        ];
+        let dets = vec![vec![SegDetection::from_mask(m.clone(), 0.9)]; 2];
         let tr = track(W, H, dets, &TrackerConfig::default()).unwrap();
         let c = colour_mask_frame(W, H, &tr.frame_masks(0), BLACK).unwrap();
         (c, masked_frame(&frames[i], &tr.frame_masks(1)).unwrap())

@@ -95,6 +95,38 @@ impl Mask {
         (x0 != u32::MAX).then(|| BBox::new(x0 as f32, y0 as f32, x1 as f32, y1 as f32))
     }
 
+    /// Centre of mass (x, y) of the set pixels, or None when empty.
+    pub fn centroid(&self) -> Option<(f32, f32)> {
+        let (mut sx, mut sy, mut n) = (0f64, 0f64, 0usize);
+        for (i, &v) in self.data.iter().enumerate() {
+            if v != 0 {
+                sx += (i % self.width as usize) as f64 + 0.5;
+                sy += (i / self.width as usize) as f64 + 0.5;
+                n += 1;
+            }
+        }
+        (n > 0).then(|| ((sx / n as f64) as f32, (sy / n as f64) as f32))
+    }
+
+    /// The mask moved by (dx, dy) whole pixels; what leaves the frame is lost.
+    pub fn shifted(&self, dx: i64, dy: i64) -> Mask {
+        let (w, h) = (self.width as i64, self.height as i64);
+        let mut out = Mask::empty(self.width, self.height);
+        for y in 0..h {
+            let sy = y - dy;
+            if !(0..h).contains(&sy) {
+                continue;
+            }
+            for x in 0..w {
+                let sx = x - dx;
+                if (0..w).contains(&sx) {
+                    out.data[(y * w + x) as usize] = self.data[(sy * w + sx) as usize];
+                }
+            }
+        }
+        out
+    }
+
     /// Nearest-neighbour resize (half-pixel centres).
     pub fn resize_nearest(&self, width: u32, height: u32) -> Mask {
         let mut out = Mask::empty(width, height);

@@ -1,5 +1,6 @@
 //! Per-frame detections -> subject tracks: score and size filters, mask NMS, identity by
-//! mask IoU (surviving short occlusions), selection and left-to-right ordering.
+//! motion-predicted mask IoU (surviving crossings and short occlusions), selection and
+//! left-to-right ordering.
 
 use crate::frame::{BBox, Mask};
 use crate::StageAError;
@@ -9,6 +10,24 @@ use crate::StageAError;
 pub struct SegDetection {
     pub mask: Mask,
     pub score: f32,
+    /// The model's own box in frame pixels (xyxy), where it gives one.
+    pub bbox: Option<BBox>,
+    /// Which prompt and which of the model's queries found it (0 where that means nothing).
+    pub prompt: usize,
+    pub query: usize,
+}
+
+impl SegDetection {
+    /// A detection known by its mask and score only (user masks, tests).
+    pub fn from_mask(mask: Mask, score: f32) -> Self {
+        Self {
+            mask,
+            score,
+            bbox: None,
+            prompt: 0,
+            query: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -45,7 +64,7 @@ impl Default for TrackerConfig {
 pub fn filter_frame(dets: Vec<SegDetection>, cfg: &TrackerConfig) -> Vec<SegDetection> {
     let mut dets: Vec<_> = dets
         .into_iter()
-        .filter(|d| d.score >= cfg.min_score && d.mask.coverage() >= cfg.min_coverage)
+        .filter(|d| d.score > cfg.min_score && d.mask.coverage() >= cfg.min_coverage)
         .collect();
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<SegDetection> = Vec::new();
@@ -94,9 +113,35 @@ struct Live {
     track: SubjectTrack,
     last_mask: Mask,
     last_seen: usize,
+    /// Centroid velocity in pixels per frame, from the last two sightings.
+    velocity: (f32, f32),
 }
 
-/// Links per-frame detections into tracks by mask IoU, then chooses subjects as the
+impl Live {
+    /// Where the subject should be at frame `t`: its last mask moved on at its velocity.
+    /// Two subjects crossing overlap their old masks both ways; the prediction is what keeps
+    /// each on its own side, and what finds one again after it was hidden.
+    fn predicted(&self, t: usize) -> Mask {
+        let dt = (t - self.last_seen) as f32;
+        let (dx, dy) = (self.velocity.0 * dt, self.velocity.1 * dt);
+        if dx.abs() < 0.5 && dy.abs() < 0.5 {
+            return self.last_mask.clone();
+        }
+        self.last_mask.shifted(dx.round() as i64, dy.round() as i64)
+    }
+
+    fn see(&mut self, t: usize, mask: Mask) {
+        if let (Some(a), Some(b)) = (self.last_mask.centroid(), mask.centroid()) {
+            let dt = (t - self.last_seen).max(1) as f32;
+            self.velocity = ((b.0 - a.0) / dt, (b.1 - a.1) / dt);
+        }
+        self.last_mask = mask;
+        self.last_seen = t;
+    }
+}
+
+/// Links per-frame detections into tracks by IoU with each track's motion-predicted mask
+/// ([`Live::predicted`]), then chooses subjects as the
 /// reference does: in the first frame with a detection covering at least the minimum
 /// size, the largest `max_subjects` tracks present there (tracks that start later are
 /// never subjects), ordered left to right by that frame's box centre. Later frames keep a
@@ -133,8 +178,9 @@ pub fn track(
             if t - tr.last_seen > cfg.max_gap + 1 {
                 continue;
             }
+            let predicted = tr.predicted(t);
             for (di, d) in dets.iter().enumerate() {
-                let iou = tr.last_mask.iou(&d.mask);
+                let iou = predicted.iou(&d.mask);
                 if iou >= cfg.match_iou {
                     pairs.push((iou, ti, di));
                 }
@@ -162,13 +208,13 @@ pub fn track(
                         },
                         last_mask: d.mask.clone(),
                         last_seen: t,
+                        velocity: (0.0, 0.0),
                     });
                     tracks.len() - 1
                 }
             };
             let tr = &mut tracks[ti];
-            tr.last_mask = d.mask.clone();
-            tr.last_seen = t;
+            tr.see(t, d.mask.clone());
             tr.track.scores[t] = Some(d.score);
             tr.track.masks[t] = Some(d.mask);
         }

@@ -17,10 +17,10 @@ mod refusals {
         fn detect(&mut self, f: &RgbImage) -> Result<Vec<SegDetection>, StageAError> {
             if f.data[0] > 128 {
                 let (w, h) = (f.width as u32, f.height as u32);
-                Ok(vec![SegDetection {
-                    mask: Mask::from_rect(w, h, 0, 0, w / 2, h),
-                    score: 0.9,
-                }])
+                Ok(vec![SegDetection::from_mask(
+                    Mask::from_rect(w, h, 0, 0, w / 2, h),
+                    0.9,
+                )])
             } else {
                 Ok(vec![])
             }

@@ -1,13 +1,13 @@
 //! Segmentation detections to subject tracks on constructed masks (no ONNX Runtime needed):
-//! the per-frame filters, identity through occlusions, subject choice and ordering.
+//! the per-frame filters, identity through occlusions and crossings, subject choice and ordering.
 
 mod common;
 
 use common::{det, rect};
 use scail_media::mask::{BLACK, PALETTE};
 use scail_stagea::compose::colour_mask_frame;
-use scail_stagea::track::{filter_frame, track, TrackerConfig};
-use scail_stagea::{Mode, ModeMasks};
+use scail_stagea::track::{filter_frame, track, SegDetection, TrackerConfig};
+use scail_stagea::{Mask, Mode, ModeMasks};
 
 #[test]
 fn one_percent_and_score_filters_and_mask_nms() {
@@ -118,4 +118,105 @@ fn subjects_are_ordered_left_to_right_by_first_box_centre() {
     };
     let tr1 = track(100, 100, frames, &cfg).unwrap();
     assert_eq!(tr1.subjects.len(), 1);
+}
+
+const W: u32 = 200;
+
+/// Two subjects walking through each other: A from the left at 7 px a frame, B from the right
+/// at `b_speed`; B passes behind A and is hidden while less than `min_visible` px of it shows.
+fn crossing(
+    frames: u32,
+    min_visible: u32,
+    b_speed: u32,
+) -> (Vec<Vec<SegDetection>>, Vec<u32>, Vec<u32>) {
+    let (w, h, size) = (W, 60u32, 16u32);
+    let (mut dets, mut ax, mut bx) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 0..frames {
+        let a0 = 4 + 7 * t;
+        let b0 = 120 - b_speed * t;
+        ax.push(a0);
+        bx.push(b0);
+        let a = Mask::from_rect(w, h, a0, 10, a0 + size, 50);
+        let mut b = Mask::from_rect(w, h, b0, 12, b0 + size, 48);
+        for (bv, av) in b.data.iter_mut().zip(&a.data) {
+            *bv &= 1 - av;
+        }
+        let visible = b.bbox().map_or(0, |bb| (bb.x1 - bb.x0) as u32);
+        let mut f = vec![det(a, 0.9)];
+        if visible >= min_visible {
+            f.push(det(b, 0.8));
+        }
+        dets.push(f);
+    }
+    (dets, ax, bx)
+}
+
+#[test]
+fn identities_hold_through_a_crossing_with_occlusion() {
+    let frames = 17;
+    let (dets, ax, bx) = crossing(frames, 6, 7);
+    let hidden = dets.iter().filter(|f| f.len() == 1).count();
+    assert!(hidden >= 1, "B must vanish for a while ({hidden} frames)");
+    let tracks = track(W, 60, dets, &TrackerConfig::default()).unwrap();
+    assert_eq!(tracks.subjects.len(), 2);
+    // Ordered left to right at the start: A is subject 0 (first palette colour) and stays so
+    // after it ends up on the right.
+    let (a, b) = (&tracks.subjects[0], &tracks.subjects[1]);
+    for t in 0..frames as usize {
+        let abox = a.masks[t]
+            .as_ref()
+            .expect("A is never hidden")
+            .bbox()
+            .unwrap();
+        assert_eq!(abox.x0, ax[t] as f32, "frame {t}: subject 0 is not A");
+        if let Some(m) = &b.masks[t] {
+            let bb = m.bbox().unwrap();
+            // B's visible part lies within B's own rectangle.
+            assert!(
+                bb.x0 >= bx[t] as f32 && bb.x1 <= (bx[t] + 16) as f32,
+                "frame {t}: subject 1 at {bb:?} is not B (x {})",
+                bx[t]
+            );
+        }
+    }
+    assert_eq!(a.frames_seen(), frames as usize);
+    assert!(b.frames_seen() >= frames as usize - 3);
+    assert!(
+        b.masks[frames as usize - 1].is_some(),
+        "B is found again after the crossing"
+    );
+    let last = frames as usize - 1;
+    let f = colour_mask_frame(W, 60, &tracks.frame_masks(last), BLACK).unwrap();
+    assert_eq!(f.rgb(ax[last] as usize + 8, 30), PALETTE[0]);
+    assert_eq!(f.rgb(bx[last] as usize + 8, 30), PALETTE[1]);
+}
+
+#[test]
+fn identities_hold_when_the_hidden_subject_is_gone_several_frames() {
+    // B walks slowly and shows only when 14 px of it are clear of A: hidden for longer.
+    let frames = 22;
+    let (dets, ax, bx) = crossing(frames, 14, 1);
+    let hidden = dets.iter().filter(|f| f.len() == 1).count();
+    assert!(hidden >= 3, "B hidden {hidden} frames");
+    let tracks = track(W, 60, dets, &TrackerConfig::default()).unwrap();
+    assert_eq!(tracks.subjects.len(), 2);
+    for t in 0..frames as usize {
+        let abox = tracks.subjects[0].masks[t]
+            .as_ref()
+            .unwrap()
+            .bbox()
+            .unwrap();
+        assert_eq!(abox.x0, ax[t] as f32, "frame {t}");
+    }
+    let b = &tracks.subjects[1];
+    for (t, m) in b.masks.iter().enumerate() {
+        if let Some(m) = m {
+            let bb = m.bbox().unwrap();
+            assert!(
+                bb.x0 >= bx[t] as f32 && bb.x1 <= (bx[t] + 16) as f32,
+                "frame {t}"
+            );
+        }
+    }
+    assert!(b.masks[frames as usize - 1].is_some());
 }

@@ -105,5 +105,5 @@ pub fn rect(x0: u32, y0: u32, x1: u32, y1: u32) -> Mask {
 }
 
 pub fn det(m: Mask, score: f32) -> SegDetection {
-    SegDetection { mask: m, score }
+    SegDetection::from_mask(m, score)
 }
