@@ -16,6 +16,7 @@ pub mod dwpose;
 pub mod frame;
 pub mod palette;
 pub mod pose;
+pub mod raster;
 pub mod runtime;
 pub mod sam3;
 pub mod skeleton;

@@ -1,10 +1,14 @@
 //! The standard DWPose/OpenPose 2D render: OpenPose-18 body limbs and joints, hands,
 //! face points, on black. Written from the published drawing rules (limb ellipses of
 //! half-width 4 at 60% intensity, joint discs of radius 4, hand edges 2 px wide in
-//! rainbow hues with blue joints, white face points of radius 3).
+//! rainbow hues with blue joints, white face points of radius 3), drawn with OpenCV's
+//! rasterisation ([`crate::raster`]) and DWPose's float32 arithmetic (points normalised by
+//! the frame size and scaled back, truncated to whole pixels), so the render is the
+//! reference's pixel for pixel.
 
 use crate::dwpose::{Keypoint, WholeBody, NUM_KEYPOINTS, VISIBLE_SCORE};
 use crate::frame::RgbImage;
+use crate::raster::{ellipse_poly, fill_circle, fill_convex_poly, thick_line};
 
 /// OpenPose-18 joint i is COCO-WholeBody keypoint `OPENPOSE_FROM_COCO[i]`; joint 1 (the
 /// neck) is synthesised from the shoulders and marked with `usize::MAX`.
@@ -120,10 +124,17 @@ pub fn openpose_body(p: &WholeBody) -> [Option<(f32, f32)>; 18] {
     out
 }
 
+/// A point as DWPose's drawing sees it: normalised by the frame size, scaled back (both in
+/// float32), truncated to whole pixels.
+fn px(v: f32, size: f32) -> f32 {
+    (v / size) * size
+}
+
 /// Renders all people on a black `width` x `height` canvas: body limbs (all people),
 /// dimmed to 60%, then body joints, then hands, then faces.
 pub fn render_skeleton(width: u32, height: u32, people: &[WholeBody]) -> RgbImage {
     let mut c = RgbImage::new(width as usize, height as usize, 3);
+    let (w, h) = (width as f32, height as f32);
     let bodies: Vec<_> = people
         .iter()
         .filter(|p| p.keypoints.len() == NUM_KEYPOINTS)
@@ -134,7 +145,17 @@ pub fn render_skeleton(width: u32, height: u32, people: &[WholeBody]) -> RgbImag
             let (Some(pa), Some(pb)) = (body[a - 1], body[b - 1]) else {
                 continue;
             };
-            fill_limb(&mut c, pa, pb, 4.0, BODY_COLOURS[li]);
+            let (xa, ya, xb, yb) = (px(pa.0, w), px(pa.1, h), px(pb.0, w), px(pb.1, h));
+            let (mx, my) = ((xa + xb) / 2.0, (ya + yb) / 2.0);
+            let length = ((ya - yb).powi(2) + (xa - xb).powi(2)).sqrt();
+            // math.degrees divides by pi/180.
+            let angle = ((ya - yb) as f64).atan2((xa - xb) as f64) / (std::f64::consts::PI / 180.0);
+            let poly = ellipse_poly(
+                (mx as i64, my as i64),
+                ((length / 2.0) as i64, 4),
+                angle as i64,
+            );
+            fill_convex_poly(&mut c, &poly, BODY_COLOURS[li], 0);
         }
     }
     // The reference dims the whole limb layer (integer truncation) before the joints.
@@ -144,48 +165,46 @@ pub fn render_skeleton(width: u32, height: u32, people: &[WholeBody]) -> RgbImag
     for j in 0..18 {
         for (_, body) in &bodies {
             if let Some((x, y)) = body[j] {
-                fill_disc(&mut c, x.trunc(), y.trunc(), 4.0, BODY_COLOURS[j]);
+                let centre = (px(x, w) as i64, px(y, h) as i64);
+                fill_circle(&mut c, centre, 4, BODY_COLOURS[j]);
             }
         }
     }
-    let (w, h) = (width as f32, height as f32);
     // Hands and face use the `>= 0.3` side of the threshold (the reference blanks points
-    // scoring below it) plus the edge rule.
+    // scoring below it) plus the edge rule on normalised coordinates.
     let usable =
         |kp: &Keypoint| kp.score >= VISIBLE_SCORE && kp.x / w > EDGE_EPS && kp.y / h > EDGE_EPS;
+    let at = |kp: &Keypoint| (px(kp.x, w) as i64, px(kp.y, h) as i64);
     for (p, _) in &bodies {
         for hand in [LEFT_HAND, RIGHT_HAND] {
             let pts = &p.keypoints[hand];
             for (ei, &(a, b)) in HAND_EDGES.iter().enumerate() {
                 if usable(&pts[a]) && usable(&pts[b]) {
-                    let colour = hsv_to_rgb(ei as f32 / HAND_EDGES.len() as f32);
-                    draw_line(
-                        &mut c,
-                        (pts[a].x.trunc(), pts[a].y.trunc()),
-                        (pts[b].x.trunc(), pts[b].y.trunc()),
-                        colour,
-                    );
+                    let colour = hsv_to_rgb(ei as f64 / HAND_EDGES.len() as f64);
+                    thick_line(&mut c, at(&pts[a]), at(&pts[b]), 2, colour);
                 }
             }
             for kp in pts.iter().filter(|kp| usable(kp)) {
-                fill_disc(&mut c, kp.x.trunc(), kp.y.trunc(), 4.0, HAND_JOINT_COLOUR);
+                fill_circle(&mut c, at(kp), 4, HAND_JOINT_COLOUR);
             }
         }
     }
     for (p, _) in &bodies {
         for kp in p.keypoints[FACE].iter().filter(|kp| usable(kp)) {
-            fill_disc(&mut c, kp.x.trunc(), kp.y.trunc(), 3.0, FACE_COLOUR);
+            fill_circle(&mut c, at(kp), 3, FACE_COLOUR);
         }
     }
     c
 }
 
-/// HSV with full saturation and value to RGB8 (matplotlib's rule, rounded).
-fn hsv_to_rgb(h: f32) -> [u8; 3] {
+/// HSV with full saturation and value to RGB8 (matplotlib's rule; OpenCV rounds the float
+/// colour to the nearest integer, ties to even).
+fn hsv_to_rgb(h: f64) -> [u8; 3] {
     let h6 = (h * 6.0).rem_euclid(6.0);
     let i = h6.floor() as i32;
-    let f = h6 - i as f32;
-    let (q, t) = (1.0 - f, f);
+    let f = h6 - i as f64;
+    // matplotlib's q = v(1 - sf) and t = v(1 - s(1 - f)), with s = v = 1.
+    let (q, t) = (1.0 - f, 1.0 - (1.0 - f));
     let (r, g, b) = match i {
         0 => (1.0, t, 0.0),
         1 => (q, 1.0, 0.0),
@@ -194,70 +213,5 @@ fn hsv_to_rgb(h: f32) -> [u8; 3] {
         4 => (t, 0.0, 1.0),
         _ => (1.0, 0.0, q),
     };
-    [r, g, b].map(|v: f32| (v * 255.0).round() as u8)
-}
-
-fn fill_disc(c: &mut RgbImage, cx: f32, cy: f32, r: f32, colour: [u8; 3]) {
-    let (w, h) = (c.width as i64, c.height as i64);
-    let ri = r.ceil() as i64;
-    let (x0, y0) = (cx as i64, cy as i64);
-    for y in (y0 - ri).max(0)..=(y0 + ri).min(h - 1) {
-        for x in (x0 - ri).max(0)..=(x0 + ri).min(w - 1) {
-            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
-            if dx * dx + dy * dy <= r * r + 0.5 {
-                c.put_rgb(x as usize, y as usize, colour);
-            }
-        }
-    }
-}
-
-/// A filled ellipse along the segment a-b: centre at the (truncated) midpoint, semi-axis
-/// half the (truncated) length along the limb, `half_width` across, angle in whole
-/// degrees, as the reference's polygonised ellipse.
-fn fill_limb(c: &mut RgbImage, a: (f32, f32), b: (f32, f32), half_width: f32, colour: [u8; 3]) {
-    let (mx, my) = (((a.0 + b.0) * 0.5).trunc(), ((a.1 + b.1) * 0.5).trunc());
-    let len = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
-    let semi = ((len / 2.0).trunc()).max(0.5);
-    let angle = (a.1 - b.1)
-        .atan2(a.0 - b.0)
-        .to_degrees()
-        .trunc()
-        .to_radians();
-    let (ca, sa) = (angle.cos(), angle.sin());
-    let (w, h) = (c.width as i64, c.height as i64);
-    let ext = (semi.max(half_width) + 1.0).ceil() as i64;
-    let (cx, cy) = (mx as i64, my as i64);
-    for y in (cy - ext).max(0)..=(cy + ext).min(h - 1) {
-        for x in (cx - ext).max(0)..=(cx + ext).min(w - 1) {
-            let (dx, dy) = (x as f32 - mx, y as f32 - my);
-            let u = dx * ca + dy * sa;
-            let v = -dx * sa + dy * ca;
-            if (u / semi).powi(2) + (v / half_width).powi(2) <= 1.0 + 1e-4 {
-                c.put_rgb(x as usize, y as usize, colour);
-            }
-        }
-    }
-}
-
-/// A 2 px wide line: pixels within 1 px of the segment.
-fn draw_line(c: &mut RgbImage, a: (f32, f32), b: (f32, f32), colour: [u8; 3]) {
-    let (w, h) = (c.width as i64, c.height as i64);
-    let (x0, x1) = (a.0.min(b.0) as i64 - 1, a.0.max(b.0) as i64 + 1);
-    let (y0, y1) = (a.1.min(b.1) as i64 - 1, a.1.max(b.1) as i64 + 1);
-    let (ex, ey) = (b.0 - a.0, b.1 - a.1);
-    let l2 = ex * ex + ey * ey;
-    for y in y0.max(0)..=y1.min(h - 1) {
-        for x in x0.max(0)..=x1.min(w - 1) {
-            let (px, py) = (x as f32 - a.0, y as f32 - a.1);
-            let t = if l2 > 0.0 {
-                ((px * ex + py * ey) / l2).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let (dx, dy) = (px - t * ex, py - t * ey);
-            if dx * dx + dy * dy <= 1.0 {
-                c.put_rgb(x as usize, y as usize, colour);
-            }
-        }
-    }
+    [r, g, b].map(|v: f64| (v * 255.0).round_ties_even() as u8)
 }
