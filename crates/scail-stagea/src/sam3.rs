@@ -396,6 +396,7 @@ impl Segmenter for Sam3Segmenter {
                     bbox,
                     prompt: pi,
                     query: qi,
+                    appearance: None,
                 });
             }
         }

@@ -145,7 +145,13 @@ pub fn segment_video_with(
     let mut dets = Vec::with_capacity(frames.len());
     progress.frame("segmentation", 0, frames.len())?;
     for (i, f) in frames.iter().enumerate() {
-        dets.push(seg.detect(f)?);
+        let mut found = seg.detect(f)?;
+        for d in &mut found {
+            if d.appearance.is_none() && (d.mask.width, d.mask.height) == dims(f) {
+                d.appearance = crate::track::appearance(f, &d.mask);
+            }
+        }
+        dets.push(found);
         progress.frame("segmentation", i + 1, frames.len())?;
     }
     let (w, h) = dims(first);

@@ -1,8 +1,8 @@
 //! Per-frame detections -> subject tracks: score and size filters, mask NMS, identity by
-//! motion-predicted mask IoU (surviving crossings and short occlusions), selection and
-//! left-to-right ordering.
+//! motion-predicted mask IoU weighted by colour similarity (surviving crossings and short
+//! occlusions), selection and left-to-right ordering.
 
-use crate::frame::{BBox, Mask};
+use crate::frame::{BBox, Mask, RgbImage};
 use crate::StageAError;
 
 /// One segmentation hit in one frame.
@@ -15,6 +15,67 @@ pub struct SegDetection {
     /// Which prompt and which of the model's queries found it (0 where that means nothing).
     pub prompt: usize,
     pub query: usize,
+    /// Colour signature of the frame under the mask ([`appearance`]), where the frame was
+    /// at hand.
+    pub appearance: Option<Vec<f32>>,
+}
+
+/// Bins per colour channel of [`appearance`].
+const BINS: usize = 4;
+
+/// A subject's colour signature: the normalised 4x4x4 RGB histogram of the frame's pixels
+/// under its mask (empty mask: None).
+pub fn appearance(frame: &RgbImage, mask: &Mask) -> Option<Vec<f32>> {
+    let mut hist = vec![0f32; BINS * BINS * BINS];
+    let mut n = 0usize;
+    for (px, &m) in frame.data.chunks_exact(3).zip(&mask.data) {
+        if m != 0 {
+            let b = |v: u8| v as usize * BINS / 256;
+            hist[(b(px[0]) * BINS + b(px[1])) * BINS + b(px[2])] += 1.0;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| hist.into_iter().map(|v| v / n as f32).collect())
+}
+
+/// Histogram intersection of two signatures, in [0, 1].
+fn similarity(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x.min(*y)).sum()
+}
+
+/// Below this similarity two sightings are different subjects, whatever their overlap.
+const OTHER_SUBJECT: f32 = 0.25;
+/// At or above it a detection near a track's predicted place continues it even without
+/// enough overlap (subjects that changed places while overlapping, or moved while hidden).
+const SAME_LOOK: f32 = 0.7;
+
+/// How well detection `d` continues a track whose predicted mask is `predicted`: None when it
+/// cannot. Without colour signatures (detections made without their frame) this is the
+/// motion-predicted IoU alone; with them, IoU and closeness of look and place together.
+fn match_score(
+    predicted: &Mask,
+    track_look: Option<&Vec<f32>>,
+    d: &SegDetection,
+    cfg: &TrackerConfig,
+) -> Option<f32> {
+    let iou = predicted.iou(&d.mask);
+    let (Some(a), Some(b)) = (track_look, d.appearance.as_ref()) else {
+        return (iou >= cfg.match_iou).then_some(iou);
+    };
+    let sim = similarity(a, b);
+    if sim < OTHER_SUBJECT {
+        return None;
+    }
+    // Closeness: 1 at the predicted centroid, 0 a body size away.
+    let near = match (predicted.centroid(), d.mask.centroid(), predicted.bbox()) {
+        (Some(p), Some(q), Some(bb)) => {
+            let reach = (bb.x1 - bb.x0).max(bb.y1 - bb.y0).max(1.0);
+            (1.0 - ((p.0 - q.0).powi(2) + (p.1 - q.1).powi(2)).sqrt() / reach).max(0.0)
+        }
+        _ => 0.0,
+    };
+    (iou >= cfg.match_iou || (sim >= SAME_LOOK && near > 0.0))
+        .then_some(0.5 * iou + 0.5 * sim * near)
 }
 
 impl SegDetection {
@@ -26,6 +87,7 @@ impl SegDetection {
             bbox: None,
             prompt: 0,
             query: 0,
+            appearance: None,
         }
     }
 }
@@ -115,6 +177,8 @@ struct Live {
     last_seen: usize,
     /// Centroid velocity in pixels per frame, from the last two sightings.
     velocity: (f32, f32),
+    /// Colour signature of the last sighting that had one.
+    appearance: Option<Vec<f32>>,
 }
 
 impl Live {
@@ -130,7 +194,10 @@ impl Live {
         self.last_mask.shifted(dx.round() as i64, dy.round() as i64)
     }
 
-    fn see(&mut self, t: usize, mask: Mask) {
+    fn see(&mut self, t: usize, mask: Mask, appearance: Option<Vec<f32>>) {
+        if appearance.is_some() {
+            self.appearance = appearance;
+        }
         if let (Some(a), Some(b)) = (self.last_mask.centroid(), mask.centroid()) {
             let dt = (t - self.last_seen).max(1) as f32;
             self.velocity = ((b.0 - a.0) / dt, (b.1 - a.1) / dt);
@@ -171,7 +238,7 @@ pub fn track(
                 ..cfg.clone()
             },
         );
-        // Greedy assignment over all (track, detection) pairs by IoU, best first, so a
+        // Greedy assignment over all (track, detection) pairs by match score, best first, so a
         // subject reappearing after an occlusion returns to its own track.
         let mut pairs = Vec::new();
         for (ti, tr) in tracks.iter().enumerate() {
@@ -180,9 +247,8 @@ pub fn track(
             }
             let predicted = tr.predicted(t);
             for (di, d) in dets.iter().enumerate() {
-                let iou = predicted.iou(&d.mask);
-                if iou >= cfg.match_iou {
-                    pairs.push((iou, ti, di));
+                if let Some(score) = match_score(&predicted, tr.appearance.as_ref(), d, cfg) {
+                    pairs.push((score, ti, di));
                 }
             }
         }
@@ -209,12 +275,13 @@ pub fn track(
                         last_mask: d.mask.clone(),
                         last_seen: t,
                         velocity: (0.0, 0.0),
+                        appearance: None,
                     });
                     tracks.len() - 1
                 }
             };
             let tr = &mut tracks[ti];
-            tr.see(t, d.mask.clone());
+            tr.see(t, d.mask.clone(), d.appearance.clone());
             tr.track.scores[t] = Some(d.score);
             tr.track.masks[t] = Some(d.mask);
         }

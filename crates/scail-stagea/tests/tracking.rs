@@ -6,8 +6,10 @@ mod common;
 use common::{det, rect};
 use scail_media::mask::{BLACK, PALETTE};
 use scail_stagea::compose::colour_mask_frame;
+use scail_stagea::sam3::Segmenter;
+use scail_stagea::stagea::segment_video;
 use scail_stagea::track::{filter_frame, track, SegDetection, TrackerConfig};
-use scail_stagea::{Mask, Mode, ModeMasks};
+use scail_stagea::{Mask, Mode, ModeMasks, RgbImage, StageAError};
 
 #[test]
 fn one_percent_and_score_filters_and_mask_nms() {
@@ -219,4 +221,56 @@ fn identities_hold_when_the_hidden_subject_is_gone_several_frames() {
         }
     }
     assert!(b.masks[frames as usize - 1].is_some());
+}
+
+/// Hands out prepared masks, one frame's list per call.
+struct Scripted(std::vec::IntoIter<Vec<Mask>>);
+
+impl Segmenter for Scripted {
+    fn detect(&mut self, _: &RgbImage) -> Result<Vec<SegDetection>, StageAError> {
+        let masks = self.0.next().expect("a frame per call");
+        Ok(masks
+            .into_iter()
+            .map(|m| SegDetection::from_mask(m, 0.9))
+            .collect())
+    }
+}
+
+#[test]
+fn colours_keep_identities_when_subjects_change_places_while_overlapping() {
+    // A (red, in front) and B (green) stand overlapping, then change places in one step:
+    // motion alone (both still) would hand each the other's new place.
+    let (w, h, size) = (120u32, 60u32, 16u32);
+    let place = |t: u32| if t < 3 { (44u32, 58u32) } else { (60, 42) };
+    let (mut frames, mut masks) = (Vec::new(), Vec::new());
+    for t in 0..6 {
+        let (a0, b0) = place(t);
+        let mut f = RgbImage::new(w as usize, h as usize, 3);
+        f.data.iter_mut().for_each(|v| *v = 60);
+        let a = Mask::from_rect(w, h, a0, 10, a0 + size, 50);
+        let mut b = Mask::from_rect(w, h, b0, 10, b0 + size, 50);
+        for (bv, av) in b.data.iter_mut().zip(&a.data) {
+            *bv &= 1 - av;
+        }
+        for (i, px) in f.data.chunks_exact_mut(3).enumerate() {
+            if a.data[i] != 0 {
+                px.copy_from_slice(&[200, 30, 40]);
+            } else if b.data[i] != 0 {
+                px.copy_from_slice(&[40, 190, 60]);
+            }
+        }
+        frames.push(f);
+        masks.push(vec![a, b]);
+    }
+    let mut seg = Scripted(masks.into_iter());
+    let tracks = segment_video(&mut seg, &frames, &TrackerConfig::default()).unwrap();
+    assert_eq!(tracks.subjects.len(), 2);
+    let (a, b) = (&tracks.subjects[0], &tracks.subjects[1]);
+    for t in 0..6u32 {
+        let (a0, _) = place(t);
+        let abox = a.masks[t as usize].as_ref().unwrap().bbox().unwrap();
+        assert_eq!(abox.x0, a0 as f32, "frame {t}: subject 0 is not A");
+        let bbox = b.masks[t as usize].as_ref().unwrap().bbox().unwrap();
+        assert!(bbox.x0 != a0 as f32, "frame {t}: subject 1 took A's place");
+    }
 }
