@@ -32,6 +32,10 @@ pub struct StageAFile {
     pub remote: Remote,
     /// Size in bytes where known (None where the export's size is not pinned).
     pub size: Option<u64>,
+    /// SHA-256 of the published file where known (the hub's LFS object id; DWPose's two
+    /// graphs at revision 1a7144101628d69ee7a3768d1ee3a094070dc388). The community SAM3
+    /// export is not pinned: it has no release to pin to.
+    pub sha256: Option<&'static str>,
     /// Which Stage A path needs it.
     pub needed_for: &'static str,
     /// Another repository holding an equivalent file, used when `repo` lists none.
@@ -55,6 +59,7 @@ pub const STAGEA_FILES: &[StageAFile] = &[
         repo: "yzd-v/DWPose",
         remote: Remote::Exact("yolox_l.onnx"),
         size: Some(216_746_733),
+        sha256: Some("7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"),
         needed_for: "pose (person boxes when no masks)",
         fallback: None,
     },
@@ -63,6 +68,7 @@ pub const STAGEA_FILES: &[StageAFile] = &[
         repo: "yzd-v/DWPose",
         remote: Remote::Exact("dw-ll_ucoco_384.onnx"),
         size: Some(134_399_116),
+        sha256: Some("724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"),
         needed_for: "pose",
         fallback: None,
     },
@@ -75,6 +81,7 @@ pub const STAGEA_FILES: &[StageAFile] = &[
             ext: ".onnx",
         },
         size: None,
+        sha256: None,
         needed_for: "segmentation",
         fallback: None,
     },
@@ -87,6 +94,7 @@ pub const STAGEA_FILES: &[StageAFile] = &[
             ext: ".onnx",
         },
         size: None,
+        sha256: None,
         needed_for: "segmentation",
         fallback: None,
     },
@@ -99,6 +107,7 @@ pub const STAGEA_FILES: &[StageAFile] = &[
             ext: ".onnx",
         },
         size: None,
+        sha256: None,
         needed_for: "segmentation",
         fallback: None,
     },
@@ -111,10 +120,31 @@ pub const STAGEA_FILES: &[StageAFile] = &[
             ext: ".json",
         },
         size: None,
+        sha256: None,
         needed_for: "segmentation",
         fallback: Some(("openai/clip-vit-large-patch14", "tokenizer.json")),
     },
 ];
+
+impl StageAFile {
+    /// How the repository's listed file differs from the pinned size and checksum, if it
+    /// does (a file without a pin always passes).
+    pub fn pin_mismatch(&self, size: u64, sha256: Option<&str>) -> Option<String> {
+        let mut diffs = Vec::new();
+        if let Some(want) = self.size.filter(|&w| w != size) {
+            diffs.push(format!("{size} bytes where {want} are published"));
+        }
+        if let Some(want) = self.sha256 {
+            if sha256 != Some(want) {
+                diffs.push(format!(
+                    "SHA-256 {} where {want} is published",
+                    sha256.unwrap_or("(none listed)")
+                ));
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
 
 /// File-name markers of reduced-precision variants, which the fetch never picks by itself.
 const REDUCED: &[&str] = &[

@@ -31,6 +31,10 @@ enum WeightsWhat {
         /// Skip the Stage A models (segmentation and pose); masks must then be supplied.
         #[arg(long)]
         no_stagea: bool,
+        /// Take a Stage A file whose size or checksum differs from the published one scail
+        /// pins (the repository changed it, or a mirror serves another build).
+        #[arg(long)]
+        accept_changed_stagea: bool,
     },
     /// Official layout (or fp16 / fp8_scaled safetensors) to canonical bf16 safetensors, streaming.
     Convert { src: PathBuf, dst: PathBuf },
@@ -85,7 +89,8 @@ pub fn run(a: WeightsArgs) -> anyhow::Result<()> {
             dest,
             with_loras,
             no_stagea,
-        } => fetch(&dest, with_loras, no_stagea)?,
+            accept_changed_stagea,
+        } => fetch(&dest, with_loras, no_stagea, accept_changed_stagea)?,
         WeightsWhat::Convert { src, dst } => {
             let r = scail_model::weights::convert(&src, &dst)?;
             for (f, n) in r.files {
@@ -147,7 +152,12 @@ fn progress_printer() -> scail_hub::ProgressFn {
     })
 }
 
-fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::Result<()> {
+fn fetch(
+    dest: &std::path::Path,
+    with_loras: bool,
+    no_stagea: bool,
+    accept_changed: bool,
+) -> anyhow::Result<()> {
     use scail_hub::{fetch, list_files, FetchOptions};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -195,6 +205,19 @@ fn fetch(dest: &std::path::Path, with_loras: bool, no_stagea: bool) -> anyhow::R
         for f in STAGEA_FILES.iter().filter(|f| f.repo == repo) {
             match (resolve(&f.remote, &names), f.fallback) {
                 (Some(path), _) => {
+                    // The listing's size and LFS checksum against the published pin, before
+                    // any byte moves; the download is then checked against the listing.
+                    let listed = listing.iter().find(|l| l.path == path);
+                    let why = listed.and_then(|l| f.pin_mismatch(l.size, l.sha256.as_deref()));
+                    match why {
+                        Some(why) if !accept_changed => anyhow::bail!(
+                            "{repo}:{path} ({}) is not the published file: {why}. Pass \
+                             --accept-changed-stagea to take it anyway",
+                            f.local_name
+                        ),
+                        Some(why) => eprintln!("{repo}:{path}: {why}; taken as asked"),
+                        None => {}
+                    }
                     for c in companions(&path, &names) {
                         add(repo, c, None);
                     }

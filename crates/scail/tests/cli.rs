@@ -222,12 +222,31 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     }
     let dest = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let first = ok(scail()
+    // The mirror's DWPose files are stand-ins, not the published graphs scail pins: refused,
+    // naming both checksums, unless the user accepts them.
+    let refused = tempfile::tempdir().unwrap();
+    let out = scail()
         .args(["weights", "fetch", "--dest"])
+        .arg(refused.path())
+        .env("HF_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("yzd-v/DWPose:yolox_l.onnx")
+            && err.contains("7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411")
+            && err.contains("--accept-changed-stagea"),
+        "{err}"
+    );
+    assert!(!refused.path().join("stagea/yolox_l.onnx").exists());
+    let fetch_args = ["weights", "fetch", "--accept-changed-stagea", "--dest"];
+    let first = ok(scail()
+        .args(fetch_args)
         .arg(dest.path())
         .env("HF_ENDPOINT", &endpoint));
     let second = ok(scail()
-        .args(["weights", "fetch", "--dest"])
+        .args(fetch_args)
         .arg(dest.path())
         .env("HF_ENDPOINT", &endpoint));
     // The official repository's six files: DiT, its `latest` pointer, VAE, umT5, tokenizer, CLIP.
@@ -271,7 +290,7 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     std::fs::remove_file(hub.path().join(sam3).join("fp16/decoder.onnx")).unwrap();
     let again = tempfile::tempdir().unwrap();
     let out = scail()
-        .args(["weights", "fetch", "--dest"])
+        .args(fetch_args)
         .arg(again.path())
         .env("HF_ENDPOINT", &endpoint)
         .output()
