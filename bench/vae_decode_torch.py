@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch side of bench/vae_decode.sh: diffusers' AutoencoderKLWan (Wan 2.1 VAE at real
+"""PyTorch side of bench/vae_cpu.sh (bench/vae_vs_torch.py): diffusers' AutoencoderKLWan (Wan 2.1 VAE at real
 widths, random weights) decoding a random latent [1, 16, T, h, w] in f32 on the CPU.
 Prints a human line and one JSON line (seconds, peak RSS)."""
 import argparse

@@ -1,8 +1,8 @@
 //! Wan 2.1 VAE decode benchmark at real widths with random weights (f32, CPU by default).
 //!
 //! Usage: vae_decode [--frames T] [--height h] [--width w] [--dim N] [--threads N] [--runs N]
-//! Sizes are latent units (pixels / 8). Prints a human line and one JSON line; `bench/vae_decode.sh`
-//! runs it next to PyTorch's `AutoencoderKLWan`.
+//! Sizes are latent units (pixels / 8). Prints a human line and one JSON line; `bench/vae_cpu.sh`
+//! runs it interleaved with PyTorch's `AutoencoderKLWan`.
 
 use std::time::Instant;
 

@@ -105,7 +105,9 @@ fn clip_line(w: i64, h: i64, p1: &mut (i64, i64), p2: &mut (i64, i64)) -> bool {
 pub fn line8(img: &mut RgbImage, mut p1: (i64, i64), mut p2: (i64, i64), c: [u8; 3]) {
     let (w, h) = (img.width as i64, img.height as i64);
     let inside = |p: &(i64, i64)| p.0 >= 0 && p.0 < w && p.1 >= 0 && p.1 < h;
-    if !(inside(&p1) && inside(&p2)) && !clip_line(w, h, &mut p1, &mut p2) {
+    // Clipped only when an end lies outside, as OpenCV's line iterator does.
+    let both_inside = inside(&p1) && inside(&p2);
+    if !both_inside && !clip_line(w, h, &mut p1, &mut p2) {
         return;
     }
     if p2.0 < p1.0 {
