@@ -1,10 +1,14 @@
 //! f32 matrix products for the CPU forward. Row-major everywhere.
 //!
-//! With the `openblas` feature the products go to the system OpenBLAS (`cblas_sgemm`), whose
-//! AVX-512 kernels run the DiT's linear layers and attention blocks well ahead of the `gemm`
-//! crate's AVX2 ones (about 1.8× on the attention kernel); without it, to the `gemm` crate.
-//! OpenBLAS has its own thread pool: [`single_threaded`] limits it to one thread while rayon
-//! already parallelises over tasks (the attention kernel), so the two never oversubscribe.
+//! Products go to OpenBLAS (`cblas_sgemm`), whose AVX-512 kernels run the DiT's linear layers,
+//! attention blocks and the VAE's convolutions well ahead of the `gemm` crate's AVX2 ones
+//! (about 1.8× on the attention kernel). With the `openblas` feature it is linked at build
+//! time; without it (the default build) the system library is opened at run time
+//! (`SCAIL_OPENBLAS` names a file, else `libopenblas.so.0`), so one binary uses whatever
+//! OpenBLAS the machine has (Debian's picks its kernels for the CPU at run time) and falls back
+//! to the `gemm` crate where there is none. OpenBLAS has its own thread pool:
+//! [`single_threaded`] limits it to one thread while rayon already parallelises over tasks
+//! (the attention kernel), so the two never oversubscribe.
 
 /// A row-major matrix operand: `rows × cols` logical shape, read transposed when `trans`.
 #[derive(Clone, Copy)]
@@ -65,7 +69,13 @@ pub enum Threads {
 
 /// Which backend [`sgemm`] uses, for benchmark output.
 pub fn backend() -> &'static str {
-    imp::NAME
+    imp::name()
+}
+
+/// Whether [`sgemm`] runs on OpenBLAS (linked or loaded), which beats candle's own matmul on
+/// the CPU; without it, candle's matmul is as fast as a direct call.
+pub fn has_fast() -> bool {
+    imp::has_fast()
 }
 
 #[cfg(feature = "openblas")]
@@ -74,7 +84,14 @@ mod imp {
     use std::os::raw::c_int;
     use std::sync::Mutex;
 
-    pub const NAME: &str = "openblas";
+    pub fn name() -> &'static str {
+        "openblas"
+    }
+
+    pub fn has_fast() -> bool {
+        true
+    }
+
     const ROW_MAJOR: c_int = 101;
     const NO_TRANS: c_int = 111;
     const TRANS: c_int = 112;
@@ -160,11 +177,139 @@ mod imp {
 
 #[cfg(not(feature = "openblas"))]
 mod imp {
-    pub const NAME: &str = "gemm";
-    pub(crate) use super::gemm_crate as sgemm;
+    use super::{Mat, Threads};
+    use std::os::raw::c_int;
+    use std::sync::{Mutex, OnceLock};
 
-    pub fn enter_single() {}
-    pub fn leave_single() {}
+    type Sgemm = unsafe extern "C" fn(
+        c_int,
+        c_int,
+        c_int,
+        c_int,
+        c_int,
+        c_int,
+        f32,
+        *const f32,
+        c_int,
+        *const f32,
+        c_int,
+        f32,
+        *mut f32,
+        c_int,
+    );
+    type SetThreads = unsafe extern "C" fn(c_int);
+    type GetThreads = unsafe extern "C" fn() -> c_int;
+
+    /// The library's entry points; the library stays loaded for the process's life.
+    struct OpenBlas {
+        sgemm: Sgemm,
+        set_threads: SetThreads,
+        get_threads: GetThreads,
+        _lib: libloading::Library,
+    }
+
+    fn load(path: &str) -> Option<OpenBlas> {
+        // SAFETY: OpenBLAS's initialisers have no preconditions; the symbols are read with
+        // the C signatures OpenBLAS declares in cblas.h.
+        unsafe {
+            let lib = libloading::Library::new(path).ok()?;
+            let sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
+            let set_threads = *lib.get::<SetThreads>(b"openblas_set_num_threads\0").ok()?;
+            let get_threads = *lib.get::<GetThreads>(b"openblas_get_num_threads\0").ok()?;
+            Some(OpenBlas {
+                sgemm,
+                set_threads,
+                get_threads,
+                _lib: lib,
+            })
+        }
+    }
+
+    fn openblas() -> Option<&'static OpenBlas> {
+        static LIB: OnceLock<Option<OpenBlas>> = OnceLock::new();
+        LIB.get_or_init(|| match std::env::var("SCAIL_OPENBLAS") {
+            // An explicit choice: a bad path is worth a word, then the fallback.
+            Ok(p) if p.is_empty() || p == "none" => None,
+            Ok(p) => load(&p).or_else(|| {
+                eprintln!("SCAIL_OPENBLAS={p}: not an OpenBLAS library; using the gemm crate");
+                None
+            }),
+            Err(_) => load("libopenblas.so.0").or_else(|| load("libopenblas.so")),
+        })
+        .as_ref()
+    }
+
+    pub fn name() -> &'static str {
+        if openblas().is_some() {
+            "openblas (loaded at run time)"
+        } else {
+            "gemm"
+        }
+    }
+
+    pub fn has_fast() -> bool {
+        openblas().is_some()
+    }
+
+    static SECTIONS: Mutex<(usize, c_int)> = Mutex::new((0, 0));
+
+    pub fn enter_single() {
+        let Some(b) = openblas() else { return };
+        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0 == 0 {
+            // SAFETY: plain accessors of the library's global thread count.
+            s.1 = unsafe { (b.get_threads)() };
+            unsafe { (b.set_threads)(1) };
+        }
+        s.0 += 1;
+    }
+
+    pub fn leave_single() {
+        let Some(b) = openblas() else { return };
+        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 -= 1;
+        if s.0 == 0 {
+            // SAFETY: as above.
+            unsafe { (b.set_threads)(s.1.max(1)) };
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm(
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: Mat,
+        b: Mat,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+        threads: Threads,
+    ) {
+        let Some(lib) = openblas() else {
+            return super::gemm_crate((m, n, k), alpha, a, b, beta, c, ldc, threads);
+        };
+        let t = |x: bool| if x { 112 } else { 111 };
+        let i = |x: usize| c_int::try_from(x).expect("sgemm dimension exceeds i32");
+        // SAFETY: the caller checked every slice against its shape and stride.
+        unsafe {
+            (lib.sgemm)(
+                101,
+                t(a.trans),
+                t(b.trans),
+                i(m),
+                i(n),
+                i(k),
+                alpha,
+                a.data.as_ptr(),
+                i(a.ld),
+                b.data.as_ptr(),
+                i(b.ld),
+                beta,
+                c.as_mut_ptr(),
+                i(ldc),
+            )
+        }
+    }
 }
 
 #[cfg_attr(feature = "openblas", allow(dead_code))]

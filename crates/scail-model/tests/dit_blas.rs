@@ -151,3 +151,33 @@ fn sgemm_rejects_a_short_output() {
     };
     blas::sgemm((2, 2, 2), 1.0, am, am, 0.0, &mut c, 2, Threads::One);
 }
+
+/// A build without the `openblas` feature opens the machine's OpenBLAS at run time: where
+/// Debian's library is installed, that is what the products run on.
+#[test]
+fn the_default_build_runs_on_the_machines_openblas() {
+    let installed = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|d| std::path::Path::new(d).join("libopenblas.so.0").exists());
+    if std::env::var_os("SCAIL_OPENBLAS").is_some() {
+        eprintln!(
+            "SCAIL_OPENBLAS set: backend chosen by hand ({})",
+            blas::backend()
+        );
+        return;
+    }
+    if installed {
+        assert!(blas::has_fast(), "backend {}", blas::backend());
+        assert!(
+            blas::backend().starts_with("openblas"),
+            "{}",
+            blas::backend()
+        );
+    } else {
+        eprintln!("no libopenblas.so.0 here: backend {}", blas::backend());
+    }
+}

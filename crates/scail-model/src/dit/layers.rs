@@ -99,7 +99,7 @@ impl Lin {
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight()?;
         // Without OpenBLAS, candle's own matmul (the gemm crate) is as fast as a direct call.
-        if cfg!(feature = "openblas") && self.compute == DType::F32 && x.device().is_cpu() {
+        if self.compute == DType::F32 && x.device().is_cpu() && crate::blas::has_fast() {
             return self.forward_cpu_f32(x, &w);
         }
         let dims = x.dims();
