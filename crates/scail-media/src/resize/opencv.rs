@@ -1,28 +1,56 @@
-//! The OpenCV-style filters Stage A applies to RGB8 frames (DWPose's `resize_image`, SAM3's
-//! input, palette masks and pose videos). They live here so Stage A and the media code share
-//! one image type; the rounding of each matches the library it reproduces, so results are
-//! bit-identical to what Stage A computed before the move.
+//! The OpenCV filters Stage A applies to RGB8 frames (DWPose's `resize_image` and letterbox,
+//! palette masks and pose videos). They live here so Stage A and the media code share one
+//! image type; each follows the arithmetic of the OpenCV function it reproduces.
 
 use crate::frame::{Image, ImageU8};
 
 impl ImageU8 {
-    /// Bilinear resize with half-pixel centres (OpenCV `INTER_LINEAR` / PyTorch
-    /// align_corners=False without antialias), rounding to nearest.
+    /// Bilinear resize as OpenCV's `cv2.resize(..., INTER_LINEAR)` computes it on 8-bit
+    /// images, bit for bit: half-pixel centres, weights rounded to 11-bit fixed point, a
+    /// horizontal pass into 32-bit rows (edge columns clamped), and its vectorised vertical
+    /// pass (each row pre-shifted by 4, high halves of the 16-bit products, rounded by 2
+    /// bits; edge rows clipped). Exact halving in both axes is OpenCV's `INTER_AREA`, as
+    /// OpenCV itself switches.
     pub fn resize_bilinear(&self, width: usize, height: usize) -> ImageU8 {
+        if self.width == 2 * width && self.height == 2 * height {
+            return self.resize_area(width, height);
+        }
         let ch = self.channels;
-        let mut out = vec![0u8; width * height * ch];
-        let xs = axis_taps(self.width, width);
-        let ys = axis_taps(self.height, height);
-        let sw = self.width;
-        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
-            for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
+        let (sw, sh) = (self.width, self.height);
+        let xs = cv_linear_taps(sw, width, true);
+        let ys = cv_linear_taps(sh, height, false);
+        // Horizontal pass over every source row (2048 x pixel scale).
+        let mut rows = vec![0i32; sh * width * ch];
+        for y in 0..sh {
+            let src = &self.data[y * sw * ch..(y + 1) * sw * ch];
+            let dst = &mut rows[y * width * ch..(y + 1) * width * ch];
+            for (dx, &(sx, [a0, a1])) in xs.iter().enumerate() {
+                let sx = sx as usize;
                 for c in 0..ch {
-                    let p = |x: usize, y: usize| self.data[(y * sw + x) * ch + c] as f32;
-                    let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
-                    let bot = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
-                    let v = top * (1.0 - fy) + bot * fy;
-                    out[(oy * width + ox) * ch + c] = v.round().clamp(0.0, 255.0) as u8;
+                    let s0 = src[sx * ch + c] as i32;
+                    dst[dx * ch + c] = if sx + 1 >= sw {
+                        s0 * CV_ONE
+                    } else {
+                        s0 * a0 + src[(sx + 1) * ch + c] as i32 * a1
+                    };
                 }
+            }
+        }
+        let stride = width * ch;
+        let mut out = vec![0u8; height * stride];
+        let row = |r: i64| {
+            let r = r.clamp(0, sh as i64 - 1) as usize;
+            &rows[r * stride..(r + 1) * stride]
+        };
+        for (dy, &(sy, [b0, b1])) in ys.iter().enumerate() {
+            let (r0, r1) = (row(sy), row(sy + 1));
+            let mul_hi = |v: i32, b: i32| ((v >> 4) * b) >> 16;
+            for ((o, &v0), &v1) in out[dy * stride..(dy + 1) * stride]
+                .iter_mut()
+                .zip(r0)
+                .zip(r1)
+            {
+                *o = ((mul_hi(v0, b0) + mul_hi(v1, b1) + 2) >> 2).clamp(0, 255) as u8;
             }
         }
         Image::from_vec(width, height, ch, out)
@@ -249,6 +277,33 @@ fn resample_separable(
         }
     }
     Image::from_vec(width, height, ch, out)
+}
+
+/// OpenCV's `INTER_RESIZE_COEF_SCALE`: bilinear weights in 11-bit fixed point.
+const CV_ONE: i32 = 2048;
+
+/// OpenCV's `INTER_LINEAR` taps for one axis: per output index the first source index and
+/// the fixed-point weights of it and the next. Positions are computed in double, then float,
+/// as OpenCV does; the horizontal axis clamps them into the image (`clamp`), the vertical one
+/// keeps them and clips the rows it reads.
+fn cv_linear_taps(src: usize, dst: usize, clamp: bool) -> Vec<(i64, [i32; 2])> {
+    let scale = 1.0 / (dst as f64 / src as f64);
+    (0..dst)
+        .map(|d| {
+            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+            let mut s = f.floor() as i64;
+            let mut frac = f - s as f32;
+            if clamp && s < 0 {
+                (s, frac) = (0, 0.0);
+            }
+            if clamp && s >= src as i64 - 1 {
+                (s, frac) = (src as i64 - 1, 0.0);
+            }
+            // saturate_cast<short>(float): nearest, ties to even.
+            let w = |v: f32| (v * CV_ONE as f32).round_ties_even() as i32;
+            (s, [w(1.0 - frac), w(frac)])
+        })
+        .collect()
 }
 
 /// Source index for nearest-neighbour sampling with half-pixel centres.
