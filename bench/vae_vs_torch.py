@@ -45,11 +45,13 @@ def main():
     secs = {label: [] for label, _ in ours}
     secs["pytorch"] = []
     peak = {}
+    libs = {}
     for r in range(a.rounds):
         for label, binary in ours:
             o = last_json([binary] + size, a.threads)
             secs[label].append(o["seconds"])
             peak[label] = max(peak.get(label, 0), o["peak_rss_bytes"])
+            libs[label] = o.get("blas", "?")
         t = last_json([sys.executable, os.path.join(os.path.dirname(__file__), "vae_decode_torch.py")] + size,
                       a.threads)
         secs["pytorch"].append(t["seconds"])
@@ -57,7 +59,6 @@ def main():
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in secs.items()), flush=True)
     import torch
 
-    libs = {label: ("OpenBLAS (cblas_sgemm)" if "openblas" in label else "gemm crate") for label, _ in ours}
     libs["pytorch"] = (f"torch {torch.__version__}: MKL {torch.backends.mkl.is_available()}, "
                        f"oneDNN {torch.backends.mkldnn.is_available()}")
     print(f"\nseconds per decode over {a.rounds} interleaved rounds:")

@@ -73,8 +73,9 @@ fn main() {
         before as f64 / (1u64 << 30) as f64
     );
     println!(
-        "{{\"impl\":\"candle\",\"seconds\":{best:.4},\"cpu_seconds\":{cpu:.2},\"peak_rss_bytes\":{peak},\"frames\":{frames},\"threads\":{}}}",
-        rayon::current_num_threads()
+        "{{\"impl\":\"candle\",\"seconds\":{best:.4},\"cpu_seconds\":{cpu:.2},\"peak_rss_bytes\":{peak},\"frames\":{frames},\"threads\":{},\"blas\":\"{}\"}}",
+        rayon::current_num_threads(),
+        scail_model::blas::backend()
     );
 }
 
