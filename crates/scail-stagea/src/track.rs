@@ -49,16 +49,38 @@ const OTHER_SUBJECT: f32 = 0.25;
 /// enough overlap (subjects that changed places while overlapping, or moved while hidden).
 const SAME_LOOK: f32 = 0.7;
 
-/// How well detection `d` continues a track whose predicted mask is `predicted`: None when it
-/// cannot. Without colour signatures (detections made without their frame) this is the
-/// motion-predicted IoU alone; with them, IoU and closeness of look and place together.
+/// A track's predicted mask with what matching reads from it, computed once per frame.
+struct Predicted {
+    mask: Mask,
+    centroid: Option<(f32, f32)>,
+    /// The longer side of its box: how far counts as "near".
+    reach: f32,
+}
+
+impl Predicted {
+    fn new(mask: Mask) -> Self {
+        let reach = mask
+            .bbox()
+            .map_or(1.0, |bb| (bb.x1 - bb.x0).max(bb.y1 - bb.y0).max(1.0));
+        Self {
+            centroid: mask.centroid(),
+            mask,
+            reach,
+        }
+    }
+}
+
+/// How well detection `d` (centroid `d_centroid`) continues a track predicted at `p`: None
+/// when it cannot. Without colour signatures (detections made without their frame) this is
+/// the motion-predicted IoU alone; with them, IoU and closeness of look and place together.
 fn match_score(
-    predicted: &Mask,
+    p: &Predicted,
     track_look: Option<&Vec<f32>>,
     d: &SegDetection,
+    d_centroid: Option<(f32, f32)>,
     cfg: &TrackerConfig,
 ) -> Option<f32> {
-    let iou = predicted.iou(&d.mask);
+    let iou = p.mask.iou(&d.mask);
     let (Some(a), Some(b)) = (track_look, d.appearance.as_ref()) else {
         return (iou >= cfg.match_iou).then_some(iou);
     };
@@ -67,10 +89,9 @@ fn match_score(
         return None;
     }
     // Closeness: 1 at the predicted centroid, 0 a body size away.
-    let near = match (predicted.centroid(), d.mask.centroid(), predicted.bbox()) {
-        (Some(p), Some(q), Some(bb)) => {
-            let reach = (bb.x1 - bb.x0).max(bb.y1 - bb.y0).max(1.0);
-            (1.0 - ((p.0 - q.0).powi(2) + (p.1 - q.1).powi(2)).sqrt() / reach).max(0.0)
+    let near = match (p.centroid, d_centroid) {
+        (Some(p0), Some(q)) => {
+            (1.0 - ((p0.0 - q.0).powi(2) + (p0.1 - q.1).powi(2)).sqrt() / p.reach).max(0.0)
         }
         _ => 0.0,
     };
@@ -241,13 +262,15 @@ pub fn track(
         // Greedy assignment over all (track, detection) pairs by match score, best first, so a
         // subject reappearing after an occlusion returns to its own track.
         let mut pairs = Vec::new();
+        let centroids: Vec<_> = dets.iter().map(|d| d.mask.centroid()).collect();
         for (ti, tr) in tracks.iter().enumerate() {
             if t - tr.last_seen > cfg.max_gap + 1 {
                 continue;
             }
-            let predicted = tr.predicted(t);
+            let predicted = Predicted::new(tr.predicted(t));
             for (di, d) in dets.iter().enumerate() {
-                if let Some(score) = match_score(&predicted, tr.appearance.as_ref(), d, cfg) {
+                let look = tr.appearance.as_ref();
+                if let Some(score) = match_score(&predicted, look, d, centroids[di], cfg) {
                     pairs.push((score, ti, di));
                 }
             }
