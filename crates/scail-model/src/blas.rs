@@ -78,108 +78,11 @@ pub fn has_fast() -> bool {
     imp::has_fast()
 }
 
-#[cfg(feature = "openblas")]
+/// OpenBLAS's entry points (cblas.h), linked or loaded, and the matrix product on them.
 mod imp {
     use super::{Mat, Threads};
     use std::os::raw::c_int;
     use std::sync::Mutex;
-
-    pub fn name() -> &'static str {
-        "openblas"
-    }
-
-    pub fn has_fast() -> bool {
-        true
-    }
-
-    const ROW_MAJOR: c_int = 101;
-    const NO_TRANS: c_int = 111;
-    const TRANS: c_int = 112;
-
-    #[link(name = "openblas")]
-    extern "C" {
-        fn cblas_sgemm(
-            order: c_int,
-            ta: c_int,
-            tb: c_int,
-            m: c_int,
-            n: c_int,
-            k: c_int,
-            alpha: f32,
-            a: *const f32,
-            lda: c_int,
-            b: *const f32,
-            ldb: c_int,
-            beta: f32,
-            c: *mut f32,
-            ldc: c_int,
-        );
-        fn openblas_set_num_threads(n: c_int);
-        fn openblas_get_num_threads() -> c_int;
-    }
-
-    /// Open single-threaded sections and the thread count OpenBLAS had before the first.
-    static SECTIONS: Mutex<(usize, c_int)> = Mutex::new((0, 0));
-
-    pub fn enter_single() {
-        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
-        if s.0 == 0 {
-            // SAFETY: plain accessors of the library's global thread count.
-            s.1 = unsafe { openblas_get_num_threads() };
-            unsafe { openblas_set_num_threads(1) };
-        }
-        s.0 += 1;
-    }
-
-    pub fn leave_single() {
-        let mut s = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
-        s.0 -= 1;
-        if s.0 == 0 {
-            // SAFETY: as above.
-            unsafe { openblas_set_num_threads(s.1.max(1)) };
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn sgemm(
-        (m, n, k): (usize, usize, usize),
-        alpha: f32,
-        a: Mat,
-        b: Mat,
-        beta: f32,
-        c: &mut [f32],
-        ldc: usize,
-        _threads: Threads,
-    ) {
-        let t = |x: bool| if x { TRANS } else { NO_TRANS };
-        let i = |x: usize| c_int::try_from(x).expect("sgemm dimension exceeds i32");
-        // SAFETY: the caller checked every slice against its shape and stride.
-        unsafe {
-            cblas_sgemm(
-                ROW_MAJOR,
-                t(a.trans),
-                t(b.trans),
-                i(m),
-                i(n),
-                i(k),
-                alpha,
-                a.data.as_ptr(),
-                i(a.ld),
-                b.data.as_ptr(),
-                i(b.ld),
-                beta,
-                c.as_mut_ptr(),
-                i(ldc),
-            )
-        }
-    }
-}
-
-#[cfg(not(feature = "openblas"))]
-mod imp {
-    use super::{Mat, Threads};
-    use std::os::raw::c_int;
-    use std::sync::{Mutex, OnceLock};
 
     type Sgemm = unsafe extern "C" fn(
         c_int,
@@ -200,36 +103,68 @@ mod imp {
     type SetThreads = unsafe extern "C" fn(c_int);
     type GetThreads = unsafe extern "C" fn() -> c_int;
 
-    /// The library's entry points; the library stays loaded for the process's life.
-    struct OpenBlas {
+    pub(super) struct OpenBlas {
         sgemm: Sgemm,
         set_threads: SetThreads,
         get_threads: GetThreads,
-        _lib: libloading::Library,
+        name: &'static str,
     }
 
-    fn load(path: &str) -> Option<OpenBlas> {
-        // SAFETY: OpenBLAS's initialisers have no preconditions; the symbols are read with
-        // the C signatures OpenBLAS declares in cblas.h.
-        unsafe {
-            let lib = libloading::Library::new(path).ok()?;
-            let sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
-            let set_threads = *lib.get::<SetThreads>(b"openblas_set_num_threads\0").ok()?;
-            let get_threads = *lib.get::<GetThreads>(b"openblas_get_num_threads\0").ok()?;
-            Some(OpenBlas {
-                sgemm,
-                set_threads,
-                get_threads,
-                _lib: lib,
-            })
-        }
-    }
-
+    #[cfg(feature = "openblas")]
     fn openblas() -> Option<&'static OpenBlas> {
+        #[link(name = "openblas")]
+        extern "C" {
+            fn cblas_sgemm(
+                order: c_int,
+                ta: c_int,
+                tb: c_int,
+                m: c_int,
+                n: c_int,
+                k: c_int,
+                alpha: f32,
+                a: *const f32,
+                lda: c_int,
+                b: *const f32,
+                ldb: c_int,
+                beta: f32,
+                c: *mut f32,
+                ldc: c_int,
+            );
+            fn openblas_set_num_threads(n: c_int);
+            fn openblas_get_num_threads() -> c_int;
+        }
+        static LINKED: OpenBlas = OpenBlas {
+            sgemm: cblas_sgemm,
+            set_threads: openblas_set_num_threads,
+            get_threads: openblas_get_num_threads,
+            name: "openblas",
+        };
+        Some(&LINKED)
+    }
+
+    /// The machine's library, opened once; it stays loaded for the process's life.
+    #[cfg(not(feature = "openblas"))]
+    fn openblas() -> Option<&'static OpenBlas> {
+        use std::sync::OnceLock;
+        fn load(path: &str) -> Option<OpenBlas> {
+            // SAFETY: OpenBLAS's initialisers have no preconditions; the symbols are read with
+            // the C signatures cblas.h declares, and the library is never unloaded.
+            unsafe {
+                let lib = libloading::Library::new(path).ok()?;
+                let found = OpenBlas {
+                    sgemm: *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?,
+                    set_threads: *lib.get::<SetThreads>(b"openblas_set_num_threads\0").ok()?,
+                    get_threads: *lib.get::<GetThreads>(b"openblas_get_num_threads\0").ok()?,
+                    name: "openblas (loaded at run time)",
+                };
+                std::mem::forget(lib);
+                Some(found)
+            }
+        }
         static LIB: OnceLock<Option<OpenBlas>> = OnceLock::new();
         LIB.get_or_init(|| match std::env::var("SCAIL_OPENBLAS") {
-            // An explicit choice: a bad path is worth a word, then the fallback.
             Ok(p) if p.is_empty() || p == "none" => None,
+            // An explicit choice: a bad path is worth a word, then the fallback.
             Ok(p) => load(&p).or_else(|| {
                 eprintln!("SCAIL_OPENBLAS={p}: not an OpenBLAS library; using the gemm crate");
                 None
@@ -240,17 +175,14 @@ mod imp {
     }
 
     pub fn name() -> &'static str {
-        if openblas().is_some() {
-            "openblas (loaded at run time)"
-        } else {
-            "gemm"
-        }
+        openblas().map_or("gemm", |b| b.name)
     }
 
     pub fn has_fast() -> bool {
         openblas().is_some()
     }
 
+    /// Open single-threaded sections and the thread count OpenBLAS had before the first.
     static SECTIONS: Mutex<(usize, c_int)> = Mutex::new((0, 0));
 
     pub fn enter_single() {
@@ -274,6 +206,10 @@ mod imp {
         }
     }
 
+    const ROW_MAJOR: c_int = 101;
+    const NO_TRANS: c_int = 111;
+    const TRANS: c_int = 112;
+
     #[allow(clippy::too_many_arguments)]
     pub fn sgemm(
         (m, n, k): (usize, usize, usize),
@@ -288,12 +224,12 @@ mod imp {
         let Some(lib) = openblas() else {
             return super::gemm_crate((m, n, k), alpha, a, b, beta, c, ldc, threads);
         };
-        let t = |x: bool| if x { 112 } else { 111 };
+        let t = |x: bool| if x { TRANS } else { NO_TRANS };
         let i = |x: usize| c_int::try_from(x).expect("sgemm dimension exceeds i32");
         // SAFETY: the caller checked every slice against its shape and stride.
         unsafe {
             (lib.sgemm)(
-                101,
+                ROW_MAJOR,
                 t(a.trans),
                 t(b.trans),
                 i(m),
@@ -312,7 +248,6 @@ mod imp {
     }
 }
 
-#[cfg_attr(feature = "openblas", allow(dead_code))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_crate(
     (m, n, k): (usize, usize, usize),
