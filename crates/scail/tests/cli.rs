@@ -224,15 +224,19 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     let endpoint = format!("http://127.0.0.1:{port}");
     // The mirror's DWPose files are stand-ins, not the published graphs scail pins: refused,
     // naming both checksums, unless the user accepts them.
+    // A fetch that must fail: its stderr.
+    let failing_fetch = |args: &[&str], dest: &std::path::Path| {
+        let out = scail()
+            .args(args)
+            .arg(dest)
+            .env("HF_ENDPOINT", &endpoint)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let refused = tempfile::tempdir().unwrap();
-    let out = scail()
-        .args(["weights", "fetch", "--dest"])
-        .arg(refused.path())
-        .env("HF_ENDPOINT", &endpoint)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = failing_fetch(&["weights", "fetch", "--dest"], refused.path());
     assert!(
         err.contains("yzd-v/DWPose:yolox_l.onnx")
             && err.contains("7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411")
@@ -289,14 +293,7 @@ fn weights_fetch_from_a_hub_mirror_then_verify() {
     std::fs::remove_file(hub.path().join(sam3).join("decoder.onnx")).unwrap();
     std::fs::remove_file(hub.path().join(sam3).join("fp16/decoder.onnx")).unwrap();
     let again = tempfile::tempdir().unwrap();
-    let out = scail()
-        .args(fetch_args)
-        .arg(again.path())
-        .env("HF_ENDPOINT", &endpoint)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = failing_fetch(&fetch_args, again.path());
     assert!(
         err.contains("has no file for stagea/sam3/decoder.onnx")
             && err.contains("text_encoder.onnx"),
