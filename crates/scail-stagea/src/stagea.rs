@@ -11,7 +11,9 @@ use crate::palette::ModeMasks;
 use crate::pose::{DetectionFrame, PoseEstimator};
 use crate::sam3::Segmenter;
 use crate::skeleton::render_skeleton;
-use crate::track::{order_left_to_right, track, SubjectTrack, SubjectTracks, TrackerConfig};
+use crate::track::{
+    frame_candidates, order_left_to_right, track, SubjectTrack, SubjectTracks, TrackerConfig,
+};
 use crate::StageAError;
 pub use scail_core::schema::{DrivingType, Mode, SubjectType};
 
@@ -145,13 +147,21 @@ pub fn segment_video_with(
     let mut dets = Vec::with_capacity(frames.len());
     progress.frame("segmentation", 0, frames.len())?;
     for (i, f) in frames.iter().enumerate() {
-        let mut found = seg.detect(f)?;
-        for d in &mut found {
-            if d.appearance.is_none() && (d.mask.width, d.mask.height) == dims(f) {
+        let found = seg.detect(f)?;
+        // Colour signatures only for what the tracker keeps (a model may return many weak or
+        // duplicate hits). A mask of the wrong size is left for `track` to report.
+        if found
+            .iter()
+            .all(|d| (d.mask.width, d.mask.height) == dims(f))
+        {
+            let mut kept = frame_candidates(found, cfg);
+            for d in kept.iter_mut().filter(|d| d.appearance.is_none()) {
                 d.appearance = crate::track::appearance(f, &d.mask);
             }
+            dets.push(kept);
+        } else {
+            dets.push(found);
         }
-        dets.push(found);
         progress.frame("segmentation", i + 1, frames.len())?;
     }
     let (w, h) = dims(first);

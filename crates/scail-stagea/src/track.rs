@@ -159,6 +159,18 @@ pub fn filter_frame(dets: Vec<SegDetection>, cfg: &TrackerConfig) -> Vec<SegDete
     kept
 }
 
+/// The detections of one frame the tracker links: [`filter_frame`] without the size rule
+/// (a subject may shrink later; the size rule only picks subjects). Idempotent.
+pub fn frame_candidates(dets: Vec<SegDetection>, cfg: &TrackerConfig) -> Vec<SegDetection> {
+    filter_frame(
+        dets,
+        &TrackerConfig {
+            min_coverage: 0.0,
+            ..cfg.clone()
+        },
+    )
+}
+
 /// One subject through the video: a mask per frame (None while unseen).
 #[derive(Clone, Debug)]
 pub struct SubjectTrack {
@@ -252,13 +264,7 @@ pub fn track(
                 });
             }
         }
-        let dets = filter_frame(
-            dets,
-            &TrackerConfig {
-                min_coverage: 0.0,
-                ..cfg.clone()
-            },
-        );
+        let dets = frame_candidates(dets, cfg);
         // Greedy assignment over all (track, detection) pairs by match score, best first, so a
         // subject reappearing after an occlusion returns to its own track.
         let mut pairs = Vec::new();
