@@ -1,12 +1,15 @@
 //! f32 matrix products for the CPU forward. Row-major everywhere.
 //!
-//! Products go to OpenBLAS (`cblas_sgemm`), whose AVX-512 kernels run the DiT's linear layers,
-//! attention blocks and the VAE's convolutions well ahead of the `gemm` crate's AVX2 ones
-//! (about 1.8× on the attention kernel). With the `openblas` feature it is linked at build
+//! Products go to OpenBLAS (`cblas_sgemm`), which runs the DiT's linear layers and the VAE's
+//! convolutions ahead of the `gemm` crate. With the `openblas` feature it is linked at build
 //! time; without it (the default build) the system library is opened at run time
 //! (`SCAIL_OPENBLAS` names a file, else `libopenblas.so.0`), so one binary uses whatever
 //! OpenBLAS the machine has (Debian's picks its kernels for the CPU at run time) and falls back
-//! to the `gemm` crate where there is none. OpenBLAS has its own thread pool:
+//! to the `gemm` crate where there is none. The attention kernel's small block products go
+//! through [`sgemm_block`], which picks per CPU: OpenBLAS's AVX-512 kernels lead there (about
+//! 1.8× on an AVX-512 EPYC), while on an AVX2-only CPU the gemm crate's lighter packing is
+//! ahead (about 1.1× on a Zen 3 EPYC). `SCAIL_ATTENTION_GEMM=openblas|gemm` overrides the pick.
+//! OpenBLAS has its own thread pool:
 //! [`single_threaded`] limits it to one thread while rayon already parallelises over tasks
 //! (the attention kernel), so the two never oversubscribe.
 
@@ -35,6 +38,19 @@ pub fn sgemm(
     ldc: usize,
     threads: Threads,
 ) {
+    let mut run = |c: &mut [f32]| imp::sgemm((m, n, k), alpha, a, b, beta, c, ldc, threads);
+    checked((m, n, k), a, b, c, ldc, &mut run)
+}
+
+/// Checks every slice against its shape and stride (panicking on a short one), then runs `f`.
+fn checked(
+    (m, n, k): (usize, usize, usize),
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    f: &mut dyn FnMut(&mut [f32]),
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -56,7 +72,59 @@ pub fn sgemm(
         "sgemm: b too short"
     );
     assert!(ldc >= n && c.len() >= need(m, n, ldc), "sgemm: c too short");
-    imp::sgemm((m, n, k), alpha, a, b, beta, c, ldc, threads);
+    f(c)
+}
+
+/// [`sgemm`] on the calling thread for the attention kernel's block products (a few hundred rows,
+/// a head's width deep), on the library [`block_backend`] picks.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_block(
+    mnk: (usize, usize, usize),
+    alpha: f32,
+    a: Mat,
+    b: Mat,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if block_backend() == BlockBackend::GemmCrate {
+        // Same checks as `sgemm`, then the gemm crate directly.
+        let mut run = |c: &mut [f32]| gemm_crate(mnk, alpha, a, b, beta, c, ldc, Threads::One);
+        return checked(mnk, a, b, c, ldc, &mut run);
+    }
+    sgemm(mnk, alpha, a, b, beta, c, ldc, Threads::One)
+}
+
+/// The library of [`sgemm_block`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BlockBackend {
+    OpenBlas,
+    GemmCrate,
+}
+
+/// `SCAIL_ATTENTION_GEMM=openblas|gemm` when set; otherwise OpenBLAS where it is loaded and the
+/// CPU has AVX-512 (its AVX-512 kernels lead), the gemm crate elsewhere: with AVX2 kernels on
+/// both sides, the gemm crate's lighter packing wins at these small shapes.
+pub fn block_backend() -> BlockBackend {
+    use std::sync::OnceLock;
+    static PICK: OnceLock<BlockBackend> = OnceLock::new();
+    *PICK.get_or_init(|| match std::env::var("SCAIL_ATTENTION_GEMM").as_deref() {
+        Ok("gemm") => BlockBackend::GemmCrate,
+        Ok("openblas") if has_fast() => BlockBackend::OpenBlas,
+        _ if has_fast() && avx512() => BlockBackend::OpenBlas,
+        _ => BlockBackend::GemmCrate,
+    })
+}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether one product may use several threads (large layer matmuls) or must stay on the

@@ -181,3 +181,56 @@ fn the_default_build_runs_on_the_machines_openblas() {
         eprintln!("no libopenblas.so.0 here: backend {}", blas::backend());
     }
 }
+
+/// The attention's block products follow the documented pick: OpenBLAS where it is loaded and
+/// the CPU has AVX-512, the gemm crate elsewhere, `SCAIL_ATTENTION_GEMM` over both; and the
+/// block product computes what the layer product does.
+#[test]
+fn block_products_pick_their_library_by_cpu_and_agree_with_sgemm() {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let expected = match std::env::var("SCAIL_ATTENTION_GEMM").as_deref() {
+        Ok("gemm") => blas::BlockBackend::GemmCrate,
+        Ok("openblas") if blas::has_fast() => blas::BlockBackend::OpenBlas,
+        _ if blas::has_fast() && avx512 => blas::BlockBackend::OpenBlas,
+        _ => blas::BlockBackend::GemmCrate,
+    };
+    assert_eq!(blas::block_backend(), expected, "avx512 {avx512}");
+
+    let (m, n, k) = (37, 29, 64);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+        .collect();
+    let b: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+        .collect();
+    let mut want = vec![1f32; m * n];
+    let mut got = want.clone();
+    blas::sgemm(
+        (m, n, k),
+        0.5,
+        mat(&a, k, false),
+        mat(&b, k, true),
+        1.0,
+        &mut want,
+        n,
+        Threads::One,
+    );
+    blas::sgemm_block(
+        (m, n, k),
+        0.5,
+        mat(&a, k, false),
+        mat(&b, k, true),
+        1.0,
+        &mut got,
+        n,
+    );
+    let diff = want
+        .iter()
+        .zip(&got)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "block product differs by {diff}");
+}
