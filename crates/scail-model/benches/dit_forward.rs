@@ -77,21 +77,41 @@ fn main() {
     println!("{}", serde_json::to_string(&r).expect("json"));
 }
 
-/// Self-attention alone at the forward's token count: blockwise kernel vs materialised scores.
+/// Self-attention alone at the forward's token count: the head-split blockwise kernel, the
+/// token-layout one the CPU forward uses, and materialised scores.
 fn attention_bench(cfg: &DitConfig, (t, h, w): (usize, usize, usize), reps: usize) {
-    use scail_model::attention::{attention, naive_attention};
+    use scail_model::attention::{attention, attention_tokens, naive_attention};
     let tokens = (1 + t) * (h / 2) * (w / 2) + t * (h / 4) * (w / 4);
     let shape = (cfg.num_heads, tokens, cfg.head_dim());
-    let r = || candle_core::Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("randn");
-    let (q, k, v) = (r(), r(), r());
-    for (name, f) in [
-        ("blockwise", attention as fn(&_, &_, &_) -> _),
-        ("naive", naive_attention),
-    ] {
-        f(&q, &k, &v).expect("attention");
+    let r = |s: &[usize]| candle_core::Tensor::randn(0f32, 1.0, s, &Device::Cpu).expect("randn");
+    let (q, k, v) = (
+        r(&[shape.0, shape.1, shape.2]),
+        r(&[shape.0, shape.1, shape.2]),
+        r(&[shape.0, shape.1, shape.2]),
+    );
+    let tok = [1, tokens, cfg.dim];
+    let (qt, kt, vt) = (r(&tok), r(&tok), r(&tok));
+    let heads = cfg.num_heads;
+    type Run<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let runs: [Run; 3] = [
+        (
+            "blockwise",
+            Box::new(|| drop(attention(&q, &k, &v).expect("attention"))),
+        ),
+        (
+            "tokens",
+            Box::new(|| drop(attention_tokens(&qt, &kt, &vt, heads).expect("attention"))),
+        ),
+        (
+            "naive",
+            Box::new(|| drop(naive_attention(&q, &k, &v).expect("attention"))),
+        ),
+    ];
+    for (name, f) in runs {
+        f();
         let start = std::time::Instant::now();
         for _ in 0..reps.max(1) {
-            f(&q, &k, &v).expect("attention");
+            f();
         }
         let s = start.elapsed().as_secs_f64() / reps.max(1) as f64;
         let gflop = 4.0 * (tokens * tokens * cfg.dim) as f64 / 1e9;

@@ -128,3 +128,68 @@ fn fast_exp_is_accurate() {
     }
     assert!(worst < 3e-7, "worst relative error {worst:e}");
 }
+
+/// `[B, L, heads·hd]` → `[B, heads, L, hd]`, broadcasting a batch of one to `b`.
+fn split(t: &Tensor, heads: usize, b: usize) -> Tensor {
+    let (tb, l, w) = t.dims3().unwrap();
+    let t = t
+        .reshape((tb, l, heads, w / heads))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    t.broadcast_as((b, heads, l, w / heads))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+}
+
+#[test]
+fn token_layout_attention_equals_split_heads_attention() {
+    // (batch, query len, key len, heads, head_dim, keys shared by every batch row)
+    let cases = [
+        (1, BLOCK_Q + 5, 300, 4, 16, false),
+        (2, 37, BLOCK_K + 1, 3, 8, false),
+        (3, 2 * BLOCK_Q + 1, 57, 2, 32, true),
+        (1, 1, 1, 5, 6, false),
+    ];
+    for (i, &(b, lq, lk, heads, hd, shared)) in cases.iter().enumerate() {
+        let seed = 77 + i as u64 * 10;
+        let bk = if shared { 1 } else { b };
+        let q = rand_tensor(&[b, lq, heads * hd], seed, 2.0);
+        let k = rand_tensor(&[bk, lk, heads * hd], seed + 1, 2.0);
+        let v = rand_tensor(&[bk, lk, heads * hd], seed + 2, 1.0);
+        let got = attention::attention_tokens(&q, &k, &v, heads).unwrap();
+        let want = naive_attention(
+            &split(&q, heads, b),
+            &split(&k, heads, b),
+            &split(&v, heads, b),
+        )
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((b, lq, heads * hd))
+        .unwrap();
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 2e-6, "case {i}: max abs diff {diff}");
+    }
+}
+
+#[test]
+fn token_layout_attention_rejects_bad_shapes_and_keeps_dtype() {
+    let q = rand_tensor(&[2, 10, 12], 1, 1.0);
+    let k = rand_tensor(&[2, 9, 12], 2, 1.0);
+    let ok = attention::attention_tokens(&q, &k, &k, 3).unwrap();
+    assert_eq!(ok.dims(), &[2, 10, 12]);
+    // Heads that do not divide the width; a key batch that is neither B nor 1; v unlike k.
+    assert!(attention::attention_tokens(&q, &k, &k, 5).is_err());
+    let k3 = rand_tensor(&[3, 9, 12], 3, 1.0);
+    assert!(attention::attention_tokens(&q, &k3, &k3, 3).is_err());
+    let v = rand_tensor(&[2, 8, 12], 4, 1.0);
+    assert!(attention::attention_tokens(&q, &k, &v, 3).is_err());
+    let h = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    assert!(attention::attention_tokens(&h(&q), &k, &k, 3).is_err());
+    let out = attention::attention_tokens(&h(&q), &h(&k), &h(&k), 3).unwrap();
+    assert_eq!(out.dtype(), DType::BF16);
+}

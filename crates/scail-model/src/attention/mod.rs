@@ -10,7 +10,10 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::blas::{self, Mat, Threads};
+use crate::blas::{self, Mat};
+
+mod tokens;
+pub use tokens::attention_tokens;
 
 /// Query rows per task of the CPU kernel.
 pub const BLOCK_Q: usize = 256;
@@ -205,24 +208,59 @@ fn blockwise_f32(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Ve
                     .for_each(|(qb, o)| {
                         let q0 = qb * BLOCK_Q;
                         let bq = o.len() / dv;
-                        query_block(&qh[q0 * d..(q0 + bq) * d], kh, vh, o, (d, dv), scale);
+                        let qv = Rows::new(&qh[q0 * d..(q0 + bq) * d], d, d);
+                        query_block(qv, Rows::new(kh, d, d), Rows::new(vh, dv, dv), o, scale);
                     });
             });
     });
     out
 }
 
-/// One query block against all keys: online softmax over key blocks, result written to `o`.
-fn query_block(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    o: &mut [f32],
-    (d, dv): (usize, usize),
-    scale: f32,
-) {
-    let bq = q.len() / d;
-    let lk = k.len() / d;
+/// Rows of a row-major matrix whose row stride may exceed its width (one head's columns of a
+/// `[L, heads·head_dim]` token matrix): `rows × width` values, row `i` at `data[i·ld..]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    data: &'a [f32],
+    width: usize,
+    ld: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// The rows in `data` (which may end right after the last row's `width` values).
+    pub(crate) fn new(data: &'a [f32], width: usize, ld: usize) -> Self {
+        debug_assert!(ld >= width);
+        Self { data, width, ld }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        (self.data.len() + self.ld - self.width) / self.ld
+    }
+
+    /// Rows `r0..r0 + n`.
+    fn range(&self, r0: usize, n: usize) -> Rows<'a> {
+        let start = r0 * self.ld;
+        Rows::new(
+            &self.data[start..start + (n - 1) * self.ld + self.width],
+            self.width,
+            self.ld,
+        )
+    }
+
+    fn mat(&self, trans: bool) -> Mat<'a> {
+        Mat {
+            data: self.data,
+            ld: self.ld,
+            trans,
+        }
+    }
+}
+
+/// One query block against all keys: online softmax over key blocks, the result written to `o`
+/// (contiguous `rows × v.width`).
+pub(crate) fn query_block(q: Rows, k: Rows, v: Rows, o: &mut [f32], scale: f32) {
+    let (d, dv) = (q.width, v.width);
+    let bq = q.count();
+    let lk = k.count();
     let mut s = vec![0f32; bq * BLOCK_K];
     let mut m = vec![f32::NEG_INFINITY; bq];
     let mut l = vec![0f32; bq];
@@ -232,27 +270,18 @@ fn query_block(
         let bk = BLOCK_K.min(lk - k0);
         let s = &mut s[..bq * bk];
         // Scores: q (bq×d) times the key block (bk×d) transposed.
-        blas::sgemm(
+        blas::sgemm_block(
             (bq, bk, d),
             scale,
-            Mat {
-                data: q,
-                ld: d,
-                trans: false,
-            },
-            Mat {
-                data: &k[k0 * d..(k0 + bk) * d],
-                ld: d,
-                trans: true,
-            },
+            q.mat(false),
+            k.range(k0, bk).mat(true),
             0.0,
             s,
             bk,
-            Threads::One,
         );
         online_softmax_step(s, bk, &mut m, &mut l, o, dv);
         // o += p (bq×bk) times the value block (bk×dv).
-        blas::sgemm(
+        blas::sgemm_block(
             (bq, dv, bk),
             1.0,
             Mat {
@@ -260,15 +289,10 @@ fn query_block(
                 ld: bk,
                 trans: false,
             },
-            Mat {
-                data: &v[k0 * dv..(k0 + bk) * dv],
-                ld: dv,
-                trans: false,
-            },
+            v.range(k0, bk).mat(false),
             1.0,
             o,
             dv,
-            Threads::One,
         );
         k0 += bk;
     }
@@ -290,11 +314,29 @@ fn online_softmax_step(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { online_softmax_step_avx512(s, bk, m, l, o, dv) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
             return unsafe { online_softmax_step_avx2(s, bk, m, l, o, dv) };
         }
     }
+    online_softmax_step_impl(s, bk, m, l, o, dv)
+}
+
+/// The same body compiled with AVX-512: the exp loop, the step's main cost, runs 16-wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn online_softmax_step_avx512(
+    s: &mut [f32],
+    bk: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dv: usize,
+) {
     online_softmax_step_impl(s, bk, m, l, o, dv)
 }
 
@@ -323,10 +365,7 @@ fn online_softmax_step_impl(
 ) {
     for (i, row) in s.chunks_exact_mut(bk).enumerate() {
         let m_new = m[i].max(lane_max(row));
-        for x in row.iter_mut() {
-            *x = exp_f32(*x - m_new);
-        }
-        let sum = lane_sum(row);
+        let sum = exp_sub_sum(row, m_new);
         if m_new > m[i] {
             // Rescale what was accumulated under the old max (zero on the first block).
             let corr = exp_f32(m[i] - m_new);
@@ -338,14 +377,17 @@ fn online_softmax_step_impl(
     }
 }
 
-/// Max with 8 independent lanes (a strict left fold does not vectorise).
+/// Independent accumulator lanes of the row reductions: a strict left fold does not vectorise;
+/// 16 fill one AVX-512 register or two AVX2 ones.
+const LANES: usize = 16;
+
 #[inline(always)]
 fn lane_max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
-        for j in 0..8 {
+        for j in 0..LANES {
             acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
         }
     }
@@ -356,18 +398,23 @@ fn lane_max(x: &[f32]) -> f32 {
     mx
 }
 
-/// Sum with 8 independent lanes.
+/// `x ← exp(x − m)` in place, returning the sum of the results (one pass over the row).
 #[inline(always)]
-fn lane_sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for j in 0..8 {
+fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            c[j] = exp_f32(c[j] - m);
             acc[j] += c[j];
         }
     }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+    let mut tail = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp_f32(*v - m);
+        tail += *v;
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `exp` for arguments `<= 0` (scores minus their running max), branch-free so the loop
