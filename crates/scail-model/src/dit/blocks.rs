@@ -3,15 +3,13 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
-use super::gelu::gelu_tanh;
-use super::layers::{
-    attend, get_f32, layer_norm, merge_heads_b, modulate, rms, split_heads_b, Lin,
-};
-use super::{rope, DitConfig, Result};
-use crate::attention::split_heads;
+use super::gelu::{gelu_tanh, gelu_tanh_in_place};
+use super::layers::{get_f32, layer_norm, rms, Lin};
+use super::ops::Ops;
+use super::{fused, DitConfig, Result};
 
 /// Tokens per FFN chunk (see `Block::ffn`).
 pub(crate) const FFN_CHUNK: usize = 4096;
@@ -133,29 +131,34 @@ impl Block {
         cfg: &DitConfig,
         trace: Option<&mut Trace>,
     ) -> Result<Tensor> {
+        let ops = Ops::for_tokens(x);
         let m = (&self.modulation + s.e0)?; // [6, dim]
         let row = |i: usize| m.i(i..i + 1);
         let (sh1, sc1, g1, sh2, sc2, g2) = (row(0)?, row(1)?, row(2)?, row(3)?, row(4)?, row(5)?);
+        let plain = (s.ones, s.zeros);
 
         // Self-attention on the modulated plain LayerNorm.
-        let h = modulate(&layer_norm(x, s.ones, s.zeros, cfg.eps)?, &sh1, &sc1)?;
-        let y = self.self_attention(&h, s, cfg, trace)?;
-        let x = (x + y.broadcast_mul(&g1)?)?;
+        let h = ops.ln_modulate(x, (&sh1, &sc1), plain, cfg.eps)?;
+        let y = self.self_attention(ops, &h, s, cfg, trace)?;
+        let x = ops.gated_add(x, &y, Some(&g1))?;
 
         // Cross-attention on the affine norm3 output, no modulation.
         let h = layer_norm(&x, &self.norm3_w, &self.norm3_b, cfg.eps)?;
-        let x = (&x + self.cross_attention(&h, s, cfg)?)?;
+        let x = ops.gated_add(&x, &self.cross_attention(ops, &h, s, cfg)?, None)?;
 
         // FFN on the modulated plain LayerNorm.
-        let h = modulate(&layer_norm(&x, s.ones, s.zeros, cfg.eps)?, &sh2, &sc2)?;
+        let h = ops.ln_modulate(&x, (&sh2, &sc2), plain, cfg.eps)?;
         let y = self.ffn(&h)?;
-        Ok((x + y.broadcast_mul(&g2)?)?)
+        ops.gated_add(&x, &y, Some(&g2))
     }
 
-    /// The FFN over token chunks of [`FFN_CHUNK`]: its hidden layer (2.7x the width, twice
-    /// with the activation) is the largest intermediate, so it never exists for every token
-    /// at once. Rows are independent, so chunking changes no value.
+    /// The FFN over row chunks of at most [`FFN_CHUNK`] tokens: its hidden layer (2.7x the
+    /// width, twice with the activation) is the largest intermediate, so it never exists for
+    /// every token at once. Rows are independent, so chunking changes no value.
     fn ffn(&self, h: &Tensor) -> Result<Tensor> {
+        if fused::applies(h) && self.ffn0.compute == DType::F32 && self.ffn2.compute == DType::F32 {
+            return self.ffn_cpu_f32(h);
+        }
         let run = |h: &Tensor| self.ffn2.forward(&gelu_tanh(&self.ffn0.forward(h)?)?);
         let l = h.dim(1)?;
         if l <= FFN_CHUNK {
@@ -168,29 +171,56 @@ impl Block {
         Ok(Tensor::cat(&parts, 1)?)
     }
 
+    /// The f32 CPU FFN: equal chunks of all rows (no small remainder matmul), each through
+    /// `ffn.0`, GELU in place and `ffn.2` written straight into its rows of the output, one
+    /// hidden buffer reused.
+    fn ffn_cpu_f32(&self, h: &Tensor) -> Result<Tensor> {
+        let (w0, w2) = (self.ffn0.weight()?, self.ffn2.weight()?);
+        let (hidden_dim, d) = w0.dims2()?;
+        let rows = h.elem_count() / d;
+        let chunk = rows.div_ceil(rows.div_ceil(FFN_CHUNK).max(1)).max(1);
+        let h = h.contiguous()?;
+        let mut out = vec![0f32; rows * d];
+        let mut hidden = vec![0f32; chunk * hidden_dim];
+        {
+            let (hs, _) = h.storage_and_layout();
+            let hv = crate::attention::cpu_slice(&hs, &h)?;
+            for (x, y) in hv.chunks(chunk * d).zip(out.chunks_mut(chunk * d)) {
+                let n = x.len() / d;
+                let hid = &mut hidden[..n * hidden_dim];
+                self.ffn0.gemm_rows(&w0, x, hid)?;
+                gelu_tanh_in_place(hid);
+                self.ffn2.gemm_rows(&w2, hid, y)?;
+            }
+        }
+        Ok(Tensor::from_vec(out, h.shape(), h.device())?)
+    }
+
     /// RMS-normed q/k with RoPE, attention, output projection (before the gate).
     fn self_attention(
         &self,
+        ops: Ops,
         h: &Tensor,
         s: &Shared,
         cfg: &DitConfig,
         mut trace: Option<&mut Trace>,
     ) -> Result<Tensor> {
         let (sa, eps, heads) = (&self.self_attn, cfg.eps, cfg.num_heads);
-        let q = split_heads_b(&rms(&sa.q.forward(h)?, &sa.norm_q, eps)?, heads)?;
-        let k = split_heads_b(&rms(&sa.k.forward(h)?, &sa.norm_k, eps)?, heads)?;
-        let v = split_heads_b(&sa.v.forward(h)?, heads)?;
+        let rot = Some((s.cos, s.sin));
+        let (qp, kp) = (sa.q.forward(h)?, sa.k.forward(h)?);
         if let Some(t) = trace.as_deref_mut() {
+            let q = Ops::Split.qk(&qp, &sa.norm_q, eps, heads, None)?;
             t.insert("block0_q_prerope_head0".into(), q.i((.., 0))?);
         }
-        let q = rope::apply(&q, s.cos, s.sin)?;
-        let k = rope::apply(&k, s.cos, s.sin)?;
+        let q = ops.qk(&qp, &sa.norm_q, eps, heads, rot)?;
+        let k = ops.qk(&kp, &sa.norm_k, eps, heads, rot)?;
+        let v = ops.heads(&sa.v.forward(h)?, heads)?;
         if let Some(t) = trace.as_deref_mut() {
-            t.insert("block0_q_rope_head0".into(), q.i((.., 0))?);
-            t.insert("block0_k_rope_head0".into(), k.i((.., 0))?);
+            t.insert("block0_q_rope_head0".into(), ops.head0(&q, heads)?);
+            t.insert("block0_k_rope_head0".into(), ops.head0(&k, heads)?);
         }
-        let a = attend(&q, &k, &v, &sa.o)?;
-        let y = sa.o.forward(&merge_heads_b(&a)?)?;
+        let a = ops.attend(&q, &k, &v, heads, &sa.o)?;
+        let y = sa.o.forward(&a)?;
         if let Some(t) = trace {
             t.insert("block0_selfattn_out".into(), y.clone());
         }
@@ -198,27 +228,20 @@ impl Block {
     }
 
     /// Text attention plus image attention with the same queries, summed before `o`.
-    fn cross_attention(&self, h: &Tensor, s: &Shared, cfg: &DitConfig) -> Result<Tensor> {
+    fn cross_attention(&self, ops: Ops, h: &Tensor, s: &Shared, cfg: &DitConfig) -> Result<Tensor> {
         let (ca, eps, heads) = (&self.cross_attn, cfg.eps, cfg.num_heads);
         let t = &ca.text;
-        let q = split_heads_b(&rms(&t.q.forward(h)?, &t.norm_q, eps)?, heads)?;
-        let kt = split_heads_b(&rms(&t.k.forward(s.ctx_text)?, &t.norm_k, eps)?, heads)?;
-        let vt = split_heads_b(&t.v.forward(s.ctx_text)?, heads)?;
-        // The image keys/values are the same for every branch: projected once, then repeated.
+        let q = ops.qk(&t.q.forward(h)?, &t.norm_q, eps, heads, None)?;
+        let kt = ops.qk(&t.k.forward(s.ctx_text)?, &t.norm_k, eps, heads, None)?;
+        let vt = ops.heads(&t.v.forward(s.ctx_text)?, heads)?;
+        // The image keys/values are the same for every branch: projected once.
         let b = h.dim(0)?;
-        let per_branch = |t: Tensor| -> Result<Tensor> {
-            let mut shape = vec![b];
-            shape.extend_from_slice(t.dims());
-            Ok(t.unsqueeze(0)?.broadcast_as(shape)?.contiguous()?)
-        };
-        let ki = per_branch(split_heads(
-            &rms(&ca.k_img.forward(s.ctx_img)?, &ca.norm_k_img, eps)?,
-            heads,
-        )?)?;
-        let vi = per_branch(split_heads(&ca.v_img.forward(s.ctx_img)?, heads)?)?;
-        let text = attend(&q, &kt, &vt, &t.o)?;
-        let img = attend(&q, &ki, &vi, &t.o)?;
-        t.o.forward(&merge_heads_b(&(text + img)?)?)
+        let ki = rms(&ca.k_img.forward(s.ctx_img)?, &ca.norm_k_img, eps)?;
+        let ki = ops.shared(&ki, heads, b)?;
+        let vi = ops.shared(&ca.v_img.forward(s.ctx_img)?, heads, b)?;
+        let text = ops.attend(&q, &kt, &vt, heads, &t.o)?;
+        let img = ops.attend(&q, &ki, &vi, heads, &t.o)?;
+        t.o.forward(&(text + img)?)
     }
 }
 

@@ -13,18 +13,33 @@ pub(super) fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
         return Ok(x.gelu()?);
     }
     let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    v.par_chunks_mut(1 << 14).for_each(gelu_tanh_slice);
+    gelu_tanh_in_place(&mut v);
     Ok(Tensor::from_vec(v, x.shape(), x.device())?)
+}
+
+/// [`gelu_tanh`] on a CPU buffer, in place, in parallel.
+pub(super) fn gelu_tanh_in_place(v: &mut [f32]) {
+    v.par_chunks_mut(1 << 14).for_each(gelu_tanh_slice);
 }
 
 fn gelu_tanh_slice(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { gelu_tanh_avx512(v) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
             return unsafe { gelu_tanh_avx2(v) };
         }
     }
+    gelu_tanh_impl(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_tanh_avx512(v: &mut [f32]) {
     gelu_tanh_impl(v)
 }
 

@@ -114,48 +114,56 @@ impl Lin {
 }
 
 impl Lin {
-    /// f32 CPU path: one [`blas::sgemm`] straight from the weight's storage, reading it
-    /// transposed in place and accumulating onto rows pre-filled with the bias.
+    /// f32 CPU path: one [`Lin::gemm_rows`] straight from the weight's storage.
     fn forward_cpu_f32(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (out_dim, inp) = w.dims2()?;
         let rows = x.elem_count() / inp.max(1);
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        let w = w.contiguous()?;
-        let b = self.b.to_dtype(DType::F32)?.contiguous()?;
-        let mut y = Vec::with_capacity(rows * out_dim);
+        let mut y = vec![0f32; rows * out_dim];
         {
             let (xs, _) = x.storage_and_layout();
-            let (ws, _) = w.storage_and_layout();
-            let (bs, _) = b.storage_and_layout();
-            let xv = attention::cpu_slice(&xs, &x)?;
-            let wv = attention::cpu_slice(&ws, &w)?;
-            let bv = attention::cpu_slice(&bs, &b)?;
-            for _ in 0..rows {
-                y.extend_from_slice(bv);
-            }
-            blas::sgemm(
-                (rows, out_dim, inp),
-                1.0,
-                Mat {
-                    data: xv,
-                    ld: inp,
-                    trans: false,
-                },
-                Mat {
-                    data: wv,
-                    ld: inp,
-                    trans: true,
-                },
-                1.0,
-                &mut y,
-                out_dim,
-                Threads::Many,
-            );
+            self.gemm_rows(w, attention::cpu_slice(&xs, &x)?, &mut y)?;
         }
         let mut shape = dims;
         *shape.last_mut().expect("rank >= 1") = out_dim;
         Ok(Tensor::from_vec(y, shape, x.device())?)
+    }
+
+    /// `y = x · wᵀ + b` on CPU slices, `x` `rows × in`, `y` `rows × out`, with the f32 weight
+    /// `w` (from [`Lin::weight`]) read transposed in place: one [`blas::sgemm`] accumulating
+    /// onto rows pre-filled with the bias.
+    pub(super) fn gemm_rows(&self, w: &Tensor, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let (out_dim, inp) = w.dims2()?;
+        let rows = x.len() / inp.max(1);
+        let w = w.contiguous()?;
+        let b = self.b.to_dtype(DType::F32)?.contiguous()?;
+        let (ws, _) = w.storage_and_layout();
+        let (bs, _) = b.storage_and_layout();
+        let wv = attention::cpu_slice(&ws, &w)?;
+        let bv = attention::cpu_slice(&bs, &b)?;
+        for row in y.chunks_exact_mut(out_dim) {
+            row.copy_from_slice(bv);
+        }
+        blas::sgemm(
+            (rows, out_dim, inp),
+            1.0,
+            Mat {
+                data: x,
+                ld: inp,
+                trans: false,
+            },
+            Mat {
+                data: wv,
+                ld: inp,
+                trans: true,
+            },
+            1.0,
+            y,
+            out_dim,
+            Threads::Many,
+        );
+        Ok(())
     }
 }
 

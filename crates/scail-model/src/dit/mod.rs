@@ -10,17 +10,20 @@
 //!
 //! Layout: [`config`] holds the hyper-parameters and the checkpoint key contract, [`inputs`] the
 //! per-sample inputs and the patch (un)embedding, `layers` the Linear layer and the small f32
-//! ops, `gelu` the CPU GELU kernel, `blocks` the transformer block, [`model`] the whole
+//! ops, `fused` the one-pass CPU kernels and `ops` the choice between them and candle ops,
+//! `gelu` the CPU GELU kernel, `blocks` the transformer block, [`model`] the whole
 //! network and its forward, and `bench` (feature `testing`) random weights and the benchmark.
 
 #[cfg(feature = "testing")]
 pub mod bench;
 mod blocks;
 pub mod config;
+mod fused;
 mod gelu;
 pub mod inputs;
 mod layers;
 pub mod model;
+mod ops;
 
 use crate::{attention, rope};
 

@@ -10,7 +10,8 @@ use candle_nn::VarBuilder;
 use super::blocks::{Block, Shared, Trace};
 use super::gelu::gelu_tanh;
 use super::inputs::{expect, patchify, unpatchify, with_ones, DitInputs};
-use super::layers::{get_f32, layer_norm, modulate, Lin};
+use super::layers::{get_f32, layer_norm, Lin};
+use super::ops::Ops;
 use super::{DitConfig, DitError, Result, CLIP_DIM, EXTRA_CHANNELS};
 use crate::offload::{BlockLoader, Layers, Offload};
 use crate::rope::ScailRope;
@@ -394,10 +395,11 @@ impl Dit {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<Tensor>> {
         let m = self.head_modulation.broadcast_add(e)?;
-        let h = modulate(
-            &layer_norm(tokens, &self.ones, &self.zeros, self.cfg.eps)?,
-            &m.i(0..1)?,
-            &m.i(1..2)?,
+        let h = Ops::for_tokens(tokens).ln_modulate(
+            tokens,
+            (&m.i(0..1)?, &m.i(1..2)?),
+            (&self.ones, &self.zeros),
+            self.cfg.eps,
         )?;
         let out = self.head.forward(&h)?;
         if let Some(t) = trace {
