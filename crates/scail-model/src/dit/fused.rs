@@ -201,11 +201,27 @@ mod tests {
         for (b, l, d) in SHAPES {
             let x = rand(&[b, l, d], 3.0);
             let (sh, sc) = (rand(&[1, d], 0.0), rand(&[1, d], 0.0));
-            let ones = Tensor::ones(d, DType::F32, &Device::Cpu).unwrap();
-            let zeros = Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap();
-            let want = modulate(&layer_norm(&x, &ones, &zeros, 1e-6).unwrap(), &sh, &sc).unwrap();
+            // The reference in f64: candle's f32 LayerNorm takes the variance in one pass, whose
+            // cancellation at this mean is larger than the fused kernel's error.
+            let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+            let (x64, sh64, sc64) = (f(&x), f(&sh), f(&sc));
+            let centred = x64.broadcast_sub(&x64.mean_keepdim(2).unwrap()).unwrap();
+            let var = centred.sqr().unwrap().mean_keepdim(2).unwrap();
+            let normed = centred
+                .broadcast_div(&(var + 1e-6).unwrap().sqrt().unwrap())
+                .unwrap();
+            let want = modulate(&normed, &sh64, &sc64)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
             let got = ln_modulate(&x, &sh, &sc, 1e-6).unwrap();
             assert_close(&got, &want, 1e-5, "ln_modulate");
+            // And within the f32 composition's own rounding of it.
+            let ones = Tensor::ones(d, DType::F32, &Device::Cpu).unwrap();
+            let zeros = Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap();
+            let f32_ref =
+                modulate(&layer_norm(&x, &ones, &zeros, 1e-6).unwrap(), &sh, &sc).unwrap();
+            assert_close(&got, &f32_ref, 1e-4, "ln_modulate vs f32 LayerNorm");
         }
     }
 
