@@ -120,7 +120,18 @@ pub(super) fn rms_rope(
     if cl != l || sin.dims() != cos.dims() || half == 0 || !width.is_multiple_of(2 * half) {
         return Err(crate::rope::RopeError::Shape(x.dims().to_vec()).into());
     }
-    let (w, cos, sin) = (values(w)?, values(cos)?, values(sin)?);
+    // The tables are read in place: at real sizes they are tens of MB, used twice per block.
+    let (w, cos, sin) = (w.contiguous()?, cos.contiguous()?, sin.contiguous()?);
+    let ((ws, _), (cs, _), (ss, _)) = (
+        w.storage_and_layout(),
+        cos.storage_and_layout(),
+        sin.storage_and_layout(),
+    );
+    let (w, cos, sin) = (
+        cpu_slice(&ws, &w)?,
+        cpu_slice(&cs, &cos)?,
+        cpu_slice(&ss, &sin)?,
+    );
     if w.len() != width {
         return Err(crate::rope::RopeError::Shape(x.dims().to_vec()).into());
     }
