@@ -76,6 +76,17 @@ fn werr(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Weights(e.to_string())
 }
 
+/// The VAE runs in bf16 on a GPU for bf16 jobs (half the activation memory, tensor-core
+/// convolutions), taking and returning f32; in f32 otherwise, and always on the CPU, whose fast
+/// convolution kernels are f32 (the reference runs it in f32).
+pub fn vae_dtype(precision: DType, dev: &Device) -> DType {
+    if dev.is_cuda() && precision == DType::BF16 {
+        DType::BF16
+    } else {
+        DType::F32
+    }
+}
+
 fn open_ck(path: &Path) -> Result<Checkpoint> {
     Checkpoint::open(path).map_err(|e| werr(format!("{}: {e}", path.display())))
 }
@@ -138,7 +149,10 @@ impl Models {
             let vb = open_dit(&dit_path, &opts.loras, opts.dtype, dev)?;
             let _ = dit.set(Dit::load_offloaded(vb, &contract.dit, opts.offload)?);
         }
-        let vae = WanVae::new(&contract.vae, open(&file("vae")?, DType::F32, dev)?)?;
+        let vae = WanVae::new(
+            &contract.vae,
+            open(&file("vae")?, vae_dtype(opts.dtype, dev), dev)?,
+        )?;
         let clip_path = file("clip")?;
         let clip = if opts.dit_after_text {
             None

@@ -37,6 +37,9 @@ struct VaeBench {
     /// Timed decodes (the best is reported).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// f32 or bf16; `auto` is what a bf16 job uses: bf16 on a GPU, f32 on the CPU.
+    #[arg(long, default_value = "auto")]
+    dtype: String,
 }
 
 #[derive(Args, Debug)]
@@ -108,7 +111,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 
 fn vae(v: VaeBench) -> anyhow::Result<()> {
     let device = crate::device::parse_device(&v.device)?;
-    scail_model::dit::bench_vae((v.frames, v.height, v.width), &device, v.runs)?;
+    let dtype = match v.dtype.as_str() {
+        "auto" => scail_pipeline::models::vae_dtype(candle_core::DType::BF16, &device),
+        d => crate::device::parse_dtype(d)?,
+    };
+    scail_model::dit::bench_vae((v.frames, v.height, v.width), &device, dtype, v.runs)?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //!   scail-gpu-bench dit [--device cuda] [--dtype bf16] [--frames 81] [--height 512]
 //!                       [--width 896] [--forwards 2]      (full 14B config, random weights)
 //!   scail-gpu-bench vae [--device cuda] [--frames 21] [--height 64] [--width 112] [--runs 1]
+//!                       [--dtype bf16]   (bf16 on a GPU, f32 on the CPU by default)
 
 use candle_core::{DType, Device};
 use scail_model::dit::{bench_forward, bench_size_problem, bench_vae, latent_size, DitConfig};
@@ -67,7 +68,14 @@ fn run() -> Result<(), String> {
         }
         "vae" => {
             let latent = (num("frames", 21)?, num("height", 64)?, num("width", 112)?);
-            bench_vae(latent, &device, num("runs", 1)?).map_err(|e| e.to_string())?;
+            // A bf16 job's VAE on a GPU is bf16 (scail_pipeline::models::vae_dtype).
+            let auto = if device.is_cuda() { "bf16" } else { "f32" };
+            let dtype = match get("dtype", auto).as_str() {
+                "f32" => DType::F32,
+                "bf16" => DType::BF16,
+                d => return Err(format!("--dtype {d}: f32 or bf16")),
+            };
+            bench_vae(latent, &device, dtype, num("runs", 1)?).map_err(|e| e.to_string())?;
         }
         o => return Err(format!("`{o}`: dit or vae")),
     }

@@ -71,6 +71,7 @@ fn gib(b: u64) -> f64 {
 pub fn bench_vae(
     (frames, height, width): (usize, usize, usize),
     device: &Device,
+    dtype: DType,
     runs: usize,
 ) -> Result<()> {
     use crate::vae::{VaeConfig, WanVae};
@@ -81,7 +82,7 @@ pub fn bench_vae(
     }
     let cfg = VaeConfig::wan21();
     let ws = crate::vae::random_weights(&cfg, device)?;
-    let vae = WanVae::new(&cfg, VarBuilder::from_tensors(ws, DType::F32, device))?;
+    let vae = WanVae::new(&cfg, VarBuilder::from_tensors(ws, dtype, device))?;
     let z = Tensor::randn(0f32, 1.0, (16, frames, height, width), device)?;
     let peak = AnonPeak::start();
     let (mut best, mut out_frames) = (f64::INFINITY, 0);
@@ -94,7 +95,7 @@ pub fn bench_vae(
     }
     let anon = peak.finish();
     println!(
-        "VAE decode          latent [16, {frames}, {height}, {width}] -> {out_frames} frames {}x{}",
+        "VAE decode          latent [16, {frames}, {height}, {width}] -> {out_frames} frames {}x{}, {dtype:?}",
         8 * width,
         8 * height
     );

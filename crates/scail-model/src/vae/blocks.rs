@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::config::StageLayer;
-use super::conv::{use_cpu_kernels, CausalConv3d, FeatCache, RmsNorm, Slot};
+use super::conv::{half_via_f32, use_cpu_kernels, wide, CausalConv3d, FeatCache, RmsNorm, Slot};
 use super::VaeConfig;
 
 struct ResidualBlock {
@@ -76,9 +76,10 @@ impl AttentionBlock {
             .reshape((t, c, h * w))?
             .transpose(1, 2)?
             .contiguous()?;
-        let qkv = y
-            .broadcast_matmul(&self.to_qkv_w.t()?)?
+        let qkv = half_via_f32(&y, &self.to_qkv_w, |y, w| y.broadcast_matmul(&w.t()?))?
             .broadcast_add(&self.to_qkv_b)?;
+        // Scores and softmax in f32 for a half-precision VAE, as the reference computes them.
+        let qkv = qkv.to_dtype(wide(qkv.dtype()))?;
         let q = qkv.narrow(D::Minus1, 0, c)?.contiguous()?;
         let k = qkv.narrow(D::Minus1, c, c)?.contiguous()?;
         let v = qkv.narrow(D::Minus1, 2 * c, c)?.contiguous()?;
@@ -99,8 +100,8 @@ impl AttentionBlock {
             }
             outs.push(Tensor::cat(&rows, 0)?);
         }
-        let o = Tensor::stack(&outs, 0)?
-            .broadcast_matmul(&self.proj_w.t()?)?
+        let o = Tensor::stack(&outs, 0)?.to_dtype(x.dtype())?;
+        let o = half_via_f32(&o, &self.proj_w, |o, w| o.broadcast_matmul(&w.t()?))?
             .broadcast_add(&self.proj_b)?;
         let o = o.transpose(1, 2)?.reshape((t, c, h, w))?;
         o + x
@@ -160,11 +161,11 @@ impl Resample {
             ResampleMode::Up2d | ResampleMode::Up3d => self
                 .conv
                 .conv_frames(&x.upsample_nearest2d(2 * h, 2 * w)?)?,
-            ResampleMode::Down2d | ResampleMode::Down3d => x
-                .pad_with_zeros(2, 0, 1)?
-                .pad_with_zeros(3, 0, 1)?
-                .conv2d(&self.down_w, 0, 2, 1, 1)?
-                .broadcast_add(&self.down_b)?,
+            ResampleMode::Down2d | ResampleMode::Down3d => {
+                let x = x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?;
+                half_via_f32(&x, &self.down_w, |x, w| x.conv2d(w, 0, 2, 1, 1))?
+                    .broadcast_add(&self.down_b)?
+            }
         };
         if let (ResampleMode::Down3d, Some(tc)) = (&self.mode, &self.time_conv) {
             x = halve_frames(tc, &x, cache.next())?;

@@ -61,6 +61,31 @@ fn cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
 }
 
+/// The dtype a half-precision VAE keeps where the reference computes in f32 (norms, attention
+/// scores); other dtypes are kept as they are.
+pub(super) fn wide(dt: DType) -> DType {
+    match dt {
+        DType::BF16 | DType::F16 => DType::F32,
+        d => d,
+    }
+}
+
+/// `f(a, b)` for a convolution or matmul. candle has neither in half precision on the CPU, so
+/// there a half op runs in f32 on the half values and rounds its result back: what the GPU
+/// kernels do (f32 accumulation, half output), so the CPU tests see the GPU's rounding.
+pub(super) fn half_via_f32(
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let dt = a.dtype();
+    if a.device().is_cpu() && wide(dt) != dt {
+        f(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?)?.to_dtype(dt)
+    } else {
+        f(a, b)
+    }
+}
+
 pub(super) fn use_cpu_kernels(vb: &VarBuilder) -> bool {
     vb.device().is_cpu() && vb.dtype() == DType::F32
 }
@@ -146,8 +171,7 @@ impl CausalConv3d {
             .weight
             .as_ref()
             .expect("candle path has a folded weight");
-        x.conv2d(weight, self.k / 2, 1, 1, 1)?
-            .broadcast_add(&self.bias)
+        half_via_f32(&x, weight, |x, w| x.conv2d(w, self.k / 2, 1, 1, 1))?.broadcast_add(&self.bias)
     }
 
     /// Streaming forward: the slot holds the last kD-1 input frames (zeros before the start).
@@ -279,9 +303,15 @@ impl RmsNorm {
         })
     }
 
+    /// In f32 for a half-precision input (the sum of squares over hundreds of channels), the
+    /// result in the input's dtype.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dt = x.dtype();
+        let x = x.to_dtype(wide(dt))?;
         let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-        (x.broadcast_div(&norm)? * self.scale)?.broadcast_mul(&self.gamma)
+        (x.broadcast_div(&norm)? * self.scale)?
+            .broadcast_mul(&self.gamma.to_dtype(wide(dt))?)?
+            .to_dtype(dt)
     }
 
     pub(super) fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {

@@ -42,6 +42,9 @@ pub struct WanVae {
     decoder: Tower,
     conv1: CausalConv3d,
     conv2: CausalConv3d,
+    /// The dtype the convolutions run in (the weights'); the latent normalisation and what
+    /// `encode`/`decode` return are in `mean`'s dtype: f32 for a half-precision VAE.
+    dtype: DType,
     mean: Tensor,
     inv_std: Tensor,
 }
@@ -55,6 +58,10 @@ impl WanVae {
         }
         let dev = vb.device().clone();
         let dtype = vb.dtype();
+        let outer = match dtype {
+            DType::BF16 | DType::F16 => DType::F32,
+            d => d,
+        };
         // The reference stores scale = [mean, 1/std] and multiplies/divides by 1/std: keep that
         // rounding.
         let inv: Vec<f32> = LATENT_STD.iter().map(|s| 1.0f32 / s).collect();
@@ -64,12 +71,13 @@ impl WanVae {
             conv1: CausalConv3d::new(vb.pp("conv1"), 2 * z, 2 * z, [1, 1, 1])?,
             conv2: CausalConv3d::new(vb.pp("conv2"), z, z, [1, 1, 1])?,
             mean: Tensor::new(&LATENT_MEAN, &dev)?
-                .to_dtype(dtype)?
+                .to_dtype(outer)?
                 .reshape((z, 1, 1, 1))?,
             inv_std: Tensor::new(inv.as_slice(), &dev)?
-                .to_dtype(dtype)?
+                .to_dtype(outer)?
                 .reshape((z, 1, 1, 1))?,
             cfg: cfg.clone(),
+            dtype,
         })
     }
 
@@ -87,7 +95,7 @@ impl WanVae {
                 video.dims()
             );
         }
-        let frames = video.transpose(0, 1)?; // [T, 3, H, W]
+        let frames = video.to_dtype(self.dtype)?.transpose(0, 1)?; // [T, 3, H, W]
         let mut cache = FeatCache::default();
         let n_chunks = 1 + (t - 1) / 4;
         let mut outs = Vec::with_capacity(n_chunks);
@@ -101,7 +109,10 @@ impl WanVae {
             let out = self.encoder.forward(&chunk, &mut cache)?;
             outs.push(self.conv1.conv_frames(&out)?.narrow(1, 0, self.cfg.z_dim)?);
         }
-        Tensor::cat(&outs, 0)?.transpose(0, 1)?.contiguous()
+        Tensor::cat(&outs, 0)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .to_dtype(self.mean.dtype())
     }
 
     /// The normalised latent the DiT consumes: (μ - mean) / std.
@@ -142,15 +153,21 @@ impl WanVae {
             );
         }
         let z = latent
+            .to_dtype(self.mean.dtype())?
             .broadcast_div(&self.inv_std)?
             .broadcast_add(&self.mean)?
             .transpose(0, 1)?
-            .contiguous()?; // [T, 16, h, w]
+            .contiguous()?
+            .to_dtype(self.dtype)?; // [T, 16, h, w]
         let mut cache = FeatCache::default();
         for i in 0..t {
             let x = self.conv2.conv_frames(&z.narrow(0, i, 1)?)?;
             let out = self.decoder.forward(&x, &mut cache)?;
-            sink(out.transpose(0, 1)?.contiguous()?)?;
+            sink(
+                out.transpose(0, 1)?
+                    .contiguous()?
+                    .to_dtype(self.mean.dtype())?,
+            )?;
         }
         Ok(())
     }
@@ -159,8 +176,9 @@ impl WanVae {
         self.mean.device()
     }
 
+    /// The dtype the convolutions run in.
     pub fn dtype(&self) -> DType {
-        self.mean.dtype()
+        self.dtype
     }
 }
 
