@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The GPU figures in one run (under 10 minutes on one H100 or H200), on a host with PyTorch and
 # the CUDA 13 libraries but no Rust and no network:
+#   0. our attention on the device (FlashAttention-2) checked against naive attention within its
+#      bf16 bound, then timed against the chunked path at the 512p/81-frame token count;
 #   1. our full-size DiT forward, 512p (896x512), 81 frames, bf16, random weights;
 #   2. the same forward in PyTorch on the same device (bench/gpu_torch_dit.py: diffusers'
 #      WanTransformer3DModel when installed, else the same blocks in plain PyTorch), best
 #      attention backend;
 #   3. seconds per forward, TFLOP/s from the FLOP count, peak device memory, and the ratio;
-#   4. one VAE decode of a segment (21 latent frames at 64x112);
+#   4. one VAE decode of a segment (21 latent frames at 64x112), in bf16 and in f32;
 #   5. one end-to-end job: 14B random weights (sparse files), 512p, 1 s clip, 4 steps, CFG 1.
 # It needs the bundle made on the build machine by `scripts/bundle-gpu.sh`
 # (bench/gpu-bundle/scail-gpu.tar.xz: the media-free benchmark binary and its libraries); the
@@ -40,6 +42,9 @@ if ldd "$BENCH" | grep "not found"; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
+say "0. attention: FlashAttention-2 checked against naive attention, then timed at 512p/81"
+"$BENCH" attention --device cuda --frames 81 --height 512 --width 896 | tee "$OUT/attention.txt"
+
 say "1. ours: DiT forward, 14B, 896x512, 81 frames, bf16"
 "$BENCH" dit --device cuda --dtype bf16 --frames 81 --height 512 --width 896 --forwards 2 \
   | tee "$OUT/ours.txt"
@@ -70,8 +75,10 @@ print(f"ratio (PyTorch time / ours, per FLOP): {ratio:.2f}x ({'ours faster' if r
 print("goals: <= 4.5 s per forward on an H100; >= 1.2x PyTorch")
 PY
 
-say "4. VAE decode of one segment (21 latent frames, 896x512)"
-"$BENCH" vae --device cuda --frames 21 --height 64 --width 112 | tee "$OUT/vae.txt"
+say "4. VAE decode of one segment (21 latent frames, 896x512), bf16 (what a bf16 job runs) and f32"
+for dt in bf16 f32; do
+  "$BENCH" vae --device cuda --dtype $dt --frames 21 --height 64 --width 112 | tee -a "$OUT/vae.txt"
+done
 
 [ -f bench/gpu-bundle/scail-full.tar.xz ] && tar -C "$OUT" -xJf bench/gpu-bundle/scail-full.tar.xz
 BIN="$OUT/scail"

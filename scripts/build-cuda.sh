@@ -2,7 +2,8 @@
 # The `--features cuda` release binary, built on a machine without a GPU or a CUDA install:
 # CUDA 13.0 comes from the Python package index into a private venv (about 1.2 GB, once), a stub
 # libcuda.so.1 (the driver library a GPU host has) satisfies the linker, and the kernels are
-# built for CUDA_COMPUTE_CAP (default 90: H100, H200). Prints the binary's path.
+# built for sm_80, sm_89 and sm_90 (A100, L40/RTX 4090, H100/H200; see scripts/nvcc-select.sh).
+# Prints the binary's path.
 #
 #   scripts/build-cuda.sh            # CARGO_TARGET_DIR defaults to $SCAIL_CACHE/target-cuda
 #   scripts/build-cuda.sh clippy     # clippy -D warnings on every target with the cuda features
@@ -35,8 +36,45 @@ for so in "$lib"/lib*.so.*; do
   base="${so%%.so.*}.so"
   [ -e "$base" ] || ln -s "$(basename "$so")" "$base"
 done
-# nvcc looks for its tools beside it and for cccl/crt headers under include/.
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+# candle's build scripts compile through scripts/nvcc-select.sh: only the kernels scail uses are
+# built for real (see there). candle's PTX modules target compute_80, which the driver
+# JIT-compiles on sm_86/89/90; FlashAttention gets SASS for each arch in SCAIL_CUDA_ARCHS.
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-80}"
+export SCAIL_CUDA_ARCHS="${SCAIL_CUDA_ARCHS:-80 89 90}"
+export SCAIL_REAL_NVCC="$CUDA_HOME/bin/nvcc" NVCC="$PWD/scripts/nvcc-select.sh"
+
+# candle-flash-attn's build clones CUTLASS at a pinned commit with git, which fails offline:
+# stage the headers of the release of that commit (3.5.0) from the nvidia-cutlass wheel where
+# its build looks first (a checkout whose HEAD names the commit).
+export CUDAFORGE_HOME="$CACHE/cudaforge"
+stage_cutlass() {
+  local commit dir tmp
+  cargo fetch -q
+  commit=$(grep -hoE 'CUTLASS_COMMIT: &str = "[0-9a-f]{40}"' \
+    "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/candle-flash-attn-*/build.rs | grep -oE '[0-9a-f]{40}' | head -1)
+  dir="$CUDAFORGE_HOME/git/checkouts/cutlass-${commit:0:16}"
+  [ -e "$dir/include/cute/tensor.hpp" ] && return
+  say "staging CUTLASS 3.5.0 headers (nvidia-cutlass wheel) for commit $commit"
+  tmp=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" "nvidia-cutlass==3.5.0.0"
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$venv/bin/python" - "$tmp"/nvidia_cutlass-*.whl "$dir" <<'PY'
+import os, sys, zipfile
+whl, dest = sys.argv[1], sys.argv[2]
+pre = "cutlass_library/source/"
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        rel = n[len(pre):]
+        if n.startswith(pre) and not n.endswith("/") and rel.startswith(("include/", "tools/util/include/")):
+            out = os.path.join(dest, rel)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(n) as f, open(out, "wb") as g:
+                g.write(f.read())
+PY
+  git -C "$dir" init -q
+  echo "$commit" >"$dir/.git/HEAD"
+  rm -rf "$tmp"
+}
 
 # The driver library is the GPU host's: link against a stub that defines every symbol the
 # binary takes from it (the real libcuda.so.1 is found at run time by its soname).
@@ -46,8 +84,8 @@ export LIBRARY_PATH="$stub:$lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L $stub -L $lib"
 # The server binary, then the media-free benchmark binary (bench/gpu.sh) from the same build.
 build() {
-  cargo build --release -p scail --no-default-features --features "${SCAIL_CUDA_FEATURES:-cuda,openblas}" 2>&1 &&
-    cargo build --release -p scail-model --bin scail-gpu-bench --features testing,cuda,openblas 2>&1
+  cargo build --release -p scail --no-default-features --features "${SCAIL_CUDA_FEATURES:-cuda,flash-attn,openblas}" 2>&1 &&
+    cargo build --release -p scail-model --bin scail-gpu-bench --features testing,cuda,flash-attn,openblas 2>&1
 }
 make_stub() {
   # $1: the symbols to define, one a line.
@@ -63,12 +101,13 @@ if ! [ -e "$stub/libcuda.so.1" ]; then
     | sed -E 's/^\s+fn ([A-Za-z0-9_]+)\(/\1/' | sort -u >"$stub/symbols" || true
   make_stub "$stub/symbols"
 fi
+stage_cutlass
 if [ "${1:-}" = clippy ]; then
   say "clippy with --features cuda (release profile, every target)"
   exec cargo clippy --release --workspace --all-targets --no-default-features \
-    --features scail/cuda,scail/openblas,scail-model/cuda,scail-model/openblas -- -D warnings
+    --features scail/cuda,scail/flash-attn,scail/openblas,scail-model/cuda,scail-model/flash-attn,scail-model/openblas -- -D warnings
 fi
-say "building scail --features cuda (release; kernels for sm_$CUDA_COMPUTE_CAP)"
+say "building scail --features cuda (release; PTX for compute_$CUDA_COMPUTE_CAP, FlashAttention for sm_${SCAIL_CUDA_ARCHS// /,sm_})"
 for attempt in 1 2 3 4 5 6; do
   if out=$(build); then
     echo "$CARGO_TARGET_DIR/release/scail"

@@ -193,3 +193,33 @@ fn token_layout_attention_rejects_bad_shapes_and_keeps_dtype() {
     let out = attention::attention_tokens(&h(&q), &h(&k), &h(&k), 3).unwrap();
     assert_eq!(out.dtype(), DType::BF16);
 }
+
+/// FlashAttention (or, without it, the chunked path) on a GPU against naive attention, within the
+/// bound `compare_with_naive` derives from bf16 rounding. Runs where a CUDA device exists; skips,
+/// saying so, elsewhere. A build with `flash-attn` must take the FlashAttention path there.
+#[test]
+fn cuda_attention_matches_naive_where_a_gpu_exists() {
+    let dev = match Device::new_cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED cuda_attention_matches_naive_where_a_gpu_exists: no CUDA device ({e})"
+            );
+            return;
+        }
+    };
+    let head_dim = attention::FLASH_HEAD_DIMS[0];
+    // Lengths that are not multiples of the kernel's 128-row tiles, batch and head axes.
+    for (lead, lq, lk) in [(vec![2, 3], 300, 257), (vec![5], 129, 1000)] {
+        let r = attention::check::compare_with_naive(&dev, DType::BF16, &lead, (lq, lk, head_dim))
+            .unwrap();
+        eprintln!(
+            "{lead:?} {lq}x{lk}: {} max error {} (bound {})",
+            r.path, r.max_err, r.bound
+        );
+        if cfg!(feature = "flash-attn") {
+            assert_eq!(r.path, "FlashAttention-2");
+        }
+        assert!(r.ok(), "{r:?}");
+    }
+}

@@ -13,7 +13,13 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
                 .transpose()?
                 .unwrap_or(0);
             Device::new_cuda(ordinal).map_err(|e| {
-                anyhow::anyhow!("--device {s}: {e} (a CUDA build is `cargo build --release -p scail --features cuda`)")
+                let hint = if cfg!(feature = "cuda") {
+                    "no usable GPU: check `nvidia-smi` and that the NVIDIA driver (580 or newer) and \
+                     the CUDA 13 libraries are found"
+                } else {
+                    "this build has no CUDA: make one with scripts/build-cuda.sh"
+                };
+                anyhow::anyhow!("--device {s}: {e} ({hint})")
             })
         }
         o => anyhow::bail!("--device {o}: expected cpu, cuda or cuda:N"),

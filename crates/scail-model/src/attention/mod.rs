@@ -4,15 +4,20 @@
 //! head batch. On the CPU we run a blockwise kernel with an online softmax (flash-attention style):
 //! per (head, query block) the running row max, row sum and output accumulator are updated key
 //! block by key block, so memory is the inputs plus the output plus a small per-task scratch.
-//! Other devices use query-chunked attention with candle ops (scores bounded to one chunk); a fused
-//! CUDA kernel (flash attention) can slot in at [`attention`] behind the `cuda` feature.
+//! On CUDA, bf16 calls with a head dim the build carries go to FlashAttention-2 (`flash-attn`
+//! feature, see `flash`); everything else uses query-chunked attention with candle ops (scores
+//! bounded to one chunk).
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::blas::{self, Mat};
 
+#[cfg(feature = "testing")]
+pub mod check;
+mod flash;
 mod tokens;
+pub use flash::HEAD_DIMS as FLASH_HEAD_DIMS;
 pub use tokens::attention_tokens;
 
 /// Query rows per task of the CPU kernel.
@@ -95,6 +100,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let scale = 1.0 / (dims.d as f64).sqrt();
     match q.device() {
         Device::Cpu => blockwise_cpu(q, k, v, scale, &dims),
+        #[cfg(feature = "flash-attn")]
+        d if flash::applies(d, q.dtype(), &dims) => flash::attention(q, k, v, scale, &dims),
         _ => chunked(q, k, v, scale, &dims, CHUNK_SCORE_BYTES),
     }
 }

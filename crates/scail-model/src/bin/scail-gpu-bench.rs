@@ -6,8 +6,12 @@
 //!                       [--width 896] [--forwards 2]      (full 14B config, random weights)
 //!   scail-gpu-bench vae [--device cuda] [--frames 21] [--height 64] [--width 112] [--runs 1]
 //!                       [--dtype bf16]   (bf16 on a GPU, f32 on the CPU by default)
+//!   scail-gpu-bench attention [--device cuda] [--frames 81] [--height 512] [--width 896]
+//!                       [--heads 40] [--runs 3]   (checked against naive attention, then timed
+//!                       against the chunked path at the DiT's token count)
 
 use candle_core::{DType, Device};
+use scail_model::attention::{self, check};
 use scail_model::dit::{bench_forward, bench_size_problem, bench_vae, latent_size, DitConfig};
 
 fn main() {
@@ -77,7 +81,57 @@ fn run() -> Result<(), String> {
             };
             bench_vae(latent, &device, dtype, num("runs", 1)?).map_err(|e| e.to_string())?;
         }
-        o => return Err(format!("`{o}`: dit or vae")),
+        "attention" => {
+            let (frames, height, width) =
+                (num("frames", 81)?, num("height", 512)?, num("width", 896)?);
+            let (f, h, w) = latent_size(frames, height, width);
+            let tokens = f * (h / 2) * (w / 2);
+            attention_bench(&device, (num("heads", 40)?, tokens), num("runs", 3)?)?;
+        }
+        o => return Err(format!("`{o}`: dit, vae or attention")),
     }
+    Ok(())
+}
+
+/// The attention check (an error past its bound), then FlashAttention (where it applies) and the
+/// chunked path timed on one self-attention of the DiT's size, bf16.
+fn attention_bench(
+    device: &Device,
+    (heads, tokens): (usize, usize),
+    runs: usize,
+) -> Result<(), String> {
+    let e = |e: attention::AttentionError| e.to_string();
+    let d = attention::FLASH_HEAD_DIMS[0];
+    for (lead, lq, lk) in [(vec![2, 3], 300, 257), (vec![5], 129, 1000)] {
+        let r = check::compare_with_naive(device, DType::BF16, &lead, (lq, lk, d)).map_err(e)?;
+        println!(
+            "check {lead:?} {lq}x{lk}x{d}: {} max error {:.3e} (bound {:.3e}) {}",
+            r.path,
+            r.max_err,
+            r.bound,
+            if r.ok() { "ok" } else { "FAILED" }
+        );
+        if !r.ok() {
+            return Err("attention differs from naive attention past its bound".into());
+        }
+    }
+    let flops = 4.0 * (heads * tokens * tokens * d) as f64;
+    let path = check::path(device, DType::BF16, d, d);
+    let shape = (heads, tokens, d);
+    let fast =
+        check::time_attention(device, DType::BF16, shape, runs, attention::attention).map_err(e)?;
+    println!(
+        "attention {heads} heads x {tokens} tokens x {d}: {path} {fast:.3} s ({:.0} TFLOP/s)",
+        flops / fast / 1e12
+    );
+    let chunked = check::time_attention(device, DType::BF16, shape, runs.min(1), |q, k, v| {
+        attention::chunked_attention(q, k, v, attention::CHUNK_SCORE_BYTES)
+    })
+    .map_err(e)?;
+    println!(
+        "attention {heads} heads x {tokens} tokens x {d}: chunked {chunked:.3} s ({:.0} TFLOP/s); {path} is {:.1}x",
+        flops / chunked / 1e12,
+        chunked / fast
+    );
     Ok(())
 }
