@@ -9,6 +9,8 @@
 #      attention backend;
 #   3. seconds per forward, TFLOP/s from the FLOP count, peak device memory, and the ratio;
 #   4. one VAE decode of a segment (21 latent frames at 64x112), in bf16 and in f32;
+#      then `--offload blocks` (host blocks, page-locked, copied on a second stream) against
+#      `none` on 8 blocks of the 14B DiT: the same output, seconds per forward, device memory;
 #   5. one end-to-end job: 14B random weights (sparse files), 512p, 1 s clip, 4 steps, CFG 1.
 # It needs the bundle made on the build machine by `scripts/bundle-gpu.sh`
 # (bench/gpu-bundle/scail-gpu.tar.xz: the media-free benchmark binary and its libraries); the
@@ -63,7 +65,7 @@ t = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
 num = lambda key: float(re.search(rf"^{key}\s+([0-9.]+)", ours, re.M).group(1))
 tokens, secs = int(num("tokens")), num("seconds per forward")
 fl = flops(tokens, 40)
-mem = re.search(r"^device memory used\s+([0-9.]+)", ours, re.M)
+mem = re.search(r"^peak device memory\s+([0-9.]+)", ours, re.M) or re.search(r"^device memory used\s+([0-9.]+)", ours, re.M)
 print(f"ours:    {secs:.3f} s/forward, {fl / secs / 1e12:.0f} TFLOP/s ({fl:.3e} FLOPs, {tokens} tokens), "
       f"device memory {mem.group(1) if mem else '?'} GiB")
 print(f"PyTorch: {t['seconds_best']:.3f} s/forward, {t['tflops']:.0f} TFLOP/s ({t['impl']}, {t['tokens']} tokens, "
@@ -79,6 +81,9 @@ say "4. VAE decode of one segment (21 latent frames, 896x512), bf16 (what a bf16
 for dt in bf16 f32; do
   "$BENCH" vae --device cuda --dtype $dt --frames 21 --height 64 --width 112 | tee -a "$OUT/vae.txt"
 done
+
+say "4b. --offload blocks against none: 8 blocks of the 14B DiT, 896x512, 81 frames (same output, time, memory)"
+"$BENCH" offload --device cuda --layers 8 --frames 81 --height 512 --width 896 | tee "$OUT/offload.txt"
 
 [ -f bench/gpu-bundle/scail-full.tar.xz ] && tar -C "$OUT" -xJf bench/gpu-bundle/scail-full.tar.xz
 BIN="$OUT/scail"

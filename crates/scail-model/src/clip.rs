@@ -109,7 +109,7 @@ impl Linear {
 
     fn to_device(&self, dev: &Device) -> Result<Self> {
         Ok(Self {
-            w: self.w.to_device(dev)?,
+            w: crate::offload::to_device(&self.w, dev)?,
             b: self.b.to_device(dev)?,
         })
     }
@@ -133,7 +133,7 @@ impl LayerNorm {
 
     fn to_device(&self, dev: &Device) -> Result<Self> {
         Ok(Self {
-            w: self.w.to_device(dev)?,
+            w: crate::offload::to_device(&self.w, dev)?,
             b: self.b.to_device(dev)?,
             eps: self.eps,
         })

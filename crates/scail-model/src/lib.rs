@@ -14,6 +14,8 @@ pub mod fixtures;
 pub mod lora;
 pub mod memory;
 pub mod offload;
+#[cfg(feature = "cuda")]
+pub mod pinned;
 #[cfg(feature = "testing")]
 pub mod pth;
 pub mod rope;
@@ -24,6 +26,27 @@ pub(crate) mod vae_cpu;
 
 /// The checkpoint module under its earlier name, which the other crates use.
 pub use checkpoint as weights;
+
+/// A sampler of [`device_memory_used`] that works from any thread (it makes `dev`'s context
+/// current first), for peak tracking; `None` off CUDA.
+pub fn device_memory_sampler(dev: &candle_core::Device) -> Option<MemorySampler> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(d) = dev {
+        use candle_core::cuda_backend::cudarc::driver::result::mem_get_info;
+        let ctx = d.cuda_stream().context().clone();
+        return Some(Box::new(move || {
+            ctx.bind_to_thread().ok()?;
+            mem_get_info()
+                .ok()
+                .map(|(free, total)| (total - free) as u64)
+        }));
+    }
+    let _ = dev;
+    None
+}
+
+/// See [`device_memory_sampler`].
+pub type MemorySampler = Box<dyn Fn() -> Option<u64> + Send + 'static>;
 
 /// Bytes in use on `dev`'s GPU (total minus free, from the driver), for benchmarks; `None` on
 /// the CPU or where the driver does not say.

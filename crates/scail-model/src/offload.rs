@@ -9,11 +9,25 @@
 //!   block once per forward.
 //!
 //! [`Layers`] holds a network's blocks under one of these modes and hands them out in order.
+//!
+//! On CUDA the next block is copied on a second host thread. candle issues CUDA work on the
+//! calling thread's per-thread default stream, so those copies run on a stream of their own and
+//! overlap the compute thread's kernels; under `blocks` they are DMA from page-locked host
+//! memory (`crate::pinned`). Nothing orders another thread's stream before the compute stream,
+//! so the copying thread waits for its own stream before it hands the block over.
 
 use std::fmt;
 use std::sync::Arc;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
+
+/// `t` on `dev`: what the block movers (`to_device` of a block's layers) call for their large
+/// tensors, so that under `blocks` on CUDA their host buffers get page-locked.
+pub fn to_device(t: &Tensor, dev: &Device) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    crate::pinned::note(t);
+    t.to_device(dev)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Offload {
@@ -65,6 +79,9 @@ pub struct Layers<B, E> {
     loader: Option<BlockLoader<B, E>>,
     mover: BlockMover<B, E>,
     device: Device,
+    /// `blocks` on CUDA: the host buffers locked so far, unlocked with the last clone.
+    #[cfg(feature = "cuda")]
+    pins: Option<Arc<crate::pinned::Pins>>,
 }
 
 impl<B, E> Layers<B, E> {
@@ -82,6 +99,11 @@ impl<B, E> Layers<B, E> {
             loader: None,
             mover,
             device: device.clone(),
+            #[cfg(feature = "cuda")]
+            pins: match mode {
+                Offload::Blocks => crate::pinned::Pins::new(device),
+                _ => None,
+            },
         }
     }
 
@@ -99,6 +121,8 @@ impl<B, E> Layers<B, E> {
             loader: Some(load),
             mover,
             device: device.clone(),
+            #[cfg(feature = "cuda")]
+            pins: None,
         }
     }
 
@@ -121,7 +145,7 @@ impl<B, E> Layers<B, E> {
     pub fn each(&self, mut f: impl FnMut(usize, &B) -> Result<(), E>) -> Result<(), E>
     where
         B: Send + Sync,
-        E: Send,
+        E: Send + From<candle_core::Error>,
     {
         let copying = matches!(self.mode, Offload::Blocks) && !self.device.is_cpu();
         if self.loader.is_none() && !copying {
@@ -132,10 +156,19 @@ impl<B, E> Layers<B, E> {
                 .try_for_each(|(i, b)| f(i, b));
         }
         let fetch = |i: usize| -> Result<B, E> {
-            match &self.loader {
-                Some(load) => load(i),
-                None => (self.mover)(&self.resident[i], &self.device),
+            let block = match &self.loader {
+                Some(load) => load(i)?,
+                None => {
+                    #[cfg(feature = "cuda")]
+                    let _pin = self.pins.as_ref().map(crate::pinned::Moving::enter);
+                    (self.mover)(&self.resident[i], &self.device)?
+                }
+            };
+            // This thread's copies are on its own stream: done before the block is handed over.
+            if self.device.is_cuda() {
+                self.device.synchronize()?;
             }
+            Ok(block)
         };
         std::thread::scope(|s| {
             let fetch = &fetch;
@@ -164,6 +197,8 @@ impl<B: Clone, E> Clone for Layers<B, E> {
             loader: self.loader.clone(),
             mover: self.mover,
             device: self.device.clone(),
+            #[cfg(feature = "cuda")]
+            pins: self.pins.clone(),
         }
     }
 }
@@ -183,12 +218,22 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn layers(mode: Offload, loads: Arc<AtomicUsize>) -> Layers<usize, String> {
-        let load: BlockLoader<usize, String> = Arc::new(move |i| {
+    /// A block error that, like the networks' errors, takes candle's.
+    #[derive(Debug, PartialEq)]
+    struct Stop(String);
+
+    impl From<candle_core::Error> for Stop {
+        fn from(e: candle_core::Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    fn layers(mode: Offload, loads: Arc<AtomicUsize>) -> Layers<usize, Stop> {
+        let load: BlockLoader<usize, Stop> = Arc::new(move |i| {
             loads.fetch_add(1, Ordering::SeqCst);
             Ok(i * 10)
         });
-        let mover: BlockMover<usize, String> = |b, _| Ok(*b);
+        let mover: BlockMover<usize, Stop> = |b, _| Ok(*b);
         match mode {
             Offload::Stream => Layers::streamed(3, &Device::Cpu, load, mover),
             _ => {
@@ -221,7 +266,7 @@ mod tests {
     fn a_streamed_block_is_read_while_the_one_before_it_runs() {
         let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let l2 = log.clone();
-        let load: BlockLoader<usize, String> = Arc::new(move |i| {
+        let load: BlockLoader<usize, Stop> = Arc::new(move |i| {
             l2.lock().unwrap().push(format!("load {i}"));
             Ok(i)
         });
@@ -239,8 +284,14 @@ mod tests {
         assert!(at("load 2") < at("done 1"), "{log:?}");
         assert_eq!(log.iter().filter(|e| e.starts_with("load")).count(), 3);
         // An error from a block stops the pass.
-        let e = layers.each(|i, _| if i == 1 { Err("stop".into()) } else { Ok(()) });
-        assert_eq!(e, Err("stop".to_string()));
+        let e = layers.each(|i, _| {
+            if i == 1 {
+                Err(Stop("stop".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(e, Err(Stop("stop".into())));
     }
 
     #[test]

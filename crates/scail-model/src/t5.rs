@@ -130,7 +130,7 @@ impl Block {
     }
 
     fn to_device(&self, dev: &Device) -> Result<Self> {
-        let m = |t: &Tensor| t.to_device(dev);
+        let m = |t: &Tensor| crate::offload::to_device(t, dev);
         Ok(Block {
             norm1: m(&self.norm1)?,
             q: m(&self.q)?,

@@ -9,10 +9,15 @@
 //!   scail-gpu-bench attention [--device cuda] [--frames 81] [--height 512] [--width 896]
 //!                       [--heads 40] [--runs 3]   (checked against naive attention, then timed
 //!                       against the chunked path at the DiT's token count)
+//!   scail-gpu-bench offload [--device cuda] [--layers 8] [--frames 81] [--height 512]
+//!                       [--width 896] [--forwards 2]   (the 14B blocks, --offload blocks
+//!                       against none: same output, seconds per forward, device memory)
 
 use candle_core::{DType, Device};
 use scail_model::attention::{self, check};
-use scail_model::dit::{bench_forward, bench_size_problem, bench_vae, latent_size, DitConfig};
+use scail_model::dit::{
+    bench_forward, bench_model, bench_size_problem, bench_vae, latent_size, DitConfig,
+};
 
 fn main() {
     if let Err(e) = run() {
@@ -88,7 +93,16 @@ fn run() -> Result<(), String> {
             let tokens = f * (h / 2) * (w / 2);
             attention_bench(&device, (num("heads", 40)?, tokens), num("runs", 3)?)?;
         }
-        o => return Err(format!("`{o}`: dit, vae or attention")),
+        "offload" => {
+            let (frames, height, width) =
+                (num("frames", 81)?, num("height", 512)?, num("width", 896)?);
+            if let Some(p) = bench_size_problem(frames, height, width) {
+                return Err(p.into());
+            }
+            let latent = latent_size(frames, height, width);
+            offload_bench(&device, num("layers", 8)?, latent, num("forwards", 2)?)?;
+        }
+        o => return Err(format!("`{o}`: dit, vae, attention or offload")),
     }
     Ok(())
 }
@@ -133,5 +147,55 @@ fn attention_bench(
         flops / chunked / 1e12,
         chunked / fast
     );
+    Ok(())
+}
+
+/// `--offload blocks` against `none` on the 14B block shape (`layers` of them, random bf16
+/// weights made on the host): the outputs must agree (a block used before its copy landed would
+/// not), then both are timed.
+fn offload_bench(
+    device: &Device,
+    layers: usize,
+    latent: (usize, usize, usize),
+    forwards: usize,
+) -> Result<(), String> {
+    use scail_model::dit::{random_weights, Dit, RandomInputs};
+    use scail_model::offload::Offload;
+    let e = |e: scail_model::dit::DitError| e.to_string();
+    let cfg = DitConfig {
+        num_layers: layers,
+        ..DitConfig::fourteen_b()
+    };
+    let weights = random_weights(&cfg, DType::BF16, &Device::Cpu).map_err(e)?;
+    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::BF16, device);
+    let check = RandomInputs::new(&cfg, (2, 8, 8), device).map_err(e)?;
+    let mut outs = Vec::new();
+    for mode in [Offload::None, Offload::Blocks] {
+        let model = Dit::load_offloaded(vb.clone(), &cfg, mode).map_err(e)?;
+        let out = model.forward(&check.inputs(500.0)).map_err(e)?;
+        outs.push(out.to_dtype(DType::F32).map_err(|e| e.to_string())?);
+        let r = bench_model(&model, latent, forwards).map_err(e)?;
+        println!(
+            "offload {mode:<6} {layers} blocks, {} tokens: {:.3} s per forward (best {:.3}), device memory {}",
+            r.tokens,
+            r.seconds_per_forward,
+            r.best_seconds_per_forward,
+            scail_model::device_memory_used(device)
+                .map_or("?".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64))
+        );
+    }
+    let rel = (|| -> candle_core::Result<f32> {
+        let d = (&outs[1] - &outs[0])?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        let n = outs[0].sqr()?.sum_all()?.to_scalar::<f32>()?;
+        Ok((d / n).sqrt())
+    })()
+    .map_err(|e| e.to_string())?;
+    println!("offload blocks vs none: relative RMS difference {rel:.2e} (must be below 1e-2)");
+    if rel.is_nan() || rel >= 1e-2 {
+        return Err("--offload blocks gives another result than none".into());
+    }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct BenchReport {
     pub tokens_per_second: f64,
     /// Peak resident memory of the process (VmHWM) in bytes, when the OS reports it.
     pub peak_memory_bytes: Option<u64>,
+    /// Peak GPU memory in use during the timed forwards (sampled every 20 ms from the driver).
+    pub peak_device_bytes: Option<u64>,
     pub forwards: usize,
 }
 
@@ -52,6 +54,12 @@ impl BenchReport {
         match self.peak_memory_bytes {
             Some(m) => println!("peak memory (RSS)   {:.2} GiB", gib(m)),
             None => println!("peak memory (RSS)   unknown"),
+        }
+        if let Some(m) = self.peak_device_bytes {
+            println!(
+                "peak device memory  {:.2} GiB (sampled every 20 ms)",
+                gib(m)
+            );
         }
         if let Some(m) = crate::device_memory_used(device) {
             println!(
@@ -107,24 +115,24 @@ pub fn bench_vae(
     Ok(())
 }
 
-/// Samples [`anon_rss_bytes`] every 20 ms on a thread and keeps the peak.
-pub struct AnonPeak {
+/// Samples a memory figure every 20 ms on a thread and keeps the peak.
+pub struct Peak {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<u64>>,
 }
 
-impl AnonPeak {
-    pub fn start() -> Self {
+impl Peak {
+    pub fn start(sample: impl Fn() -> Option<u64> + Send + 'static) -> Self {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(anon_rss_bytes().unwrap_or(0));
+                peak = peak.max(sample().unwrap_or(0));
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            peak.max(anon_rss_bytes().unwrap_or(0))
+            peak.max(sample().unwrap_or(0))
         });
         Self {
             stop,
@@ -132,10 +140,24 @@ impl AnonPeak {
         }
     }
 
-    /// The peak so far, in bytes (0 where the OS does not report it).
+    /// The peak so far, in bytes (0 where nothing was reported).
     pub fn finish(mut self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
+
+/// [`Peak`] of [`anon_rss_bytes`].
+pub struct AnonPeak(Peak);
+
+impl AnonPeak {
+    pub fn start() -> Self {
+        Self(Peak::start(anon_rss_bytes))
+    }
+
+    /// The peak so far, in bytes (0 where the OS does not report it).
+    pub fn finish(self) -> u64 {
+        self.0.finish()
     }
 }
 
@@ -255,6 +277,7 @@ pub fn bench_model(
     let out = model.forward(&inputs.inputs(500.0))?;
     out.device().synchronize()?;
     let forwards = forwards.max(1);
+    let device_peak = crate::device_memory_sampler(device).map(Peak::start);
     let mut times = Vec::with_capacity(forwards);
     for _ in 0..forwards {
         let start = std::time::Instant::now();
@@ -269,6 +292,7 @@ pub fn bench_model(
         best_seconds_per_forward: times.iter().copied().fold(f64::INFINITY, f64::min),
         tokens_per_second: tokens as f64 / secs,
         peak_memory_bytes: peak_rss_bytes(),
+        peak_device_bytes: device_peak.map(Peak::finish),
         forwards,
     })
 }

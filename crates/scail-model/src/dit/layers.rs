@@ -88,7 +88,7 @@ impl Lin {
     /// Copies the layer to `dev` (fp8 weights stay fp8).
     pub(super) fn to_device(&self, dev: &candle_core::Device) -> Result<Self> {
         Ok(Self {
-            w: self.w.to_device(dev)?,
+            w: crate::offload::to_device(&self.w, dev)?,
             scale: self.scale.as_ref().map(|s| s.to_device(dev)).transpose()?,
             compute: self.compute,
             b: self.b.to_device(dev)?,

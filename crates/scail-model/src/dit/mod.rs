@@ -30,7 +30,7 @@ use crate::{attention, rope};
 #[cfg(feature = "testing")]
 pub use bench::{
     bench_forward, bench_model, bench_size_problem, bench_vae, latent_size, random_weights,
-    AnonPeak, BenchReport, RandomInputs,
+    AnonPeak, BenchReport, Peak, RandomInputs,
 };
 pub use blocks::Trace;
 pub use config::{DitConfig, CLIP_DIM, EXTRA_CHANNELS};
