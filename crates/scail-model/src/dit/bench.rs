@@ -39,7 +39,8 @@ pub struct BenchReport {
     pub tokens_per_second: f64,
     /// Peak resident memory of the process (VmHWM) in bytes, when the OS reports it.
     pub peak_memory_bytes: Option<u64>,
-    /// Peak GPU memory in use during the timed forwards (sampled every 20 ms from the driver).
+    /// Peak GPU memory in use during the forwards, warm-up included (sampled every 20 ms from the
+    /// driver, so a spike shorter than that can be missed).
     pub peak_device_bytes: Option<u64>,
     pub forwards: usize,
 }
@@ -274,10 +275,10 @@ pub fn bench_model(
         replace: false,
     }
     .seq_len();
+    let device_peak = crate::device_memory_sampler(device).map(Peak::start);
     let out = model.forward(&inputs.inputs(500.0))?;
     out.device().synchronize()?;
     let forwards = forwards.max(1);
-    let device_peak = crate::device_memory_sampler(device).map(Peak::start);
     let mut times = Vec::with_capacity(forwards);
     for _ in 0..forwards {
         let start = std::time::Instant::now();
